@@ -1,0 +1,176 @@
+//! The "push dispatcher" process: everything the module does off the SIP workers' path.
+//!
+//! Kamailio forks this process from child_init(PROC_MAIN); [`run`] is its whole life. Threads exist
+//! only here and only after the fork:
+//! - a tokio runtime (`dispatcher_threads` threads) reads the queue and does all network work;
+//! - the process's main thread alone calls Kamailio: it runs the [`MainJob`]s the runtime sends it
+//!   over a channel (log lines now, tm and usrloc calls later) and the host's periodic duties.
+
+mod reader;
+
+use crate::config::Config;
+use crate::ipc::message::DispatcherStatus;
+use crate::log::{self, Record};
+use crate::shared::Shared;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What the main thread does for the host (Kamailio) on every turn of its loop.
+pub trait Host {
+    /// Periodic main-thread duties (in Kamailio: pick up cfg framework changes).
+    fn tick(&self);
+}
+
+/// Work that must run on the dispatcher process's main thread.
+pub enum MainJob {
+    /// A log line written on a runtime thread.
+    Log(Record),
+    /// A call into Kamailio (tm, usrloc, ...).
+    Run(Box<dyn FnOnce() + Send>),
+}
+
+/// How often the main thread wakes up when there is nothing to do.
+const TICK: Duration = Duration::from_millis(100);
+
+/// State the runtime's tasks share.
+pub struct Context {
+    pub config: Config,
+    pub shared: &'static Shared,
+    pub queue_size: usize,
+    pub started: Instant,
+    pub messages_handled: AtomicU64,
+    pub main: Sender<MainJob>,
+}
+
+impl Context {
+    pub fn status(&self) -> DispatcherStatus {
+        DispatcherStatus {
+            pid: std::process::id() as i32,
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            queue_depth: self.shared.queue_depth.load(Ordering::Relaxed),
+            queue_size: self.queue_size,
+            runtime_threads: self.config.dispatcher_threads,
+            messages_handled: self.messages_handled.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Runs the dispatcher until Kamailio goes away. Returns only on a fatal error.
+pub fn run(
+    config: &Config,
+    read_end: OwnedFd,
+    queue_size: usize,
+    shared: &'static Shared,
+    host: &dyn Host,
+) -> io::Result<()> {
+    die_with_parent()?;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    shared
+        .dispatcher_started_ms
+        .store(now_ms, Ordering::Relaxed);
+    shared
+        .dispatcher_pid
+        .store(std::process::id() as i32, Ordering::Relaxed);
+
+    let (main_tx, main_rx) = crossbeam_channel::unbounded::<MainJob>();
+    let forward = main_tx.clone();
+    log::set_forwarder(Box::new(move |record| {
+        let _ = forward.send(MainJob::Log(record));
+    }));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.dispatcher_threads)
+        .thread_name("push-runtime")
+        .on_thread_start(block_signals)
+        .enable_all()
+        .build()?;
+    let ctx = Arc::new(Context {
+        config: config.clone(),
+        shared,
+        queue_size,
+        started: Instant::now(),
+        messages_handled: AtomicU64::new(0),
+        main: main_tx,
+    });
+    runtime.spawn(reader::read_queue(read_end, ctx));
+    crate::info!(
+        "push dispatcher running: pid {}, {} runtime threads, queue of {} bytes",
+        std::process::id(),
+        config.dispatcher_threads,
+        queue_size
+    );
+    main_loop(&main_rx, host);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+/// The main thread: runs jobs, and the host's duties at least every [`TICK`], until the parent dies.
+fn main_loop(jobs: &Receiver<MainJob>, host: &dyn Host) {
+    let parent = std::os::unix::process::parent_id();
+    loop {
+        match jobs.recv_timeout(TICK) {
+            Ok(job) => run_job(job),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        // Drain what else is ready before the periodic duties.
+        while let Ok(job) = jobs.try_recv() {
+            run_job(job);
+        }
+        if catch_unwind(AssertUnwindSafe(|| host.tick())).is_err() {
+            crate::error!("the dispatcher's periodic duties panicked; going on");
+        }
+        log::refresh_level();
+        if std::os::unix::process::parent_id() != parent {
+            crate::notice!("Kamailio's main process is gone; the push dispatcher stops");
+            return;
+        }
+    }
+}
+
+fn run_job(job: MainJob) {
+    match job {
+        MainJob::Log(record) => log::write_record(&record),
+        MainJob::Run(f) => {
+            if catch_unwind(AssertUnwindSafe(f)).is_err() {
+                crate::error!("a job on the dispatcher's main thread panicked; going on");
+            }
+        }
+    }
+}
+
+/// Asks the kernel to end this process when Kamailio's main process dies, so that nothing of the
+/// module outlives Kamailio even if the main process is killed with SIGKILL.
+fn die_with_parent() -> io::Result<()> {
+    let parent = std::os::unix::process::parent_id();
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and no pointers.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if std::os::unix::process::parent_id() != parent {
+        // The parent died before the request took effect.
+        return Err(io::Error::other(
+            "Kamailio's main process exited while the dispatcher started",
+        ));
+    }
+    Ok(())
+}
+
+/// Signals (SIGTERM from Kamailio's shutdown, SIGINT...) are for the main thread, whose handler
+/// Kamailio installed; runtime threads block them all.
+fn block_signals() {
+    // SAFETY: sigfillset initialises the set; pthread_sigmask only changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}

@@ -1,0 +1,178 @@
+//! What Kamailio looks up when it loads push.so: `exports`, `module_version`, `module_flags`; and
+//! the init hooks those point at.
+
+use super::logger::KamailioLog;
+use super::params::PARAMS;
+use super::rpc::RPC_METHODS;
+use super::state::{self, Globals, PARAM_VALUES};
+use super::sys;
+use super::{guard, sys::cmd_export_t};
+use crate::config::Config;
+use crate::dispatcher::{self, Host};
+use crate::ipc::queue::Queue;
+use crate::shared::Shared;
+use std::ffi::{c_char, c_int};
+use std::ptr::{addr_of_mut, null_mut};
+
+/// A pointer that may live in a static (it points at constant data).
+#[repr(transparent)]
+pub struct StaticStr(*const c_char);
+// SAFETY: points at an immutable, NUL-terminated byte string for the whole life of the library.
+unsafe impl Sync for StaticStr {}
+
+/// Compared by Kamailio, byte for byte, with its own SER_FULL_VERSION.
+#[no_mangle]
+#[allow(non_upper_case_globals)]
+pub static module_version: StaticStr = StaticStr(sys::MODULE_VERSION.as_ptr() as *const c_char);
+
+/// Compared by Kamailio, byte for byte, with its own SER_COMPILE_FLAGS.
+#[no_mangle]
+#[allow(non_upper_case_globals)]
+pub static module_flags: StaticStr = StaticStr(sys::MODULE_FLAGS.as_ptr() as *const c_char);
+
+/// Script functions (none yet).
+static mut CMDS: [cmd_export_t; 1] = [cmd_export_t {
+    name: null_mut(),
+    function: None,
+    param_no: 0,
+    fixup: None,
+    free_fixup: None,
+    flags: 0,
+}];
+
+/// The module's description for Kamailio.
+#[no_mangle]
+#[allow(non_upper_case_globals)]
+pub static mut exports: sys::module_exports = sys::module_exports {
+    // Module name: modparam("push", ...).
+    name: c"push".as_ptr() as *mut c_char,
+    // dlopen flags: Kamailio's default (RTLD_NOW).
+    dlflags: 0,
+    // Script functions.
+    cmds: addr_of_mut!(CMDS) as *mut cmd_export_t,
+    // Module parameters.
+    params: addr_of_mut!(PARAMS) as *mut sys::param_export_t,
+    // RPC commands.
+    rpc_methods: addr_of_mut!(RPC_METHODS) as *mut sys::rpc_export_t,
+    // Pseudo-variables: none.
+    pv_items: null_mut(),
+    // Reply hook: none.
+    response_f: None,
+    init_mod_f: Some(mod_init),
+    init_child_f: Some(child_init),
+    destroy_mod_f: Some(mod_destroy),
+};
+
+unsafe extern "C" fn mod_init() -> c_int {
+    guard::call("mod_init", -1, || match init() {
+        Ok(()) => 0,
+        Err(message) => {
+            crate::error!("{message}");
+            -1
+        }
+    })
+}
+
+/// Checks the parameters and builds what every process will inherit. Runs once, in the main
+/// process, before any fork: no thread may be started here.
+fn init() -> Result<(), String> {
+    crate::log::set_backend(Box::new(KamailioLog));
+    guard::install_panic_hook();
+    let params = std::mem::take(&mut *PARAM_VALUES.lock().map_err(|_| "parameter list poisoned")?);
+    let config = Config::from_params(&params).map_err(|e| e.to_string())?;
+    let shared =
+        Shared::create().map_err(|e| format!("cannot map shared memory for the module: {e}"))?;
+    let queue = Queue::new(config.queue_size).map_err(|e| {
+        format!(
+            "cannot create the dispatcher's queue of {} bytes: {e}",
+            config.queue_size
+        )
+    })?;
+    // SAFETY: mod_init runs in the main process before the fork, where Kamailio expects these.
+    unsafe {
+        if sys::register_procs(1) < 0 {
+            return Err("register_procs failed".to_string());
+        }
+        sys::cfg_register_child(1);
+    }
+    crate::debug!("push module initialised: {config:?}");
+    state::set(Globals {
+        config,
+        queue,
+        shared,
+    })
+}
+
+unsafe extern "C" fn child_init(rank: c_int) -> c_int {
+    guard::call("child_init", -1, || {
+        if rank != sys::PROC_MAIN as c_int {
+            return 0;
+        }
+        // SAFETY: called from child_init(PROC_MAIN), as fork_process requires; the description is a
+        // static string. make_sock=1 gives the dispatcher a socket to send SIP over TCP/TLS.
+        let pid = unsafe {
+            sys::fork_process(sys::PROC_RPC, c"push dispatcher".as_ptr() as *mut c_char, 1)
+        };
+        if pid < 0 {
+            crate::error!("cannot fork the push dispatcher process");
+            return -1;
+        }
+        if pid == 0 {
+            dispatcher_process();
+        }
+        0
+    })
+}
+
+/// The body of the forked dispatcher process. Never returns.
+fn dispatcher_process() -> ! {
+    // SAFETY: a process forked by fork_process with cfg_register_child must call this first.
+    let code = if unsafe { sys::cfg_child_init() } != 0 {
+        crate::error!("cfg_child_init failed in the push dispatcher");
+        1
+    } else {
+        match run_dispatcher() {
+            Ok(()) => 0,
+            Err(e) => {
+                crate::error!("the push dispatcher stopped: {e}");
+                1
+            }
+        }
+    };
+    // SAFETY: ends this process without unwinding into Kamailio's fork_process frames or running
+    // the parent's atexit handlers from a process that has runtime threads.
+    unsafe { libc::_exit(code) }
+}
+
+fn run_dispatcher() -> Result<(), String> {
+    let globals = state::get().ok_or("the module was not initialised")?;
+    let read_end = globals
+        .queue
+        .clone_read_end()
+        .map_err(|e| format!("cannot open the queue: {e}"))?;
+    std::panic::catch_unwind(|| {
+        dispatcher::run(
+            &globals.config,
+            read_end,
+            globals.queue.capacity(),
+            globals.shared,
+            &KamailioHost,
+        )
+    })
+    .map_err(|p| format!("panic: {}", guard::describe(&*p)))?
+    .map_err(|e| e.to_string())
+}
+
+unsafe extern "C" fn mod_destroy() {
+    guard::call("mod_destroy", (), || crate::debug!("push module destroyed"))
+}
+
+/// The dispatcher's main-thread duties towards Kamailio.
+struct KamailioHost;
+
+impl Host for KamailioHost {
+    fn tick(&self) {
+        // SAFETY: called on the dispatcher's main thread, which did cfg_child_init.
+        unsafe { sys::push_shim_cfg_update() }
+    }
+}

@@ -1,0 +1,18 @@
+//! The Kamailio boundary: the only module with `unsafe` code that touches Kamailio and the only one
+//! that sees raw Kamailio types. Every `extern "C"` function here runs its body through
+//! [`guard::call`], so no panic crosses into Kamailio's C code.
+//!
+//! - [`sys`]: bindgen's view of the Kamailio headers and the version strings, from build.rs.
+//! - [`exports`]: the `exports` table Kamailio looks up, `module_version` / `module_flags`, the init hooks.
+//! - [`params`]: one trampoline per module parameter, collecting values for mod_init.
+//! - [`rpc`]: the `push.*` RPC commands.
+//! - [`logger`]: the log backend over Kamailio's logger.
+//! - [`state`]: what mod_init sets up before fork and every process inherits.
+
+mod exports;
+mod guard;
+mod logger;
+mod params;
+mod rpc;
+mod state;
+mod sys;

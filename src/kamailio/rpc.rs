@@ -1,0 +1,210 @@
+//! The `push.*` RPC commands (kamcmd, jsonrpcs). Handlers run in whichever process serves RPC
+//! (ctl, jsonrpcs); they may wait a bounded time for the dispatcher, never a SIP worker.
+
+use super::guard;
+use super::state;
+use super::sys::{rpc_export_t, rpc_t};
+use crate::ipc::message::{Answer, Question};
+use crate::ipc::reply;
+use std::ffi::{c_char, c_int, c_uint, c_void, CString};
+use std::ptr::{null, null_mut};
+use std::time::Duration;
+
+/// How long an RPC waits for the dispatcher before answering with a fault.
+const DISPATCHER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A null-terminated array of C strings that may live in a static.
+#[repr(transparent)]
+pub struct Docs<const N: usize>([*const c_char; N]);
+// SAFETY: the pointers are to string literals, never written.
+unsafe impl<const N: usize> Sync for Docs<N> {}
+
+static STATS_DOC: Docs<2> = Docs([
+    c"Counters of the push module and the state of its dispatcher process (pid, uptime, queue)."
+        .as_ptr(),
+    null(),
+]);
+
+const fn method(
+    name: &'static std::ffi::CStr,
+    f: unsafe extern "C" fn(*mut rpc_t, *mut c_void),
+    doc: &'static Docs<2>,
+) -> rpc_export_t {
+    rpc_export_t {
+        name: name.as_ptr(),
+        function: Some(f),
+        doc_str: doc.0.as_ptr() as *mut *const c_char,
+        flags: 0,
+    }
+}
+
+/// The null-terminated table `exports.rpc_methods` points at.
+pub static mut RPC_METHODS: [rpc_export_t; 2] = [
+    method(c"push.stats", rpc_stats, &STATS_DOC),
+    rpc_export_t {
+        name: null(),
+        function: None,
+        doc_str: null_mut(),
+        flags: 0,
+    },
+];
+
+/// A reply under construction.
+struct Reply {
+    api: *mut rpc_t,
+    ctx: *mut c_void,
+}
+
+/// A structure inside a reply.
+struct Struct {
+    api: *mut rpc_t,
+    handle: *mut c_void,
+}
+
+fn cstring(s: &str) -> CString {
+    CString::new(s.replace('\0', "?")).unwrap_or_default()
+}
+
+impl Reply {
+    fn fault(&self, code: c_int, message: &str) {
+        let message = cstring(message);
+        // SAFETY: api and ctx come from Kamailio for this call; "%s" takes one C string.
+        unsafe {
+            if let Some(fault) = (*self.api).fault {
+                fault(
+                    self.ctx,
+                    code,
+                    c"%s".as_ptr() as *mut c_char,
+                    message.as_ptr(),
+                );
+            }
+        }
+    }
+
+    fn add_struct(&self) -> Option<Struct> {
+        let mut handle: *mut c_void = null_mut();
+        // SAFETY: "{" makes Kamailio store a struct handle through the pointer passed.
+        let ok = unsafe {
+            (*self.api)
+                .add
+                .map(|add| {
+                    add(
+                        self.ctx,
+                        c"{".as_ptr() as *mut c_char,
+                        &mut handle as *mut *mut c_void,
+                    )
+                })
+                .unwrap_or(-1)
+        };
+        (ok >= 0 && !handle.is_null()).then_some(Struct {
+            api: self.api,
+            handle,
+        })
+    }
+}
+
+impl Struct {
+    fn int(&self, name: &str, value: i64) {
+        let name = cstring(name);
+        let value = value.clamp(c_int::MIN as i64, c_int::MAX as i64) as c_int;
+        // SAFETY: the handle is live for this reply; "d" takes a name and an int.
+        unsafe {
+            if let Some(add) = (*self.api).struct_add {
+                add(
+                    self.handle,
+                    c"d".as_ptr() as *mut c_char,
+                    name.as_ptr(),
+                    value,
+                );
+            }
+        }
+    }
+
+    fn uint(&self, name: &str, value: u64) {
+        let name = cstring(name);
+        let value = value.min(c_uint::MAX as u64) as c_uint;
+        // SAFETY: the handle is live for this reply; "u" takes a name and an unsigned int.
+        unsafe {
+            if let Some(add) = (*self.api).struct_add {
+                add(
+                    self.handle,
+                    c"u".as_ptr() as *mut c_char,
+                    name.as_ptr(),
+                    value,
+                );
+            }
+        }
+    }
+
+    fn child(&self, name: &str) -> Option<Struct> {
+        let name = cstring(name);
+        let mut handle: *mut c_void = null_mut();
+        // SAFETY: "{" with a name stores the nested struct's handle through the pointer passed.
+        let ok = unsafe {
+            (*self.api)
+                .struct_add
+                .map(|add| {
+                    add(
+                        self.handle,
+                        c"{".as_ptr() as *mut c_char,
+                        name.as_ptr(),
+                        &mut handle as *mut *mut c_void,
+                    )
+                })
+                .unwrap_or(-1)
+        };
+        (ok >= 0 && !handle.is_null()).then_some(Struct {
+            api: self.api,
+            handle,
+        })
+    }
+}
+
+/// Runs an RPC body with a panic guard; a panic becomes a 500 fault.
+fn serve(
+    name: &str,
+    api: *mut rpc_t,
+    ctx: *mut c_void,
+    body: impl FnOnce(&Reply) -> Result<(), (c_int, String)>,
+) {
+    if api.is_null() {
+        return;
+    }
+    let reply = Reply { api, ctx };
+    let outcome = guard::call(
+        name,
+        Err((500, format!("internal error in {name}"))),
+        || body(&reply),
+    );
+    if let Err((code, message)) = outcome {
+        reply.fault(code, &message);
+    }
+}
+
+unsafe extern "C" fn rpc_stats(api: *mut rpc_t, ctx: *mut c_void) {
+    serve("push.stats", api, ctx, |reply| {
+        let globals =
+            state::get().ok_or((500, "the push module is not initialised".to_string()))?;
+        let status = match reply::ask(&globals.sender(), Question::Status, DISPATCHER_TIMEOUT) {
+            Ok(Answer::Status(status)) => status,
+            Err(e) => return Err((500, e.to_string())),
+        };
+        let top = reply
+            .add_struct()
+            .ok_or((500, "cannot build the reply".to_string()))?;
+        if let Some(d) = top.child("dispatcher") {
+            d.int("pid", status.pid as i64);
+            d.uint("uptime_s", status.uptime_ms / 1000);
+            d.int("queue_depth", status.queue_depth);
+            d.uint("queue_size", status.queue_size as u64);
+            d.uint("runtime_threads", status.runtime_threads as u64);
+            d.uint("messages_handled", status.messages_handled);
+        }
+        if let Some(c) = top.child("counters") {
+            for (name, value) in globals.shared.counters.snapshot() {
+                c.uint(name, value);
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,36 @@
+//! What mod_init builds in Kamailio's main process before it forks; every child inherits a copy
+//! (the queue's descriptors and the shared mapping stay shared).
+
+use crate::config::{Config, RawValue};
+use crate::ipc::queue::{Queue, Sender};
+use crate::shared::Shared;
+use once_cell::sync::OnceCell;
+use std::sync::Mutex;
+
+/// Parameter values in the order the script set them; taken by mod_init.
+pub static PARAM_VALUES: Mutex<Vec<(&'static str, RawValue)>> = Mutex::new(Vec::new());
+
+pub struct Globals {
+    pub config: Config,
+    pub queue: Queue,
+    pub shared: &'static Shared,
+}
+
+static GLOBALS: OnceCell<Globals> = OnceCell::new();
+
+pub fn set(globals: Globals) -> Result<(), String> {
+    GLOBALS
+        .set(globals)
+        .map_err(|_| "the module was initialised twice".to_string())
+}
+
+/// The module's state; `None` only before mod_init succeeded.
+pub fn get() -> Option<&'static Globals> {
+    GLOBALS.get()
+}
+
+impl Globals {
+    pub fn sender(&self) -> Sender<'_> {
+        self.queue.sender(&self.shared.queue_depth)
+    }
+}

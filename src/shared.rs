@@ -1,0 +1,117 @@
+//! Memory shared by every Kamailio process of the module: the dispatcher's state and the counters.
+//!
+//! Made in mod_init, before Kamailio forks, as an anonymous shared mapping, so that every child
+//! sees the same pages. Everything in it is an atomic: no lock, nothing to wait on.
+
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($( $(#[doc = $doc:expr])* $name:ident ),* $(,)?) => {
+        /// The module's counters, one shared atomic each.
+        #[repr(C)]
+        #[derive(Default)]
+        pub struct Counters {
+            $( $(#[doc = $doc])* pub $name: AtomicU64, )*
+        }
+
+        impl Counters {
+            /// Every counter with its name, in a stable order.
+            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+                vec![$( (stringify!($name), self.$name.load(Ordering::Relaxed)), )*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Calls held with t_suspend.
+    suspended,
+    /// Held calls continued to a woken device.
+    resumed,
+    /// Held calls that no device answered in time.
+    timed_out,
+    /// Held calls the caller cancelled.
+    cancelled,
+    /// Pushes a provider accepted.
+    pushes_sent,
+    /// Pushes that failed for good.
+    pushes_failed,
+    /// Device records stored or replaced.
+    devices_stored,
+    /// Device records removed.
+    devices_removed,
+    /// Messages a SIP worker could not queue because the dispatcher's queue was full.
+    queue_full,
+}
+
+/// The shared block.
+#[repr(C)]
+#[derive(Default)]
+pub struct Shared {
+    /// Pid of the dispatcher process, 0 until it runs.
+    pub dispatcher_pid: AtomicI32,
+    /// When the dispatcher started, in milliseconds since the Unix epoch.
+    pub dispatcher_started_ms: AtomicU64,
+    /// Messages written to the queue and not yet read by the dispatcher.
+    pub queue_depth: AtomicI64,
+    pub counters: Counters,
+}
+
+impl Shared {
+    /// Maps a zeroed block shared with every process forked after this call. It is never unmapped:
+    /// it lives as long as Kamailio.
+    pub fn create() -> io::Result<&'static Shared> {
+        let size = std::mem::size_of::<Shared>();
+        // SAFETY: an anonymous mapping with no address hint; the result is checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast::<Shared>())
+            .ok_or_else(|| io::Error::other("mmap returned null"))?;
+        // SAFETY: the mapping is page-aligned, large enough and writable; all-zero bytes are a valid
+        // Shared (atomics of zero), and writing a fresh value first makes that explicit.
+        unsafe {
+            ptr.as_ptr().write(Shared::default());
+            Ok(&*ptr.as_ptr())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_seen_across_fork() {
+        let shared = Shared::create().unwrap();
+        shared.counters.suspended.fetch_add(2, Ordering::Relaxed);
+        // SAFETY: the child only touches atomics in the shared mapping and exits at once.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            shared.counters.pushes_sent.fetch_add(7, Ordering::Relaxed);
+            shared.queue_depth.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: leaves the forked test child without running the parent's destructors.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just forked.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let snap = shared.counters.snapshot();
+        assert!(snap.contains(&("suspended", 2)));
+        assert!(snap.contains(&("pushes_sent", 7)));
+        assert_eq!(shared.queue_depth.load(Ordering::Relaxed), 1);
+    }
+}
