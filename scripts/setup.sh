@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Sets up a Debian bookworm machine for kamailio-push: Debian packages (kamailio, sipp, libclang for
+# bindgen), the deb-src entry and Kamailio's sources (for headers and build flags), then builds the
+# module and installs it as push.so in Kamailio's module directory. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(kamailio sip-tester libclang-dev dpkg-dev make gcc pkg-config ca-certificates)
+MODULE_DIR=/usr/lib/x86_64-linux-gnu/kamailio/modules
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup: run as root (it installs Debian packages)" >&2
+  exit 1
+fi
+
+# deb-src for bookworm, so that `apt-get source kamailio` finds the sources of the installed binary.
+if ! grep -rqs "^Types:.*deb-src" /etc/apt/sources.list.d/ && ! grep -qs "^deb-src" /etc/apt/sources.list; then
+  echo "setup: adding a deb-src entry for bookworm"
+  cat > /etc/apt/sources.list.d/kamailio-push-src.sources <<'SRC'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+echo "setup: apt-get update"
+apt-get update -qq
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found: install a Rust toolchain (rustup) first" >&2
+  exit 1
+fi
+
+./kamailio-headers/fetch-sources.sh
+echo "setup: building the module (cargo build --release)"
+cargo build --release --locked
+install -m 0644 target/release/libkamailio_push.so "$MODULE_DIR/push.so"
+echo "setup: installed $MODULE_DIR/push.so"

@@ -1,0 +1,357 @@
+//! Test harness: a real Kamailio per test, on its own ports, with its own run directory, ctl socket
+//! and log; stopped (and its whole process group with it) when the handle drops. When a test
+//! fails, the log is printed.
+#![allow(dead_code)]
+
+use std::fs;
+use std::net::{TcpListener, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const KAMAILIO: &str = "kamailio";
+pub const SYSTEM_MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules";
+
+/// The module built with the tests: target/<profile>/libkamailio_push.so, or $PUSH_MODULE.
+pub fn module_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("PUSH_MODULE") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let so = profile_dir.join("libkamailio_push.so");
+    assert!(so.is_file(), "module not built: {} is missing", so.display());
+    so
+}
+
+/// A directory holding `push.so` (a link to the built module), so configs can say `loadmodule "push.so"`.
+pub fn module_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("modules");
+    fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("push.so");
+    let _ = fs::remove_file(&link);
+    // Another test may create it at the same moment; either link is the same.
+    let _ = std::os::unix::fs::symlink(module_path(), &link);
+    dir
+}
+
+/// The `-L` search path: the built module first, then Kamailio's own modules.
+pub fn module_search_path() -> String {
+    format!("{}:{}", module_dir().display(), SYSTEM_MODULES)
+}
+
+/// A fresh directory under the target dir for one test run.
+pub fn run_dir(name: &str) -> PathBuf {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("runs").join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// What a config needs to know about the instance it runs in.
+pub struct Setup {
+    pub dir: PathBuf,
+    pub sip_port: u16,
+    pub ctl: PathBuf,
+}
+
+impl Setup {
+    pub fn new(name: &str) -> Setup {
+        let dir = run_dir(name);
+        let ctl = dir.join("ctl.sock");
+        Setup {
+            dir,
+            sip_port: free_port(),
+            ctl,
+        }
+    }
+
+    /// The preamble every generated config starts with: listeners, ctl, the push module.
+    pub fn preamble(&self, debug: i32) -> String {
+        format!(
+            "#!KAMAILIO\n\
+             debug={debug}\n\
+             log_stderror=yes\n\
+             children=2\n\
+             tcp_children=2\n\
+             auto_aliases=no\n\
+             listen=udp:127.0.0.1:{port}\n\
+             listen=tcp:127.0.0.1:{port}\n\
+             loadmodule \"ctl.so\"\n\
+             modparam(\"ctl\", \"binrpc\", \"unix:{ctl}\")\n\
+             loadmodule \"push.so\"\n",
+            port = self.sip_port,
+            ctl = self.ctl.display()
+        )
+    }
+}
+
+/// A running Kamailio.
+pub struct Kamailio {
+    pub setup: Setup,
+    child: Option<Child>,
+    pub log: PathBuf,
+    pub pid: u32,
+}
+
+/// Runs `kamailio -c` on a config file; returns (success, output).
+pub fn check_config(cfg: &Path, defines: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = Command::new(KAMAILIO);
+    cmd.arg("-c").arg("-f").arg(cfg).arg("-L").arg(module_search_path());
+    for (k, v) in defines {
+        cmd.arg("-A").arg(format!("{k}={v}"));
+    }
+    let out = cmd.output().expect("cannot run kamailio");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+impl Kamailio {
+    /// Starts Kamailio with this config text and waits until its ctl socket answers.
+    pub fn start(setup: Setup, cfg: &str) -> Kamailio {
+        let mut k = Kamailio::spawn(setup, cfg, &[]);
+        k.wait_ready();
+        k
+    }
+
+    /// Starts Kamailio without waiting (for tests that expect it to fail).
+    pub fn spawn(setup: Setup, cfg: &str, defines: &[(&str, &str)]) -> Kamailio {
+        let cfg_path = setup.dir.join("kamailio.cfg");
+        fs::write(&cfg_path, cfg).unwrap();
+        Kamailio::spawn_file(setup, &cfg_path, defines)
+    }
+
+    pub fn spawn_file(setup: Setup, cfg_path: &Path, defines: &[(&str, &str)]) -> Kamailio {
+        let log = setup.dir.join("kamailio.log");
+        let log_file = fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(KAMAILIO);
+        cmd.arg("-DD")
+            .arg("-E")
+            .arg("-f")
+            .arg(cfg_path)
+            .arg("-L")
+            .arg(module_search_path())
+            .arg("-Y")
+            .arg(&setup.dir)
+            .arg("-w")
+            .arg(&setup.dir)
+            .arg("-P")
+            .arg(setup.dir.join("kamailio.pid"))
+            .arg("-m")
+            .arg("64")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            // Its own process group, so that cleanup can reach every process it forked.
+            .process_group(0);
+        for (k, v) in defines {
+            cmd.arg("-A").arg(format!("{k}={v}"));
+        }
+        let child = cmd.spawn().expect("cannot start kamailio");
+        let pid = child.id();
+        Kamailio {
+            setup,
+            child: Some(child),
+            log,
+            pid,
+        }
+    }
+
+    pub fn sip_port(&self) -> u16 {
+        self.setup.sip_port
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("kamailio exited during startup ({status}):\n{}", self.log_text());
+            }
+            if self.setup.ctl.exists() && self.kamcmd(&["core.version"]).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("kamailio not ready after 15 s:\n{}", self.log_text());
+    }
+
+    /// Waits for the process to exit on its own (e.g. a refused config).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn kamcmd(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("kamcmd")
+            .arg("-s")
+            .arg(format!("unix:{}", self.setup.ctl.display()))
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if out.status.success() && !stdout.starts_with("error:") {
+            Ok(stdout)
+        } else {
+            Err(format!("{stdout}{stderr}"))
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log_text().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        false
+    }
+
+    /// Pid of the process whose `core.psx` description is `desc`.
+    pub fn process_pid(&self, desc: &str) -> Option<i32> {
+        let psx = self.kamcmd(&["core.psx"]).ok()?;
+        let mut pid = None;
+        for line in psx.lines().map(str::trim) {
+            if let Some(p) = line.strip_prefix("PID: ") {
+                pid = p.trim().parse().ok();
+            }
+            if line.strip_prefix("DSC: ") == Some(desc) {
+                return pid;
+            }
+        }
+        None
+    }
+
+    /// Sends SIGTERM to the main process and waits for it (and its children) to exit.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: signals a process this handle started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if status.is_none() {
+            kill_group(child.id() as i32);
+            let _ = child.wait();
+        }
+        status
+    }
+
+    /// The raw child, for tests that signal it themselves.
+    pub fn take_child(&mut self) -> Option<Child> {
+        self.child.take()
+    }
+}
+
+/// Does any process of this process group still exist?
+pub fn group_alive(pgid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::kill(-pgid, 0) == 0 }
+}
+
+pub fn kill_group(pgid: i32) {
+    // SAFETY: kills the process group this harness created for one Kamailio.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+}
+
+/// Is `pid` a live process (not gone, not a zombie)?
+pub fn process_alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .map(|rest| rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let pgid = self.pid as i32;
+        self.stop();
+        // Whatever is left of its process group goes too.
+        if group_alive(pgid) {
+            kill_group(pgid);
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "----- kamailio log ({}) -----\n{}\n----- end of log -----",
+                self.log.display(),
+                self.log_text()
+            );
+        }
+    }
+}
+
+/// The value of `key: value` at the first line that has it in kamcmd output.
+pub fn field(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")).map(|v| v.trim().to_string()))
+}
+
+/// Runs sipp with a scenario from tests/sipp against this Kamailio; returns (success, output).
+pub fn sipp(scenario: &str, target_port: u16, extra: &[&str], dir: &Path) -> (bool, String) {
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(scenario);
+    let out = Command::new("sipp")
+        .arg(format!("127.0.0.1:{target_port}"))
+        .arg("-sf")
+        .arg(&scenario)
+        .args(["-i", "127.0.0.1", "-p"])
+        .arg(free_port().to_string())
+        .args(["-m", "1", "-timeout", "15s", "-timeout_error", "-nostdin"])
+        .arg("-trace_err")
+        .args(extra)
+        .current_dir(dir)
+        .output()
+        .expect("cannot run sipp");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}

@@ -1,0 +1,148 @@
+//! The foundation: push.so loads into the real Kamailio, forks its dispatcher, answers RPC, refuses
+//! bad parameters and goes away with Kamailio.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::time::Duration;
+
+fn minimal(setup: &Setup, debug: i32, extra: &str) -> String {
+    format!(
+        "{}loadmodule \"sl.so\"\n{extra}\nrequest_route {{\n  sl_send_reply(\"200\", \"OK\");\n}}\n",
+        setup.preamble(debug)
+    )
+}
+
+#[test]
+fn loads_and_dispatcher_answers_push_stats() {
+    let setup = Setup::new("loads");
+    let cfg = minimal(&setup, 2, "modparam(\"push\", \"dispatcher_threads\", 3)");
+    let k = Kamailio::start(setup, &cfg);
+    let log = k.log_text();
+    assert!(!log.contains("mismatch"), "{log}");
+    assert!(!log.contains("undefined symbol"), "{log}");
+
+    let pid = k.process_pid("push dispatcher").expect("no 'push dispatcher' in core.psx");
+    assert!(process_alive(pid));
+    let stats = k.kamcmd(&["push.stats"]).unwrap();
+    assert_eq!(field(&stats, "pid"), Some(pid.to_string()), "{stats}");
+    assert_eq!(field(&stats, "runtime_threads").as_deref(), Some("3"), "{stats}");
+    assert_eq!(field(&stats, "queue_depth").as_deref(), Some("0"), "{stats}");
+    assert_eq!(field(&stats, "suspended").as_deref(), Some("0"), "{stats}");
+    // Each push.stats goes through the dispatcher's queue: the count it reports moves.
+    let handled: u64 = field(&stats, "messages_handled").unwrap().parse().unwrap();
+    let again = k.kamcmd(&["push.stats"]).unwrap();
+    let handled_again: u64 = field(&again, "messages_handled").unwrap().parse().unwrap();
+    assert_eq!(handled_again, handled + 1, "{again}");
+}
+
+#[test]
+fn sip_is_served_with_the_module_loaded() {
+    let setup = Setup::new("sip");
+    let cfg = minimal(&setup, 2, "");
+    let k = Kamailio::start(setup, &cfg);
+    let (ok, out) = sipp("options.xml", k.sip_port(), &[], &k.setup.dir);
+    assert!(ok, "sipp failed:\n{out}");
+}
+
+#[test]
+fn bad_parameter_value_stops_kamailio_naming_it() {
+    let setup = Setup::new("badparam");
+    let cfg = minimal(&setup, 2, "modparam(\"push\", \"dispatcher_threads\", 0)");
+    let mut k = Kamailio::spawn(setup, &cfg, &[]);
+    let status = k.wait_exit(Duration::from_secs(15)).expect("kamailio did not stop");
+    assert!(!status.success());
+    let log = k.log_text();
+    assert!(
+        log.contains("invalid value 0 for modparam(\"push\", \"dispatcher_threads\", ...): must be between 1 and 64"),
+        "{log}"
+    );
+}
+
+#[test]
+fn parameter_of_the_wrong_type_is_refused_by_kamailio() {
+    let setup = Setup::new("badtype");
+    let cfg = minimal(&setup, 2, "modparam(\"push\", \"queue_size\", \"big\")");
+    let mut k = Kamailio::spawn(setup, &cfg, &[]);
+    let status = k.wait_exit(Duration::from_secs(15)).expect("kamailio did not stop");
+    assert!(!status.success());
+    let log = k.log_text();
+    assert!(log.contains("queue_size"), "{log}");
+}
+
+#[test]
+fn unknown_parameter_is_refused() {
+    let setup = Setup::new("unknown");
+    let cfg = minimal(&setup, 2, "modparam(\"push\", \"no_such_thing\", 1)");
+    let mut k = Kamailio::spawn(setup, &cfg, &[]);
+    let status = k.wait_exit(Duration::from_secs(15)).expect("kamailio did not stop");
+    assert!(!status.success());
+    assert!(k.log_text().contains("no_such_thing"), "{}", k.log_text());
+}
+
+#[test]
+fn stopping_kamailio_leaves_no_module_process() {
+    let setup = Setup::new("stop");
+    let cfg = minimal(&setup, 2, "");
+    let mut k = Kamailio::start(setup, &cfg);
+    let pid = k.process_pid("push dispatcher").unwrap();
+    let status = k.stop().expect("kamailio did not stop on SIGTERM");
+    assert!(status.success() || status.code().is_some(), "{status}");
+    assert!(!process_alive(pid), "dispatcher {pid} outlived Kamailio");
+    assert!(!group_alive(k.pid as i32), "processes of Kamailio's group are left");
+}
+
+#[test]
+fn dispatcher_dies_with_kamailio_even_when_killed() {
+    let setup = Setup::new("sigkill");
+    let cfg = minimal(&setup, 2, "");
+    let mut k = Kamailio::start(setup, &cfg);
+    let pid = k.process_pid("push dispatcher").unwrap();
+    let mut main = k.take_child().unwrap();
+    main.kill().unwrap();
+    main.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while process_alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!process_alive(pid), "dispatcher {pid} outlived a killed Kamailio");
+}
+
+#[test]
+fn log_lines_follow_kamailio_debug_level() {
+    // At debug=2 (info) the dispatcher's start line is printed through Kamailio's logger...
+    let setup = Setup::new("loginfo");
+    let cfg = minimal(&setup, 2, "");
+    let k = Kamailio::start(setup, &cfg);
+    assert!(
+        k.wait_for_log("INFO: push: dispatcher(): push dispatcher running", Duration::from_secs(5)),
+        "{}",
+        k.log_text()
+    );
+    drop(k);
+    // ...and at debug=1 (notice) it is not.
+    let setup = Setup::new("lognotice");
+    let cfg = minimal(&setup, 1, "");
+    let k = Kamailio::start(setup, &cfg);
+    let pid = k.process_pid("push dispatcher").unwrap();
+    assert!(process_alive(pid));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!k.log_text().contains("push dispatcher running"), "{}", k.log_text());
+}
+
+#[test]
+fn every_example_config_passes_kamailio_check() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cfg-examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("cfg") {
+            continue;
+        }
+        let (ok, out) = check_config(&path, &[]);
+        assert!(ok, "kamailio -c rejects {}:\n{out}", path.display());
+        checked += 1;
+    }
+    assert!(checked > 0, "no example config in {}", dir.display());
+}
