@@ -13,9 +13,11 @@
 //! - [`log`] routes log lines to Kamailio's logger from whichever thread they are written on.
 
 pub mod config;
+pub mod devices;
 pub mod dispatcher;
 pub mod ipc;
 pub mod log;
+pub mod providers;
 pub mod shared;
 
 #[cfg(not(test))]

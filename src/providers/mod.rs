@@ -1,0 +1,3 @@
+//! Push providers: how a push request reaches a phone.
+
+pub mod webhook;
