@@ -101,6 +101,7 @@ const ALLOW_TYPES: &[&str] = &[
     "rpc_t",
     "modparam_t",
     "sip_msg",
+    "push_.*",
 ];
 const ALLOW_FUNCTIONS: &[&str] = &[
     "register_procs",
@@ -108,6 +109,8 @@ const ALLOW_FUNCTIONS: &[&str] = &[
     "cfg_register_child",
     "cfg_child_init",
     "push_shim_.*",
+    "fixup_spve_null",
+    "fixup_free_spve_null",
 ];
 const ALLOW_VARS: &[&str] = &[
     "PROC_.*",
@@ -126,6 +129,7 @@ const ALLOW_VARS: &[&str] = &[
     "ONREPLY_ROUTE",
     "BRANCH_ROUTE",
     "ANY_ROUTE",
+    "PUSH_.*",
 ];
 
 fn fail(msg: &str) -> ! {

@@ -1,28 +1,241 @@
-/* Kamailio API that bindgen cannot call: macros and static inline functions, wrapped in real functions.
- * Compiled by build.rs with Kamailio's own -D set, so the macros expand as they do inside Kamailio. */
+/* Kamailio API that bindgen cannot call, or that is clearer in C: macros, static inline functions,
+ * header parsing, and the tm/usrloc bindings. Compiled by build.rs with Kamailio's own -D set, so the
+ * macros expand as they do inside Kamailio. Rust reaches these through the declarations in wrapper.h;
+ * the push_rs_* functions called from here are defined in Rust (src/kamailio/). */
+#include <string.h>
 #include "core/dprint.h"
 #include "core/cfg/cfg_struct.h"
+#include "core/sr_module.h"
+#include "core/mod_fix.h"
+#include "core/route.h"
+#include "core/script_cb.h"
+#include "core/parser/msg_parser.h"
+#include "core/parser/parse_from.h"
+#include "core/parser/parse_to.h"
+#include "core/parser/parse_uri.h"
+#include "core/parser/parse_expires.h"
+#include "modules/tm/tm_load.h"
+#include "modules/usrloc/usrloc.h"
+#include "wrapper.h"
 
-/* Is a message of this level printed for this module? Checked before Rust formats anything. */
+_Static_assert(PUSH_UL_INSERT == UL_CONTACT_INSERT && PUSH_UL_UPDATE == UL_CONTACT_UPDATE
+		&& PUSH_UL_DELETE == UL_CONTACT_DELETE && PUSH_UL_EXPIRE == UL_CONTACT_EXPIRE,
+		"usrloc callback types differ from wrapper.h");
+_Static_assert(PUSH_TM_RESPONSE_OUT == TMCB_RESPONSE_OUT && PUSH_TM_DESTROY == TMCB_DESTROY
+		&& PUSH_TM_E2ECANCEL_IN == TMCB_E2ECANCEL_IN,
+		"tm callback types differ from wrapper.h");
+
+static struct tm_binds tmb;
+static usrloc_api_t ulb;
+static int have_usrloc = 0;
+
+/* ---- logging ---------------------------------------------------------------------------------- */
+
 int push_shim_log_enabled(int level)
 {
 	return is_printable(level);
 }
 
-/* The module's debug level as Kamailio sees it (core debug or a per-module override). */
 int push_shim_debug_level(void)
 {
 	return get_debug_level(LOG_MNAME, LOG_MNAME_LEN);
 }
 
-/* One log line through Kamailio's logger (stderr or syslog, with its prefixes and level checks). */
 void push_shim_log(int level, const char *where, const char *msg)
 {
 	LOG_FX(DEFAULT_FACILITY, level, NULL, "push: ", where, "%s\n", msg);
 }
 
-/* Picks up configuration changes made through the cfg framework (cfg_update is a macro). */
 void push_shim_cfg_update(void)
 {
 	cfg_update();
+}
+
+/* ---- binding other modules --------------------------------------------------------------------- */
+
+int push_shim_bind_tm(void)
+{
+	return load_tm_api(&tmb);
+}
+
+int push_shim_bind_usrloc(int *use_domain)
+{
+	bind_usrloc_t bind = (bind_usrloc_t)find_export("ul_bind_usrloc", 1, 0);
+	if(!bind || bind(&ulb) < 0)
+		return -1;
+	have_usrloc = 1;
+	*use_domain = ulb.use_domain;
+	return 0;
+}
+
+int push_shim_route_lookup(const char *name)
+{
+	return route_lookup(&main_rt, (char *)name);
+}
+
+/* ---- request data ------------------------------------------------------------------------------ */
+
+static void strv(push_strv_t *dst, str *src)
+{
+	if(src && src->s && src->len > 0) {
+		dst->s = src->s;
+		dst->len = src->len;
+	} else {
+		dst->s = NULL;
+		dst->len = 0;
+	}
+}
+
+int push_shim_call_info(struct sip_msg *msg, push_call_info_t *out)
+{
+	struct to_body *from;
+	memset(out, 0, sizeof(*out));
+	if(parse_headers(msg, HDR_CALLID_F | HDR_FROM_F, 0) < 0 || !msg->callid)
+		return -1;
+	strv(&out->call_id, &msg->callid->body);
+	if(parse_from_header(msg) < 0)
+		return -1;
+	from = get_from(msg);
+	strv(&out->from_uri, &from->uri);
+	strv(&out->from_name, &from->display);
+	if(msg->first_line.type == SIP_REQUEST) {
+		if(parse_sip_msg_uri(msg) < 0)
+			return -1;
+		strv(&out->ruri_user, &msg->parsed_uri.user);
+		strv(&out->ruri_host, &msg->parsed_uri.host);
+	}
+	return 0;
+}
+
+int push_shim_register_info(struct sip_msg *msg, push_register_info_t *out)
+{
+	struct hdr_field *h;
+	struct to_body *to;
+	struct sip_uri uri;
+	int n = 0;
+	memset(out, 0, sizeof(*out));
+	if(parse_headers(msg, HDR_EOH_F, 0) < 0 || !msg->to)
+		return -1;
+	to = get_to(msg);
+	if(!to || parse_uri(to->uri.s, to->uri.len, &uri) < 0)
+		return -1;
+	strv(&out->to_user, &uri.user);
+	strv(&out->to_host, &uri.host);
+	if(msg->user_agent)
+		strv(&out->user_agent, &msg->user_agent->body);
+	out->expires = -1;
+	if(msg->expires && parse_expires(msg->expires) == 0 && msg->expires->parsed)
+		out->expires = ((exp_body_t *)msg->expires->parsed)->val;
+	for(h = msg->contact; h && n < PUSH_MAX_CONTACT_HEADERS; h = h->next) {
+		if(h->type == HDR_CONTACT_T)
+			strv(&out->contacts[n++], &h->body);
+	}
+	out->contact_count = n;
+	out->is_reply = (msg->first_line.type == SIP_REPLY);
+	return 0;
+}
+
+int push_shim_param_str(struct sip_msg *msg, char *param, push_strv_t *out)
+{
+	str s = STR_NULL;
+	if(get_str_fparam(&s, msg, (fparam_t *)param) < 0)
+		return -1;
+	strv(out, &s);
+	return 0;
+}
+
+/* ---- tm ----------------------------------------------------------------------------------------- */
+
+static void tm_event(struct cell *t, int type, struct tmcb_params *ps)
+{
+	push_rs_tm_event(t->hash_index, t->label, type, ps ? ps->code : 0);
+}
+
+int push_shim_suspend(struct sip_msg *msg, unsigned int timeout_ms, unsigned int *index,
+		unsigned int *label)
+{
+	struct cell *t = tmb.t_gett();
+	int ret;
+	if(t == NULL || t == T_UNDEFINED) {
+		ret = tmb.t_newtran(msg);
+		if(ret == 0)
+			return PUSH_SUSPEND_RETRANSMISSION;
+		if(ret < 0)
+			return PUSH_SUSPEND_NO_TRANSACTION;
+		t = tmb.t_gett();
+		if(t == NULL || t == T_UNDEFINED)
+			return PUSH_SUSPEND_NO_TRANSACTION;
+	}
+	if(t->uas.status >= 200)
+		return PUSH_SUSPEND_ALREADY_REPLIED;
+	if(timeout_ms > 0 && tmb.set_fr(msg, timeout_ms, 0) < 0)
+		return PUSH_SUSPEND_FAILED;
+	if(tmb.register_tmcb(msg, 0,
+			TMCB_DESTROY | TMCB_E2ECANCEL_IN | TMCB_RESPONSE_OUT, tm_event, 0, 0) <= 0)
+		return PUSH_SUSPEND_FAILED;
+	ret = tmb.t_suspend(msg, index, label);
+	if(ret == 1)
+		return PUSH_SUSPEND_CANCELED;
+	if(ret < 0)
+		return PUSH_SUSPEND_FAILED;
+	return 0;
+}
+
+int push_shim_cancel_suspend(unsigned int index, unsigned int label)
+{
+	return tmb.t_cancel_suspend(index, label);
+}
+
+int push_shim_continue(unsigned int index, unsigned int label, int route)
+{
+	if(route < 0 || route >= main_rt.entries || main_rt.rlist[route] == NULL)
+		return -10;
+	return tmb.t_continue(index, label, main_rt.rlist[route]);
+}
+
+/* ---- usrloc and script callbacks --------------------------------------------------------------- */
+
+static void ul_event(ucontact_t *c, int type, void *param)
+{
+	push_contact_event_t ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = type;
+	strv(&ev.aor, c->aor);
+	strv(&ev.contact, &c->c);
+	strv(&ev.instance, &c->instance);
+	strv(&ev.user_agent, &c->user_agent);
+	strv(&ev.received, &c->received);
+	ev.reg_id = c->reg_id;
+	ev.expires = (long)c->expires;
+	push_rs_contact_event(&ev);
+}
+
+int push_shim_register_ulcb(void)
+{
+	if(!have_usrloc)
+		return -1;
+	return ulb.register_ulcb(
+			UL_CONTACT_INSERT | UL_CONTACT_UPDATE | UL_CONTACT_DELETE | UL_CONTACT_EXPIRE,
+			ul_event, 0) < 0 ? -1 : 0;
+}
+
+static int pre_script(struct sip_msg *msg, unsigned int flags, void *param)
+{
+	push_rs_script_edge(0);
+	return 1;
+}
+
+static int post_script(struct sip_msg *msg, unsigned int flags, void *param)
+{
+	push_rs_script_edge(1);
+	return 1;
+}
+
+/* Request-route edges: usrloc events seen while a request is processed are sent after the route
+ * (and so after save() sent the REGISTER's reply). */
+int push_shim_register_script_cbs(void)
+{
+	if(register_script_cb(pre_script, PRE_SCRIPT_CB | REQUEST_CB, 0) < 0)
+		return -1;
+	return register_script_cb(post_script, POST_SCRIPT_CB | REQUEST_CB, 0);
 }

@@ -1,13 +1,95 @@
-/* The Kamailio headers bindgen reads. build.rs passes -I<kamailio>/src and Kamailio's own -D set. */
+/* The Kamailio headers bindgen reads, and the interface of shim.c. build.rs passes -I<kamailio>/src
+ * and Kamailio's own -D set. */
+#ifndef PUSH_WRAPPER_H
+#define PUSH_WRAPPER_H
+
 #include "core/sr_module.h"
 #include "core/pt.h"
 #include "core/rpc.h"
 #include "core/dprint.h"
+#include "core/mod_fix.h"
+#include "core/route.h"
 #include "core/cfg/cfg_struct.h"
 #include "core/parser/msg_parser.h"
 
-/* Functions of shim.c: Kamailio API that exists only as macros or static inline functions. */
+/* A view of a Kamailio string (not NUL-terminated; valid while the message or contact lives). */
+typedef struct push_strv {
+	const char *s;
+	int len;
+} push_strv_t;
+
+typedef struct push_call_info {
+	push_strv_t call_id;
+	push_strv_t from_uri;
+	push_strv_t from_name;
+	push_strv_t ruri_user;
+	push_strv_t ruri_host;
+} push_call_info_t;
+
+#define PUSH_MAX_CONTACT_HEADERS 16
+
+typedef struct push_register_info {
+	push_strv_t to_user;
+	push_strv_t to_host;
+	push_strv_t user_agent;
+	int expires; /* Expires header, -1 if none */
+	int is_reply;
+	int contact_count;
+	push_strv_t contacts[PUSH_MAX_CONTACT_HEADERS];
+} push_register_info_t;
+
+typedef struct push_contact_event {
+	int type; /* UL_CONTACT_INSERT/UPDATE/DELETE/EXPIRE */
+	push_strv_t aor;
+	push_strv_t contact;
+	push_strv_t instance;
+	push_strv_t user_agent;
+	push_strv_t received;
+	unsigned int reg_id;
+	long expires;
+} push_contact_event_t;
+
+enum push_suspend_result {
+	PUSH_SUSPEND_OK = 0,
+	PUSH_SUSPEND_RETRANSMISSION = 1,
+	PUSH_SUSPEND_NO_TRANSACTION = 2,
+	PUSH_SUSPEND_ALREADY_REPLIED = 3,
+	PUSH_SUSPEND_CANCELED = 4,
+	PUSH_SUSPEND_FAILED = 5
+};
+
+/* usrloc callback types (modules/usrloc/ul_callback.h) and tm callback types used here. */
+enum push_event_types {
+	PUSH_UL_INSERT = (1 << 0),
+	PUSH_UL_UPDATE = (1 << 1),
+	PUSH_UL_DELETE = (1 << 2),
+	PUSH_UL_EXPIRE = (1 << 3),
+	PUSH_TM_RESPONSE_OUT = (1 << 9),
+	PUSH_TM_DESTROY = (1 << 17),
+	PUSH_TM_E2ECANCEL_IN = (1 << 18)
+};
+
+/* shim.c */
 int push_shim_log_enabled(int level);
 void push_shim_log(int level, const char *where, const char *msg);
 int push_shim_debug_level(void);
 void push_shim_cfg_update(void);
+int push_shim_bind_tm(void);
+int push_shim_bind_usrloc(int *use_domain);
+int push_shim_route_lookup(const char *name);
+int push_shim_call_info(struct sip_msg *msg, push_call_info_t *out);
+int push_shim_register_info(struct sip_msg *msg, push_register_info_t *out);
+int push_shim_param_str(struct sip_msg *msg, char *param, push_strv_t *out);
+int push_shim_suspend(struct sip_msg *msg, unsigned int timeout_ms, unsigned int *index,
+		unsigned int *label);
+int push_shim_cancel_suspend(unsigned int index, unsigned int label);
+int push_shim_continue(unsigned int index, unsigned int label, int route);
+int push_shim_register_ulcb(void);
+int push_shim_register_script_cbs(void);
+
+/* Defined in Rust (src/kamailio/callbacks.rs), called from shim.c. */
+void push_rs_tm_event(unsigned int index, unsigned int label, int type, int code);
+void push_rs_contact_event(const push_contact_event_t *ev);
+void push_rs_script_edge(int post);
+
+#endif

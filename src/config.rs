@@ -1,8 +1,10 @@
 //! Module parameters: collected as Kamailio hands them over (`modparam("push", ...)`), then checked
 //! all at once in mod_init, so that a bad value stops Kamailio with a line naming the parameter.
 
+use crate::devices::store::{parse_db_url, DEFAULT_DB_URL};
 use std::ffi::CStr;
 use std::fmt;
+use std::path::PathBuf;
 
 /// A value as Kamailio passed it: `modparam("push", "name", 3)` or `modparam("push", "name", "text")`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +45,38 @@ pub const PARAMS: &[Param] = &[
         name: c"queue_size",
         kind: Kind::Int,
     },
+    Param {
+        name: c"timeout",
+        kind: Kind::Int,
+    },
+    Param {
+        name: c"max_pending",
+        kind: Kind::Int,
+    },
+    Param {
+        name: c"resume_route",
+        kind: Kind::Str,
+    },
+    Param {
+        name: c"auto_resume",
+        kind: Kind::Int,
+    },
+    Param {
+        name: c"db_url",
+        kind: Kind::Str,
+    },
+    Param {
+        name: c"app",
+        kind: Kind::Str,
+    },
+    Param {
+        name: c"default_app",
+        kind: Kind::Str,
+    },
+    Param {
+        name: c"use_domain",
+        kind: Kind::Int,
+    },
 ];
 
 /// A parameter whose value cannot be used, with what is wrong.
@@ -65,6 +99,79 @@ impl fmt::Display for ParamError {
 
 impl std::error::Error for ParamError {}
 
+/// How an app's pushes are delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppProvider {
+    /// An HTTP POST to the operator's endpoint.
+    Webhook { url: String, secret: Option<String> },
+}
+
+impl AppProvider {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AppProvider::Webhook { .. } => "webhook",
+        }
+    }
+}
+
+/// One `modparam("push", "app", "id=...;provider=...;...")`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct App {
+    pub id: String,
+    pub provider: AppProvider,
+}
+
+impl App {
+    /// Parses `key=value;key=value`. Keys: id, provider, and the provider's own (webhook: url, secret).
+    pub fn parse(spec: &str) -> Result<App, String> {
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("'{part}' is not key=value"))?;
+            let k = k.trim().to_ascii_lowercase();
+            if fields.iter().any(|(seen, _)| *seen == k) {
+                return Err(format!("key '{k}' is given twice"));
+            }
+            fields.push((k, v.trim().to_string()));
+        }
+        let take = |key: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let id = take("id")
+            .filter(|v| !v.is_empty())
+            .ok_or("missing id=<app id>")?;
+        let provider = take("provider").ok_or("missing provider=webhook")?;
+        let (provider, allowed): (AppProvider, &[&str]) = match provider
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "webhook" => {
+                let url = take("url").ok_or("provider=webhook needs url=<http(s) URL>")?;
+                if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+                    return Err(format!("url '{url}' is not an http:// or https:// URL"));
+                }
+                let secret = take("secret").filter(|s| !s.is_empty());
+                (AppProvider::Webhook { url, secret }, &["url", "secret"])
+            }
+            other => return Err(format!("unknown provider '{other}' (supported: webhook)")),
+        };
+        if let Some((k, _)) = fields
+            .iter()
+            .find(|(k, _)| k != "id" && k != "provider" && !allowed.contains(&k.as_str()))
+        {
+            return Err(format!(
+                "unknown key '{k}' for provider={}",
+                provider.name()
+            ));
+        }
+        Ok(App { id, provider })
+    }
+}
+
 /// The checked configuration every process of the module reads (set before fork, never changed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -72,6 +179,21 @@ pub struct Config {
     pub dispatcher_threads: usize,
     /// Bytes the queue from SIP workers to the dispatcher holds before a sender is told it is full.
     pub queue_size: usize,
+    /// Seconds a held call waits for a device (set on the transaction as its fr_inv timer).
+    pub timeout: u32,
+    /// Calls held at once before push_suspend answers -2.
+    pub max_pending: u64,
+    /// Route a held call is continued into.
+    pub resume_route: String,
+    /// Learn devices and resume calls from usrloc's callbacks.
+    pub auto_resume: bool,
+    /// The SQLite file of the device store.
+    pub db_path: PathBuf,
+    pub apps: Vec<App>,
+    /// App for devices whose Contact names none (or names one that is not configured).
+    pub default_app: Option<String>,
+    /// AORs are user@domain (1) or user (0); usrloc's own setting wins when usrloc is loaded.
+    pub use_domain: bool,
 }
 
 impl Default for Config {
@@ -79,6 +201,14 @@ impl Default for Config {
         Config {
             dispatcher_threads: 2,
             queue_size: 1 << 20,
+            timeout: 30,
+            max_pending: 10_000,
+            resume_route: "PUSH_RESUME".to_string(),
+            auto_resume: true,
+            db_path: parse_db_url(DEFAULT_DB_URL).expect("the default db_url is valid"),
+            apps: Vec::new(),
+            default_app: None,
+            use_domain: false,
         }
     }
 }
@@ -86,10 +216,13 @@ impl Default for Config {
 pub const THREADS_RANGE: (i64, i64) = (1, 64);
 /// A pipe cannot be smaller than a page; beyond 256 MiB a queue only hides a stuck dispatcher.
 pub const QUEUE_SIZE_RANGE: (i64, i64) = (64 << 10, 256 << 20);
+pub const TIMEOUT_RANGE: (i64, i64) = (1, 3600);
+pub const MAX_PENDING_RANGE: (i64, i64) = (1, 1_000_000);
 
 impl Config {
     /// Builds the configuration from the parameters in the order the script set them; a parameter
-    /// set twice keeps its last value, as Kamailio's own scalar parameters do.
+    /// set twice keeps its last value, as Kamailio's own scalar parameters do (`app` adds one app
+    /// each time).
     pub fn from_params(params: &[(&'static str, RawValue)]) -> Result<Config, ParamError> {
         let mut config = Config::default();
         for (name, value) in params {
@@ -105,10 +238,61 @@ impl Config {
                 "queue_size" => {
                     config.queue_size = int_in(value, QUEUE_SIZE_RANGE).map_err(err)? as usize
                 }
+                "timeout" => config.timeout = int_in(value, TIMEOUT_RANGE).map_err(err)? as u32,
+                "max_pending" => {
+                    config.max_pending = int_in(value, MAX_PENDING_RANGE).map_err(err)? as u64
+                }
+                "auto_resume" => config.auto_resume = int_in(value, (0, 1)).map_err(err)? == 1,
+                "use_domain" => config.use_domain = int_in(value, (0, 1)).map_err(err)? == 1,
+                "resume_route" => {
+                    let route = text(value).map_err(err)?;
+                    if route.is_empty() || route.chars().any(char::is_whitespace) {
+                        return Err(err("must be the name of a route block".to_string()));
+                    }
+                    config.resume_route = route;
+                }
+                "db_url" => {
+                    config.db_path =
+                        parse_db_url(&text(value).map_err(err)?).map_err(|e| err(e.to_string()))?
+                }
+                "app" => {
+                    let app = App::parse(&text(value).map_err(err)?).map_err(err)?;
+                    if config.apps.iter().any(|a| a.id == app.id) {
+                        return Err(err(format!("app id '{}' is declared twice", app.id)));
+                    }
+                    config.apps.push(app);
+                }
+                "default_app" => config.default_app = Some(text(value).map_err(err)?),
                 _ => return Err(err("unknown parameter".to_string())),
             }
         }
+        if let Some(default) = &config.default_app {
+            if !config.apps.iter().any(|a| &a.id == default) {
+                let value = params
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| *n == "default_app")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or(RawValue::Str(default.clone()));
+                return Err(ParamError {
+                    param: "default_app",
+                    value,
+                    problem: format!("no app with id '{default}' is declared with modparam(\"push\", \"app\", ...)"),
+                });
+            }
+        }
         Ok(config)
+    }
+
+    /// The app a device is pushed through: the one its Contact names, else the default app.
+    pub fn app_for(&self, named: Option<&str>) -> Option<&App> {
+        named
+            .and_then(|id| self.apps.iter().find(|a| a.id == id))
+            .or_else(|| {
+                self.default_app
+                    .as_ref()
+                    .and_then(|d| self.apps.iter().find(|a| &a.id == d))
+            })
     }
 }
 
@@ -117,6 +301,13 @@ fn int_in(value: &RawValue, (min, max): (i64, i64)) -> Result<i64, String> {
         RawValue::Int(i) if (min..=max).contains(i) => Ok(*i),
         RawValue::Int(_) => Err(format!("must be between {min} and {max}")),
         RawValue::Str(_) => Err("must be a number".to_string()),
+    }
+}
+
+fn text(value: &RawValue) -> Result<String, String> {
+    match value {
+        RawValue::Str(s) => Ok(s.trim().to_string()),
+        RawValue::Int(_) => Err("must be a string".to_string()),
     }
 }
 
@@ -153,12 +344,73 @@ mod tests {
     }
 
     #[test]
+    fn apps_are_parsed_and_checked() {
+        let app = App::parse(
+            "id=com.example.phone; provider=webhook; url=https://push.example.com/hook; secret=k1",
+        )
+        .unwrap();
+        assert_eq!(app.id, "com.example.phone");
+        assert_eq!(
+            app.provider,
+            AppProvider::Webhook {
+                url: "https://push.example.com/hook".into(),
+                secret: Some("k1".into())
+            }
+        );
+        assert!(App::parse("provider=webhook;url=http://x.example/")
+            .unwrap_err()
+            .contains("missing id"));
+        assert!(App::parse("id=a;provider=carrier-pigeon")
+            .unwrap_err()
+            .contains("unknown provider"));
+        assert!(App::parse("id=a;provider=webhook;url=ftp://x/y")
+            .unwrap_err()
+            .contains("not an http"));
+        assert!(
+            App::parse("id=a;provider=webhook;url=http://x.example/;colour=red")
+                .unwrap_err()
+                .contains("unknown key 'colour'")
+        );
+        assert!(
+            App::parse("id=a;id=b;provider=webhook;url=http://x.example/")
+                .unwrap_err()
+                .contains("twice")
+        );
+        assert!(App::parse("id=a;provider")
+            .unwrap_err()
+            .contains("key=value"));
+    }
+
+    #[test]
+    fn default_app_must_exist_and_is_the_fallback() {
+        let app = |s: &str| ("app", RawValue::Str(s.to_string()));
+        let c = Config::from_params(&[
+            app("id=one;provider=webhook;url=http://127.0.0.1:1/a"),
+            app("id=two;provider=webhook;url=http://127.0.0.1:1/b"),
+            ("default_app", RawValue::Str("two".into())),
+        ])
+        .unwrap();
+        assert_eq!(c.app_for(Some("one")).unwrap().id, "one");
+        assert_eq!(c.app_for(Some("unknown")).unwrap().id, "two");
+        assert_eq!(c.app_for(None).unwrap().id, "two");
+        let e = Config::from_params(&[("default_app", RawValue::Str("ghost".into()))]).unwrap_err();
+        assert_eq!(e.param, "default_app");
+        assert!(e.problem.contains("ghost"));
+        let e = Config::from_params(&[
+            app("id=one;provider=webhook;url=http://127.0.0.1:1/a"),
+            app("id=one;provider=webhook;url=http://127.0.0.1:1/b"),
+        ])
+        .unwrap_err();
+        assert!(e.problem.contains("declared twice"));
+    }
+
+    #[test]
     fn every_declared_parameter_is_understood() {
         for param in PARAMS {
             let name = param.name.to_str().unwrap();
             let value = match param.kind {
                 Kind::Int => RawValue::Int(QUEUE_SIZE_RANGE.0.max(2)),
-                Kind::Str => RawValue::Str(String::new()),
+                Kind::Str => RawValue::Str("x".to_string()),
             };
             // A value may be out of range, but the name itself must never be "unknown".
             if let Err(e) = Config::from_params(&[(name, value)]) {

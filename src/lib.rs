@@ -12,6 +12,7 @@
 //! - [`shared`] is the memory all Kamailio processes of this module share (state and counters).
 //! - [`log`] routes log lines to Kamailio's logger from whichever thread they are written on.
 
+pub mod calls;
 pub mod config;
 pub mod devices;
 pub mod dispatcher;
@@ -19,6 +20,7 @@ pub mod ipc;
 pub mod log;
 pub mod providers;
 pub mod shared;
+pub mod worker;
 
 #[cfg(not(test))]
 mod kamailio;

@@ -56,6 +56,8 @@ pub struct Shared {
     pub dispatcher_started_ms: AtomicU64,
     /// Messages written to the queue and not yet read by the dispatcher.
     pub queue_depth: AtomicI64,
+    /// Calls held right now (push_suspend adds, the dispatcher removes when tm is done with them).
+    pub held_now: AtomicI64,
     pub counters: Counters,
 }
 

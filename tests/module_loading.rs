@@ -23,12 +23,22 @@ fn loads_and_dispatcher_answers_push_stats() {
     assert!(!log.contains("mismatch"), "{log}");
     assert!(!log.contains("undefined symbol"), "{log}");
 
-    let pid = k.process_pid("push dispatcher").expect("no 'push dispatcher' in core.psx");
+    let pid = k
+        .process_pid("push dispatcher")
+        .expect("no 'push dispatcher' in core.psx");
     assert!(process_alive(pid));
     let stats = k.kamcmd(&["push.stats"]).unwrap();
     assert_eq!(field(&stats, "pid"), Some(pid.to_string()), "{stats}");
-    assert_eq!(field(&stats, "runtime_threads").as_deref(), Some("3"), "{stats}");
-    assert_eq!(field(&stats, "queue_depth").as_deref(), Some("0"), "{stats}");
+    assert_eq!(
+        field(&stats, "runtime_threads").as_deref(),
+        Some("3"),
+        "{stats}"
+    );
+    assert_eq!(
+        field(&stats, "queue_depth").as_deref(),
+        Some("0"),
+        "{stats}"
+    );
     assert_eq!(field(&stats, "suspended").as_deref(), Some("0"), "{stats}");
     // Each push.stats goes through the dispatcher's queue: the count it reports moves.
     let handled: u64 = field(&stats, "messages_handled").unwrap().parse().unwrap();
@@ -51,7 +61,9 @@ fn bad_parameter_value_stops_kamailio_naming_it() {
     let setup = Setup::new("badparam");
     let cfg = minimal(&setup, 2, "modparam(\"push\", \"dispatcher_threads\", 0)");
     let mut k = Kamailio::spawn(setup, &cfg, &[]);
-    let status = k.wait_exit(Duration::from_secs(15)).expect("kamailio did not stop");
+    let status = k
+        .wait_exit(Duration::from_secs(15))
+        .expect("kamailio did not stop");
     assert!(!status.success());
     let log = k.log_text();
     assert!(
@@ -65,7 +77,9 @@ fn parameter_of_the_wrong_type_is_refused_by_kamailio() {
     let setup = Setup::new("badtype");
     let cfg = minimal(&setup, 2, "modparam(\"push\", \"queue_size\", \"big\")");
     let mut k = Kamailio::spawn(setup, &cfg, &[]);
-    let status = k.wait_exit(Duration::from_secs(15)).expect("kamailio did not stop");
+    let status = k
+        .wait_exit(Duration::from_secs(15))
+        .expect("kamailio did not stop");
     assert!(!status.success());
     let log = k.log_text();
     assert!(log.contains("queue_size"), "{log}");
@@ -76,7 +90,9 @@ fn unknown_parameter_is_refused() {
     let setup = Setup::new("unknown");
     let cfg = minimal(&setup, 2, "modparam(\"push\", \"no_such_thing\", 1)");
     let mut k = Kamailio::spawn(setup, &cfg, &[]);
-    let status = k.wait_exit(Duration::from_secs(15)).expect("kamailio did not stop");
+    let status = k
+        .wait_exit(Duration::from_secs(15))
+        .expect("kamailio did not stop");
     assert!(!status.success());
     assert!(k.log_text().contains("no_such_thing"), "{}", k.log_text());
 }
@@ -90,7 +106,10 @@ fn stopping_kamailio_leaves_no_module_process() {
     let status = k.stop().expect("kamailio did not stop on SIGTERM");
     assert!(status.success() || status.code().is_some(), "{status}");
     assert!(!process_alive(pid), "dispatcher {pid} outlived Kamailio");
-    assert!(!group_alive(k.pid as i32), "processes of Kamailio's group are left");
+    assert!(
+        !group_alive(k.pid as i32),
+        "processes of Kamailio's group are left"
+    );
 }
 
 #[test]
@@ -106,7 +125,10 @@ fn dispatcher_dies_with_kamailio_even_when_killed() {
     while process_alive(pid) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(!process_alive(pid), "dispatcher {pid} outlived a killed Kamailio");
+    assert!(
+        !process_alive(pid),
+        "dispatcher {pid} outlived a killed Kamailio"
+    );
 }
 
 #[test]
@@ -116,7 +138,10 @@ fn log_lines_follow_kamailio_debug_level() {
     let cfg = minimal(&setup, 2, "");
     let k = Kamailio::start(setup, &cfg);
     assert!(
-        k.wait_for_log("INFO: push: dispatcher(): push dispatcher running", Duration::from_secs(5)),
+        k.wait_for_log(
+            "INFO: push: dispatcher(): push dispatcher running",
+            Duration::from_secs(5)
+        ),
         "{}",
         k.log_text()
     );
@@ -128,7 +153,11 @@ fn log_lines_follow_kamailio_debug_level() {
     let pid = k.process_pid("push dispatcher").unwrap();
     assert!(process_alive(pid));
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!k.log_text().contains("push dispatcher running"), "{}", k.log_text());
+    assert!(
+        !k.log_text().contains("push dispatcher running"),
+        "{}",
+        k.log_text()
+    );
 }
 
 #[test]

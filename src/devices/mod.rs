@@ -3,3 +3,65 @@
 
 pub mod contact;
 pub mod store;
+
+/// The key under which an AOR's devices and calls are kept: `user` or, with use_domain, `user@host`
+/// (what usrloc uses as its AOR with the same setting). Accepts `sip:user@host;params`, `user@host`
+/// or `user`; None for text with no user part.
+pub fn normalize_aor(text: &str, use_domain: bool) -> Option<String> {
+    let text = text.trim().trim_start_matches('<').trim_end_matches('>');
+    let text = text
+        .strip_prefix("sip:")
+        .or_else(|| text.strip_prefix("sips:"))
+        .unwrap_or(text);
+    let text = text.split([';', '?', '>']).next().unwrap_or("");
+    let (user, host) = match text.split_once('@') {
+        Some((u, h)) => (u, Some(h.split(':').next().unwrap_or(h))),
+        None => (text, None),
+    };
+    if user.is_empty() {
+        return None;
+    }
+    Some(match (use_domain, host) {
+        (true, Some(host)) if !host.is_empty() => format!("{user}@{}", host.to_ascii_lowercase()),
+        _ => user.to_string(),
+    })
+}
+
+/// The device's identity within its AOR: its +sip.instance, else its token.
+pub fn device_id(instance: Option<&str>, prid: &str) -> String {
+    match instance {
+        Some(i) if !i.is_empty() => i.to_string(),
+        _ => format!("token:{prid}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aor_keys_follow_use_domain() {
+        assert_eq!(
+            normalize_aor("sip:alice@Example.com:5060;transport=tcp", false).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            normalize_aor("sip:alice@Example.com:5060;transport=tcp", true).as_deref(),
+            Some("alice@example.com")
+        );
+        assert_eq!(
+            normalize_aor("<sips:bob@host>", true).as_deref(),
+            Some("bob@host")
+        );
+        assert_eq!(normalize_aor("carol", true).as_deref(), Some("carol"));
+        assert_eq!(normalize_aor("sip:@host", false), None);
+        assert_eq!(normalize_aor("", false), None);
+    }
+
+    #[test]
+    fn device_identity_prefers_instance() {
+        assert_eq!(device_id(Some("<urn:uuid:1>"), "tok"), "<urn:uuid:1>");
+        assert_eq!(device_id(None, "tok"), "token:tok");
+        assert_eq!(device_id(Some(""), "tok"), "token:tok");
+    }
+}

@@ -1,1 +1,1044 @@
-//! (being written)
+//! The persistent device store: which push-capable devices each SIP AOR has, kept in an SQLite file
+//! so that a phone whose app sleeps (and whose SIP binding therefore expired) can still be woken,
+//! also after a Kamailio restart.
+//!
+//! One process writes: the dispatcher, through [`Store::open`]. Many processes read: every SIP
+//! worker opens its own connection with [`Store::open_reader`] *after* Kamailio forked it (a
+//! connection must never be carried across `fork`), and only asks [`Store::has_devices`].
+//!
+//! So that a reader never waits on the writer the database is in WAL journal mode (readers see the
+//! last committed state while the writer appends to the `-wal` file), with `synchronous=NORMAL`
+//! (no fsync on each commit; a power loss can forget the last few commits but never corrupts the
+//! file). Readers get a 20 ms busy timeout: in WAL mode they are blocked only in rare moments (WAL
+//! recovery after a crash), and a SIP worker would rather answer "don't know" than hold a call.
+//! The writer gets 2 s.
+//!
+//! The schema version is kept in `PRAGMA user_version`; [`Store::open`] creates or migrates the
+//! schema, and both kinds of opening refuse a file written by a newer version of the module.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{
+    params, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
+};
+
+/// The `db_url` module parameter's default.
+pub const DEFAULT_DB_URL: &str = "sqlite:///var/lib/kamailio/push.sqlite";
+
+/// The URL scheme `db_url` must use.
+const SCHEME: &str = "sqlite://";
+
+/// Schema version this code writes and reads (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+/// How long a reader (SIP worker) waits for a lock before giving up.
+const READER_BUSY_TIMEOUT: Duration = Duration::from_millis(20);
+
+/// How long the writer (dispatcher) waits for a lock before giving up.
+const WRITER_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Version 1 of the schema. The primary key (aor, device_id) also serves "does this AOR have
+/// devices?"; the second index serves removal by token.
+const SCHEMA_V1: &str = "
+CREATE TABLE devices (
+    aor        TEXT    NOT NULL,
+    device_id  TEXT    NOT NULL,
+    provider   TEXT    NOT NULL,
+    prid       TEXT    NOT NULL,
+    param      TEXT,
+    app_id     TEXT,
+    instance   TEXT,
+    contact    TEXT    NOT NULL,
+    user_agent TEXT,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (aor, device_id)
+) WITHOUT ROWID;
+CREATE INDEX devices_aor_prid ON devices (aor, prid);
+";
+
+const SELECT_ONE: &str =
+    "SELECT aor, device_id, provider, prid, param, app_id, instance, contact, \
+     user_agent, updated_at FROM devices WHERE aor = ?1 AND device_id = ?2";
+
+const SELECT_AOR: &str =
+    "SELECT aor, device_id, provider, prid, param, app_id, instance, contact, \
+     user_agent, updated_at FROM devices WHERE aor = ?1 ORDER BY updated_at DESC, device_id ASC";
+
+const UPSERT: &str =
+    "INSERT INTO devices (aor, device_id, provider, prid, param, app_id, instance, \
+     contact, user_agent, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+     ON CONFLICT (aor, device_id) DO UPDATE SET provider = excluded.provider, \
+     prid = excluded.prid, param = excluded.param, app_id = excluded.app_id, \
+     instance = excluded.instance, contact = excluded.contact, \
+     user_agent = excluded.user_agent, updated_at = excluded.updated_at";
+
+const DELETE_ONE: &str = "DELETE FROM devices WHERE aor = ?1 AND device_id = ?2";
+
+const DELETE_TOKEN: &str = "DELETE FROM devices WHERE aor = ?1 AND prid = ?2";
+
+const DELETE_AOR: &str = "DELETE FROM devices WHERE aor = ?1";
+
+const HAS_DEVICES: &str = "SELECT EXISTS (SELECT 1 FROM devices WHERE aor = ?1)";
+
+const COUNT: &str = "SELECT COUNT(*) FROM devices";
+
+/// One remembered device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub aor: String,
+    /// Stable identity within the AOR: "+sip.instance" value if the device sent one, else "token:<prid>".
+    pub device_id: String,
+    /// "apns", "apns.dev", "fcm", "webhook", ...
+    pub provider: String,
+    /// Push token.
+    pub prid: String,
+    /// pn-param / app-id.
+    pub param: Option<String>,
+    /// The configured app this device is pushed through, if resolved.
+    pub app_id: Option<String>,
+    pub instance: Option<String>,
+    /// Contact URI last registered.
+    pub contact: String,
+    pub user_agent: Option<String>,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+impl Device {
+    /// Whether both describe the same device the same way, ignoring `updated_at`.
+    fn same_apart_from_time(&self, other: &Device) -> bool {
+        self.aor == other.aor
+            && self.device_id == other.device_id
+            && self.provider == other.provider
+            && self.prid == other.prid
+            && self.param == other.param
+            && self.app_id == other.app_id
+            && self.instance == other.instance
+            && self.contact == other.contact
+            && self.user_agent == other.user_agent
+    }
+
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Device> {
+        Ok(Device {
+            aor: row.get(0)?,
+            device_id: row.get(1)?,
+            provider: row.get(2)?,
+            prid: row.get(3)?,
+            param: row.get(4)?,
+            app_id: row.get(5)?,
+            instance: row.get(6)?,
+            contact: row.get(7)?,
+            user_agent: row.get(8)?,
+            updated_at: row.get(9)?,
+        })
+    }
+}
+
+/// What went wrong with the device store.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The `db_url` parameter is not usable; the message says why and quotes it.
+    Url(String),
+    /// [`Store::open_reader`]: the database file does not exist yet, or exists but the dispatcher
+    /// has not created the schema in it yet. Try again later.
+    Missing(PathBuf),
+    /// A file-system operation other than SQLite's own failed (creating the parent directory,
+    /// checking whether the file exists).
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        error: io::Error,
+    },
+    /// SQLite could not open the file or set it up (not writable, not a database, corrupt, ...).
+    Open {
+        path: PathBuf,
+        error: rusqlite::Error,
+    },
+    /// The file was written by a newer version of the module (or its version is not one we know).
+    Schema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    /// The file could not be put in WAL journal mode (e.g. a network file system).
+    NotWal { path: PathBuf, mode: String },
+    /// A query on an open store failed.
+    Sql(rusqlite::Error),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Url(msg) => write!(f, "invalid db_url: {msg}"),
+            StoreError::Missing(path) => write!(
+                f,
+                "push device database {} does not exist yet or is not initialised \
+                 (the push dispatcher process creates it)",
+                path.display()
+            ),
+            StoreError::Io {
+                path,
+                action,
+                error,
+            } => write!(f, "cannot {action} {}: {error}", path.display()),
+            StoreError::Open { path, error } => {
+                write!(
+                    f,
+                    "cannot open push device database {}: {error}",
+                    path.display()
+                )
+            }
+            StoreError::Schema {
+                path,
+                found,
+                supported,
+            } => write!(
+                f,
+                "push device database {} has schema version {found}, this module supports \
+                 versions up to {supported}; it was probably written by a newer module version \
+                 (use that version, or another db_url)",
+                path.display()
+            ),
+            StoreError::NotWal { path, mode } => write!(
+                f,
+                "push device database {} cannot use WAL journal mode (SQLite kept '{mode}'); \
+                 put it on a local file system",
+                path.display()
+            ),
+            StoreError::Sql(error) => write!(f, "push device database query failed: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Io { error, .. } => Some(error),
+            StoreError::Open { error, .. } => Some(error),
+            StoreError::Sql(error) => Some(error),
+            StoreError::Url(_)
+            | StoreError::Missing(_)
+            | StoreError::Schema { .. }
+            | StoreError::NotWal { .. } => None,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        StoreError::Sql(error)
+    }
+}
+
+/// Parses the `db_url` module parameter. Only `sqlite:///absolute/path` is supported (three
+/// slashes: the scheme's two and the path's own). Relative paths are refused: Kamailio's working
+/// directory is not predictable. Surrounding white space is ignored; the path is taken literally
+/// (no percent-decoding, no query string).
+pub fn parse_db_url(url: &str) -> Result<PathBuf, StoreError> {
+    let url = url.trim();
+    let Some(rest) = url.strip_prefix(SCHEME) else {
+        return Err(StoreError::Url(format!(
+            "'{url}' is not supported: the only supported scheme is {SCHEME}, \
+             as in {SCHEME}/absolute/path/push.sqlite"
+        )));
+    };
+    if rest.is_empty() {
+        return Err(StoreError::Url(format!(
+            "'{url}' names no file: use {SCHEME}/absolute/path/push.sqlite"
+        )));
+    }
+    if !rest.starts_with('/') {
+        return Err(StoreError::Url(format!(
+            "'{url}' names the relative path '{rest}'; the path must be absolute because \
+             Kamailio's working directory is unpredictable: use {SCHEME}/{rest} if /{rest} is meant \
+             (three slashes)"
+        )));
+    }
+    if rest.ends_with('/') {
+        return Err(StoreError::Url(format!(
+            "'{url}' names a directory, not a database file"
+        )));
+    }
+    if rest.contains('\0') {
+        return Err(StoreError::Url(format!("'{url}' contains a NUL byte")));
+    }
+    let path = PathBuf::from(rest);
+    match path.file_name() {
+        Some(_) => Ok(path),
+        None => Err(StoreError::Url(format!(
+            "'{url}' does not end in a file name"
+        ))),
+    }
+}
+
+/// Outcome of [`Store::upsert`].
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Upsert {
+    /// The device was not known.
+    New,
+    /// The device was known with different details (e.g. a new token), or it replaced the
+    /// `token:<prid>` record of the same phone.
+    Replaced,
+    /// Known with the same details; only `updated_at` was refreshed.
+    Unchanged,
+}
+
+/// A connection to the device database: the writer's ([`Store::open`]) or a reader's
+/// ([`Store::open_reader`]). Not to be shared across `fork`.
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens the database for writing (the dispatcher): creates the parent directory and the file
+    /// if missing, puts it in WAL mode, and creates or migrates the schema.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() {
+                fs::create_dir_all(parent).map_err(|error| StoreError::Io {
+                    path: parent.to_path_buf(),
+                    action: "create the directory for the push device database",
+                    error,
+                })?;
+            }
+        }
+        let open_err = |error| StoreError::Open {
+            path: path.to_path_buf(),
+            error,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+        conn.busy_timeout(WRITER_BUSY_TIMEOUT).map_err(open_err)?;
+        // The first statement that reads the file: a corrupt or foreign file fails here.
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::NotWal {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        migrate(&conn, path)?;
+        Ok(Store { conn })
+    }
+
+    /// Opens an existing database read-only (a SIP worker). Works while the writer writes; needs
+    /// the `-wal`/`-shm` files to exist or their directory to be writable.
+    ///
+    /// If the file does not exist yet, or the writer has not created the schema in it yet, this
+    /// returns [`StoreError::Missing`]: the caller should treat the AOR as having no devices and
+    /// try opening again later.
+    pub fn open_reader(path: &Path) -> Result<Store, StoreError> {
+        match path.try_exists() {
+            Ok(true) => {}
+            Ok(false) => return Err(StoreError::Missing(path.to_path_buf())),
+            Err(error) => {
+                return Err(StoreError::Io {
+                    path: path.to_path_buf(),
+                    action: "check the push device database",
+                    error,
+                })
+            }
+        }
+        let open_err = |error| StoreError::Open {
+            path: path.to_path_buf(),
+            error,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+        conn.busy_timeout(READER_BUSY_TIMEOUT).map_err(open_err)?;
+        let version = user_version(&conn).map_err(open_err)?;
+        if version == 0 {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        if version != SCHEMA_VERSION {
+            return Err(StoreError::Schema {
+                path: path.to_path_buf(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        // Prepare the one query readers make now, so that a broken file shows up at open time.
+        conn.prepare_cached(HAS_DEVICES).map_err(open_err)?;
+        Ok(Store { conn })
+    }
+
+    /// Inserts the device or replaces the record with the same (aor, device_id); see [`Upsert`].
+    /// `updated_at` is always written. When the device has an instance, the record of the same
+    /// AOR with device_id `token:<its prid>` is removed: that was the same phone before it sent an
+    /// instance, and then the result is at least [`Upsert::Replaced`].
+    pub fn upsert(&self, device: &Device) -> Result<Upsert, StoreError> {
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let existing = tx
+            .prepare_cached(SELECT_ONE)?
+            .query_row(params![device.aor, device.device_id], Device::from_row)
+            .optional()?;
+        tx.prepare_cached(UPSERT)?.execute(params![
+            device.aor,
+            device.device_id,
+            device.provider,
+            device.prid,
+            device.param,
+            device.app_id,
+            device.instance,
+            device.contact,
+            device.user_agent,
+            device.updated_at,
+        ])?;
+        let mut outcome = match existing {
+            None => Upsert::New,
+            Some(old) if old.same_apart_from_time(device) => Upsert::Unchanged,
+            Some(_) => Upsert::Replaced,
+        };
+        if device.instance.is_some() {
+            let token_id = format!("token:{}", device.prid);
+            if token_id != device.device_id {
+                let dropped = tx
+                    .prepare_cached(DELETE_ONE)?
+                    .execute(params![device.aor, token_id])?;
+                if dropped > 0 {
+                    outcome = Upsert::Replaced;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// Removes one device; returns whether it existed.
+    pub fn remove(&self, aor: &str, device_id: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .prepare_cached(DELETE_ONE)?
+            .execute(params![aor, device_id])?;
+        Ok(n > 0)
+    }
+
+    /// Removes the device(s) of this AOR whose token is `prid` (the provider said it is dead).
+    /// Returns how many.
+    pub fn remove_token(&self, aor: &str, prid: &str) -> Result<usize, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(DELETE_TOKEN)?
+            .execute(params![aor, prid])?)
+    }
+
+    /// Removes all devices of an AOR. Returns how many.
+    pub fn remove_aor(&self, aor: &str) -> Result<usize, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(DELETE_AOR)?
+            .execute(params![aor])?)
+    }
+
+    /// The devices of an AOR, most recently updated first (ties by device_id).
+    pub fn devices(&self, aor: &str) -> Result<Vec<Device>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(SELECT_AOR)?;
+        let rows = stmt.query_map(params![aor], Device::from_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?);
+        }
+        Ok(out)
+    }
+
+    /// Whether the AOR has at least one device: one lookup in the primary key.
+    pub fn has_devices(&self, aor: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(HAS_DEVICES)?
+            .query_row(params![aor], |row| row.get(0))?)
+    }
+
+    /// How many devices the store holds, over all AORs.
+    pub fn count(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached(COUNT)?
+            .query_row([], |row| row.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`], in one transaction so that readers see either no
+/// schema (version 0) or a complete one.
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let open_err = |error| StoreError::Open {
+        path: path.to_path_buf(),
+        error,
+    };
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(open_err)?;
+    let version = user_version(&tx).map_err(open_err)?;
+    match version {
+        0 => {
+            tx.execute_batch(SCHEMA_V1).map_err(open_err)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(open_err)?;
+        }
+        SCHEMA_VERSION => {}
+        // Later versions add their steps here: 1 => { ...; user_version = 2 }, and so on.
+        found => {
+            return Err(StoreError::Schema {
+                path: path.to_path_buf(),
+                found,
+                supported: SCHEMA_VERSION,
+            })
+        }
+    }
+    tx.commit().map_err(open_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A fresh directory under the system temp dir, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            static SEQ: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "kamailio-push-store-{}-{}-{}",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::Relaxed),
+                name
+            ));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        fn db(&self) -> PathBuf {
+            self.0.join("push.sqlite")
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn dev(aor: &str, device_id: &str, prid: &str, updated_at: i64) -> Device {
+        let instance = if device_id.starts_with("token:") {
+            None
+        } else {
+            Some(device_id.to_string())
+        };
+        Device {
+            aor: aor.to_string(),
+            device_id: device_id.to_string(),
+            provider: "apns".to_string(),
+            prid: prid.to_string(),
+            param: Some("TEAMID.org.example.app.voip".to_string()),
+            app_id: Some("example".to_string()),
+            instance,
+            contact: format!("sip:{prid}@192.0.2.1:5060;transport=tcp"),
+            user_agent: Some("Example/1.0".to_string()),
+            updated_at,
+        }
+    }
+
+    fn url_error(url: &str) -> String {
+        match parse_db_url(url) {
+            Err(e @ StoreError::Url(_)) => e.to_string(),
+            other => panic!("{url:?}: expected a Url error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parse_db_url_accepts_absolute_paths() {
+        assert_eq!(
+            parse_db_url("sqlite:///var/lib/kamailio/push.sqlite").unwrap(),
+            PathBuf::from("/var/lib/kamailio/push.sqlite")
+        );
+        assert_eq!(
+            parse_db_url(DEFAULT_DB_URL).unwrap(),
+            PathBuf::from("/var/lib/kamailio/push.sqlite")
+        );
+        assert_eq!(
+            parse_db_url("  sqlite:///tmp/p.db\n").unwrap(),
+            PathBuf::from("/tmp/p.db")
+        );
+    }
+
+    #[test]
+    fn parse_db_url_refuses_bad_urls() {
+        let relative = url_error("sqlite://relative/file");
+        assert!(relative.contains("absolute"), "{relative}");
+        assert!(relative.contains("sqlite://relative/file"), "{relative}");
+
+        for url in [
+            "mysql://kamailio:pw@localhost/kamailio",
+            "/var/lib/kamailio/push.sqlite",
+            "sqlite:/var/lib/kamailio/push.sqlite",
+            "SQLITE:///x",
+            "",
+        ] {
+            let msg = url_error(url);
+            assert!(msg.contains("sqlite://"), "{url:?}: {msg}");
+        }
+        for url in [
+            "sqlite://",
+            "sqlite:///",
+            "sqlite:///var/lib/",
+            "sqlite:///var/lib/..",
+            "sqlite:///a\0b",
+        ] {
+            url_error(url);
+        }
+    }
+
+    #[test]
+    fn open_creates_missing_parent_dirs_wal_and_schema() {
+        let tmp = TempDir::new("parents");
+        let path = tmp.0.join("a").join("b").join("c").join("push.sqlite");
+        let store = Store::open(&path).unwrap();
+        assert!(path.is_file());
+        assert_eq!(store.count().unwrap(), 0);
+
+        let raw = Connection::open(&path).unwrap();
+        let mode: String = raw
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(user_version(&raw).unwrap(), SCHEMA_VERSION);
+        let sync: i64 = store
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 1, "synchronous=NORMAL");
+    }
+
+    #[test]
+    fn upsert_new_unchanged_replaced() {
+        let tmp = TempDir::new("upsert");
+        let store = Store::open(&tmp.db()).unwrap();
+        let aor = "sip:alice@example.com";
+        let d = dev(aor, "<urn:uuid:1>", "tok1", 100);
+
+        assert_eq!(store.upsert(&d).unwrap(), Upsert::New);
+        assert_eq!(store.devices(aor).unwrap(), vec![d.clone()]);
+
+        // Identical apart from the time: Unchanged, but the time is refreshed.
+        let later = Device {
+            updated_at: 200,
+            ..d.clone()
+        };
+        assert_eq!(store.upsert(&later).unwrap(), Upsert::Unchanged);
+        assert_eq!(store.devices(aor).unwrap(), vec![later.clone()]);
+
+        // Same instance, new token: Replaced, still one record.
+        let new_token = Device {
+            prid: "tok2".into(),
+            updated_at: 300,
+            ..later.clone()
+        };
+        assert_eq!(store.upsert(&new_token).unwrap(), Upsert::Replaced);
+        assert_eq!(store.devices(aor).unwrap(), vec![new_token.clone()]);
+
+        // Any other field counts too, including Some -> None.
+        let no_ua = Device {
+            user_agent: None,
+            ..new_token.clone()
+        };
+        assert_eq!(store.upsert(&no_ua).unwrap(), Upsert::Replaced);
+        let other_contact = Device {
+            contact: "sip:x@198.51.100.7".into(),
+            ..no_ua.clone()
+        };
+        assert_eq!(store.upsert(&other_contact).unwrap(), Upsert::Replaced);
+        assert_eq!(store.upsert(&other_contact).unwrap(), Upsert::Unchanged);
+        assert_eq!(store.devices(aor).unwrap(), vec![other_contact]);
+
+        // The same device_id under another AOR is another device.
+        let bob = dev("sip:bob@example.com", "<urn:uuid:1>", "tok2", 300);
+        assert_eq!(store.upsert(&bob).unwrap(), Upsert::New);
+        assert_eq!(store.count().unwrap(), 2);
+    }
+
+    #[test]
+    fn instance_record_replaces_token_record_of_same_phone() {
+        let tmp = TempDir::new("token-to-instance");
+        let store = Store::open(&tmp.db()).unwrap();
+        let aor = "sip:alice@example.com";
+
+        let by_token = dev(aor, "token:tokA", "tokA", 100);
+        let other_phone = dev(aor, "token:tokB", "tokB", 100);
+        let other_aor = dev("sip:carol@example.com", "token:tokA", "tokA", 100);
+        for d in [&by_token, &other_phone, &other_aor] {
+            assert_eq!(store.upsert(d).unwrap(), Upsert::New);
+        }
+
+        let with_instance = dev(aor, "<urn:uuid:A>", "tokA", 200);
+        assert_eq!(store.upsert(&with_instance).unwrap(), Upsert::Replaced);
+        assert_eq!(
+            store.devices(aor).unwrap(),
+            vec![with_instance.clone(), other_phone.clone()]
+        );
+        assert_eq!(
+            store.devices("sip:carol@example.com").unwrap(),
+            vec![other_aor]
+        );
+
+        // Once the token record is gone, the next identical upsert is plain Unchanged.
+        assert_eq!(store.upsert(&with_instance).unwrap(), Upsert::Unchanged);
+        // A device without instance never removes anything else.
+        let again = dev(aor, "token:tokB", "tokB", 300);
+        assert_eq!(store.upsert(&again).unwrap(), Upsert::Unchanged);
+        assert_eq!(store.count().unwrap(), 3);
+    }
+
+    #[test]
+    fn remove_counts() {
+        let tmp = TempDir::new("remove");
+        let store = Store::open(&tmp.db()).unwrap();
+        let a = "sip:alice@example.com";
+        let b = "sip:bob@example.com";
+        store.upsert(&dev(a, "<urn:uuid:1>", "t1", 1)).unwrap();
+        store.upsert(&dev(a, "<urn:uuid:2>", "t1", 2)).unwrap(); // same token, two instances
+        store.upsert(&dev(a, "<urn:uuid:3>", "t3", 3)).unwrap();
+        store.upsert(&dev(a, "token:t4", "t4", 4)).unwrap();
+        store.upsert(&dev(b, "<urn:uuid:1>", "t1", 5)).unwrap();
+        store.upsert(&dev(b, "<urn:uuid:9>", "t9", 6)).unwrap();
+        assert_eq!(store.count().unwrap(), 6);
+
+        assert!(store.remove(a, "<urn:uuid:3>").unwrap());
+        assert!(!store.remove(a, "<urn:uuid:3>").unwrap());
+        assert!(!store
+            .remove("sip:nobody@example.com", "<urn:uuid:1>")
+            .unwrap());
+        assert_eq!(store.count().unwrap(), 5);
+
+        assert_eq!(store.remove_token(a, "t1").unwrap(), 2);
+        assert_eq!(store.remove_token(a, "t1").unwrap(), 0);
+        assert_eq!(store.remove_token(a, "t9").unwrap(), 0, "t9 is bob's");
+        assert!(store.has_devices(b).unwrap());
+        assert_eq!(store.count().unwrap(), 3);
+
+        assert_eq!(store.remove_aor(b).unwrap(), 2);
+        assert_eq!(store.remove_aor(b).unwrap(), 0);
+        assert!(!store.has_devices(b).unwrap());
+        assert_eq!(store.remove_aor(a).unwrap(), 1);
+        assert_eq!(store.count().unwrap(), 0);
+        assert!(!store.has_devices(a).unwrap());
+    }
+
+    #[test]
+    fn devices_newest_first() {
+        let tmp = TempDir::new("order");
+        let store = Store::open(&tmp.db()).unwrap();
+        let a = "sip:alice@example.com";
+        store.upsert(&dev(a, "<urn:uuid:old>", "t1", 10)).unwrap();
+        store.upsert(&dev(a, "<urn:uuid:new>", "t2", 30)).unwrap();
+        store.upsert(&dev(a, "<urn:uuid:mid>", "t3", 20)).unwrap();
+        store
+            .upsert(&dev("sip:bob@example.com", "<urn:uuid:x>", "t4", 40))
+            .unwrap();
+        let ids: Vec<String> = store
+            .devices(a)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.device_id)
+            .collect();
+        assert_eq!(ids, ["<urn:uuid:new>", "<urn:uuid:mid>", "<urn:uuid:old>"]);
+
+        // Refreshing the oldest moves it to the front.
+        store.upsert(&dev(a, "<urn:uuid:old>", "t1", 50)).unwrap();
+        assert_eq!(store.devices(a).unwrap()[0].device_id, "<urn:uuid:old>");
+        assert!(store.devices("sip:nobody@example.com").unwrap().is_empty());
+    }
+
+    #[test]
+    fn data_survives_reopen() {
+        let tmp = TempDir::new("reopen");
+        let a = "sip:alice@example.com";
+        let d1 = dev(a, "<urn:uuid:1>", "t1", 10);
+        let d2 = dev(a, "token:t2", "t2", 20);
+        {
+            let store = Store::open(&tmp.db()).unwrap();
+            store.upsert(&d1).unwrap();
+            store.upsert(&d2).unwrap();
+        }
+        let store = Store::open(&tmp.db()).unwrap();
+        assert_eq!(store.devices(a).unwrap(), vec![d2.clone(), d1.clone()]);
+        assert_eq!(store.upsert(&d1).unwrap(), Upsert::Unchanged);
+        drop(store);
+        let reader = Store::open_reader(&tmp.db()).unwrap();
+        assert!(reader.has_devices(a).unwrap());
+        assert_eq!(reader.count().unwrap(), 2);
+    }
+
+    #[test]
+    fn reader_sees_committed_writes_immediately() {
+        let tmp = TempDir::new("reader-interleaved");
+        let writer = Store::open(&tmp.db()).unwrap();
+        let reader = Store::open_reader(&tmp.db()).unwrap();
+        for i in 0..2000 {
+            let aor = format!("sip:u{}@example.com", i % 100);
+            let d = dev(&aor, &format!("<urn:uuid:{i}>"), &format!("t{i}"), i);
+            writer.upsert(&d).unwrap();
+            assert!(reader.has_devices(&aor).unwrap());
+            if i % 3 == 0 {
+                assert!(writer.remove_aor(&aor).unwrap() > 0);
+                assert!(!reader.has_devices(&aor).unwrap());
+            }
+        }
+        assert_eq!(reader.count().unwrap(), writer.count().unwrap());
+        assert!(!reader.has_devices("sip:never@example.com").unwrap());
+
+        // A reader cannot write, and says so instead of panicking.
+        assert!(reader
+            .upsert(&dev("sip:r@example.com", "token:x", "x", 1))
+            .is_err());
+        assert!(reader.remove_aor("sip:u1@example.com").is_err());
+    }
+
+    #[test]
+    fn reader_works_while_writer_writes_in_another_thread() {
+        let tmp = TempDir::new("reader-concurrent");
+        let writer = Store::open(&tmp.db()).unwrap();
+        let anchor = "sip:anchor@example.com";
+        writer.upsert(&dev(anchor, "token:a", "a", 0)).unwrap();
+        let reader = Store::open_reader(&tmp.db()).unwrap();
+
+        const WRITES: i64 = 2000;
+        let done = Arc::new(AtomicBool::new(false));
+        let done_w = Arc::clone(&done);
+        let handle = std::thread::spawn(move || -> Result<(), StoreError> {
+            let busy = "sip:busy@example.com";
+            for i in 0..WRITES {
+                writer.upsert(&dev(
+                    &format!("sip:w{i}@example.com"),
+                    "<urn:uuid:w>",
+                    "tw",
+                    i,
+                ))?;
+                // Keep rewriting the same record (a token that keeps changing).
+                writer.upsert(&dev(busy, "<urn:uuid:b>", &format!("tb{i}"), i))?;
+            }
+            done_w.store(true, Ordering::SeqCst);
+            Ok(())
+        });
+
+        let mut reads = 0u64;
+        let mut last_count = 0u64;
+        while !done.load(Ordering::SeqCst) || reads < 2000 {
+            assert!(reader.has_devices(anchor).unwrap());
+            assert!(!reader.has_devices("sip:never@example.com").unwrap());
+            let n = reader.count().unwrap();
+            assert!(n >= last_count, "count went back from {last_count} to {n}");
+            assert!(n >= 1 && n <= 2 + WRITES as u64);
+            last_count = n;
+            reads += 1;
+            if handle.is_finished() && !done.load(Ordering::SeqCst) {
+                break; // the writer failed; reported below
+            }
+        }
+        handle.join().unwrap().unwrap();
+        assert_eq!(reader.count().unwrap(), 2 + WRITES as u64);
+        assert!(reader
+            .has_devices(&format!("sip:w{}@example.com", WRITES - 1))
+            .unwrap());
+        let busy = reader.devices("sip:busy@example.com").unwrap();
+        assert_eq!(busy.len(), 1);
+        assert_eq!(busy[0].prid, format!("tb{}", WRITES - 1));
+    }
+
+    /// Environment variable that makes [`child_reader`] run (it is what the child process runs).
+    const CHILD_DB: &str = "KAMAILIO_PUSH_STORE_TEST_CHILD_DB";
+    const CHILD_TARGET: u64 = 1000;
+
+    /// Kamailio's SIP workers are separate processes: run a reader in a child process (this test
+    /// binary again, running only [`child_reader`]) while this process writes.
+    #[test]
+    fn reader_in_another_process_while_writer_writes() {
+        let tmp = TempDir::new("reader-process");
+        let writer = Store::open(&tmp.db()).unwrap();
+        writer
+            .upsert(&dev("sip:anchor@example.com", "token:a", "a", 0))
+            .unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let mut child = std::process::Command::new(exe)
+            .args([
+                "--ignored",
+                "--exact",
+                "devices::store::tests::child_reader",
+                "--test-threads=1",
+            ])
+            .env(CHILD_DB, tmp.db())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Fill the store up to CHILD_TARGET records, then keep rewriting one record until the
+        // child is done, so that its reads overlap writes whenever it starts.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut i: i64 = 1;
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            if (i as u64) < CHILD_TARGET - 1 {
+                writer
+                    .upsert(&dev(&format!("sip:p{i}@example.com"), "token:p", "p", i))
+                    .unwrap();
+            }
+            writer
+                .upsert(&dev(
+                    "sip:busy@example.com",
+                    "<urn:uuid:b>",
+                    &format!("b{i}"),
+                    i,
+                ))
+                .unwrap();
+            i += 1;
+        }
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "child reader failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("1 passed"), "child ran nothing:\n{stdout}");
+    }
+
+    /// Run by [`reader_in_another_process_while_writer_writes`] in a child process.
+    #[test]
+    #[ignore = "helper: run in a child process by reader_in_another_process_while_writer_writes"]
+    fn child_reader() {
+        let Some(path) = std::env::var_os(CHILD_DB).map(PathBuf::from) else {
+            return; // not run by the parent test
+        };
+        let reader = Store::open_reader(&path).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut reads = 0u64;
+        let mut last = 0u64;
+        loop {
+            assert!(reader.has_devices("sip:anchor@example.com").unwrap());
+            assert!(!reader.has_devices("sip:never@example.com").unwrap());
+            let n = reader.count().unwrap();
+            assert!(n >= last, "count went back from {last} to {n}");
+            last = n;
+            reads += 1;
+            if n == CHILD_TARGET && reads >= 2000 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "saw {n} of {CHILD_TARGET}"
+            );
+        }
+    }
+
+    #[test]
+    fn open_reader_on_missing_or_uninitialised_file_is_missing() {
+        let tmp = TempDir::new("reader-missing");
+        let path = tmp.db();
+        match Store::open_reader(&path) {
+            Err(StoreError::Missing(p)) => assert_eq!(p, path),
+            other => panic!("expected Missing, got {:?}", other.err()),
+        }
+        assert!(!path.exists(), "a reader must not create the file");
+        let deep = tmp.0.join("no").join("such").join("dir.sqlite");
+        assert!(matches!(
+            Store::open_reader(&deep),
+            Err(StoreError::Missing(_))
+        ));
+
+        // An empty file (created, schema not written yet) is not ready either.
+        fs::write(&path, b"").unwrap();
+        let e = Store::open_reader(&path).err().unwrap();
+        assert!(matches!(e, StoreError::Missing(_)), "{e}");
+        assert!(e.to_string().contains(&path.display().to_string()));
+
+        // Once the writer has opened it, readers work.
+        let writer = Store::open(&path).unwrap();
+        let reader = Store::open_reader(&path).unwrap();
+        assert!(!reader.has_devices("sip:a@example.com").unwrap());
+        writer
+            .upsert(&dev("sip:a@example.com", "token:t", "t", 1))
+            .unwrap();
+        assert!(reader.has_devices("sip:a@example.com").unwrap());
+    }
+
+    #[test]
+    fn unwritable_location_is_an_error_naming_the_path() {
+        let path = Path::new("/proc/x/y");
+        let e = Store::open(path)
+            .err()
+            .expect("opening /proc/x/y must fail");
+        let msg = e.to_string();
+        assert!(msg.contains("/proc/x"), "{msg}");
+        assert!(std::error::Error::source(&e).is_some());
+
+        let tmp = TempDir::new("dir-as-file");
+        let e = Store::open(&tmp.0)
+            .err()
+            .expect("a directory is no database");
+        assert!(e.to_string().contains(&tmp.0.display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn corrupt_file_is_an_error() {
+        let tmp = TempDir::new("corrupt");
+        let path = tmp.db();
+        let garbage: Vec<u8> = (0..8192u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        fs::write(&path, &garbage).unwrap();
+
+        let e = Store::open(&path).err().expect("garbage must not open");
+        assert!(matches!(e, StoreError::Open { .. }), "{e:?}");
+        assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+        let e = Store::open_reader(&path)
+            .err()
+            .expect("garbage must not open");
+        assert!(matches!(e, StoreError::Open { .. }), "{e:?}");
+
+        // A short text file too.
+        fs::write(&path, b"this is not a database\n").unwrap();
+        assert!(Store::open(&path).is_err());
+        assert!(Store::open_reader(&path).is_err());
+        // The garbage was left alone.
+        assert_eq!(fs::read(&path).unwrap(), b"this is not a database\n");
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let tmp = TempDir::new("newer");
+        let path = tmp.db();
+        drop(Store::open(&path).unwrap());
+        let raw = Connection::open(&path).unwrap();
+        raw.pragma_update(None, "user_version", 7).unwrap();
+        drop(raw);
+        for e in [
+            Store::open(&path).err().unwrap(),
+            Store::open_reader(&path).err().unwrap(),
+        ] {
+            match &e {
+                StoreError::Schema {
+                    found, supported, ..
+                } => {
+                    assert_eq!((*found, *supported), (7, SCHEMA_VERSION));
+                }
+                other => panic!("expected Schema, got {other:?}"),
+            }
+            assert!(e.to_string().contains(&path.display().to_string()));
+        }
+    }
+}

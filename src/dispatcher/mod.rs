@@ -6,13 +6,15 @@
 //! - the process's main thread alone calls Kamailio: it runs the [`MainJob`]s the runtime sends it
 //!   over a channel (log lines now, tm and usrloc calls later) and the host's periodic duties.
 
+pub mod engine;
 mod reader;
 
 use crate::config::Config;
-use crate::ipc::message::DispatcherStatus;
+use crate::ipc::message::{CallKey, DispatcherStatus, ToDispatcher};
 use crate::log::{self, Record};
 use crate::shared::Shared;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use engine::{Engine, PushDone};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -20,18 +22,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// What the main thread does for the host (Kamailio) on every turn of its loop.
+/// What the dispatcher needs from its host (Kamailio); called on the main thread only.
 pub trait Host {
     /// Periodic main-thread duties (in Kamailio: pick up cfg framework changes).
     fn tick(&self);
+    /// Continues a held transaction into the resume route; `failed` tells the route (through
+    /// push_failed()) that no device can be reached. An error means tm no longer holds it.
+    fn continue_call(&self, key: CallKey, failed: bool) -> Result<(), String>;
 }
 
 /// Work that must run on the dispatcher process's main thread.
 pub enum MainJob {
     /// A log line written on a runtime thread.
     Log(Record),
-    /// A call into Kamailio (tm, usrloc, ...).
-    Run(Box<dyn FnOnce() + Send>),
+    /// A message read from the queue.
+    Message(ToDispatcher),
+    /// A push finished.
+    PushDone(PushDone),
 }
 
 /// How often the main thread wakes up when there is nothing to do.
@@ -98,34 +105,46 @@ pub fn run(
         queue_size,
         started: Instant::now(),
         messages_handled: AtomicU64::new(0),
-        main: main_tx,
+        main: main_tx.clone(),
     });
-    runtime.spawn(reader::read_queue(read_end, ctx));
+    let main_tx_engine = main_tx;
+    runtime.spawn(reader::read_queue(read_end, ctx.clone()));
+    let mut engine = Engine::new(ctx, runtime.handle().clone(), main_tx_engine);
     crate::info!(
         "push dispatcher running: pid {}, {} runtime threads, queue of {} bytes",
         std::process::id(),
         config.dispatcher_threads,
         queue_size
     );
-    main_loop(&main_rx, host);
+    main_loop(&main_rx, &mut engine, host);
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
 }
 
 /// The main thread: runs jobs, and the host's duties at least every [`TICK`], until the parent dies.
-fn main_loop(jobs: &Receiver<MainJob>, host: &dyn Host) {
+fn main_loop(jobs: &Receiver<MainJob>, engine: &mut Engine, host: &dyn Host) {
     let parent = std::os::unix::process::parent_id();
+    let mut last_tick = Instant::now();
     loop {
         match jobs.recv_timeout(TICK) {
-            Ok(job) => run_job(job),
+            Ok(job) => run_job(job, engine, host),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
         // Drain what else is ready before the periodic duties.
         while let Ok(job) = jobs.try_recv() {
-            run_job(job);
+            run_job(job, engine, host);
         }
-        if catch_unwind(AssertUnwindSafe(|| host.tick())).is_err() {
+        if last_tick.elapsed() < TICK {
+            continue;
+        }
+        last_tick = Instant::now();
+        if catch_unwind(AssertUnwindSafe(|| {
+            host.tick();
+            engine.tick();
+        }))
+        .is_err()
+        {
             crate::error!("the dispatcher's periodic duties panicked; going on");
         }
         log::refresh_level();
@@ -136,14 +155,14 @@ fn main_loop(jobs: &Receiver<MainJob>, host: &dyn Host) {
     }
 }
 
-fn run_job(job: MainJob) {
-    match job {
+fn run_job(job: MainJob, engine: &mut Engine, host: &dyn Host) {
+    let outcome = catch_unwind(AssertUnwindSafe(|| match job {
         MainJob::Log(record) => log::write_record(&record),
-        MainJob::Run(f) => {
-            if catch_unwind(AssertUnwindSafe(f)).is_err() {
-                crate::error!("a job on the dispatcher's main thread panicked; going on");
-            }
-        }
+        MainJob::Message(message) => engine.handle(message, host),
+        MainJob::PushDone(done) => engine.push_done(done, host),
+    }));
+    if outcome.is_err() {
+        crate::error!("a job on the dispatcher's main thread panicked; going on");
     }
 }
 

@@ -1,9 +1,7 @@
 //! The runtime task that reads the queue and acts on each message.
 
-use super::Context;
-use crate::ipc::message::{Answer, Question, ToDispatcher};
+use super::{Context, MainJob};
 use crate::ipc::queue::Decoder;
-use crate::ipc::reply;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -39,21 +37,12 @@ pub async fn read_queue(fd: OwnedFd, ctx: Arc<Context>) {
             ctx.shared.queue_depth.fetch_sub(1, Ordering::Relaxed);
             ctx.messages_handled.fetch_add(1, Ordering::Relaxed);
             match message {
-                Ok(message) => handle(&ctx, message),
+                Ok(message) => {
+                    if ctx.main.send(MainJob::Message(message)).is_err() {
+                        return;
+                    }
+                }
                 Err(e) => crate::error!("dropped a message from the queue: {e:?}"),
-            }
-        }
-    }
-}
-
-fn handle(ctx: &Context, message: ToDispatcher) {
-    match message {
-        ToDispatcher::Ask { reply_to, question } => {
-            let answer = match question {
-                Question::Status => Answer::Status(ctx.status()),
-            };
-            if let Err(e) = reply::answer(&reply_to, &answer) {
-                crate::debug!("answer to {reply_to} not delivered (the asker gave up?): {e}");
             }
         }
     }

@@ -1,6 +1,10 @@
 //! The messages carried from Kamailio's processes to the dispatcher, and its answers.
 
+use crate::devices::contact::PushBinding;
 use serde::{Deserialize, Serialize};
+
+/// A transaction as tm identifies it: (hash_index, label).
+pub type CallKey = (u32, u32);
 
 /// A message for the dispatcher.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -10,17 +14,82 @@ pub enum ToDispatcher {
         reply_to: String,
         question: Question,
     },
+    /// push_suspend held this call: push its AOR's devices.
+    Held(HeldCall),
+    /// A binding changed (usrloc callback or push_register).
+    Contact(ContactEvent),
+    /// Something happened to a held transaction (tm callback).
+    Tm(TmEvent),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldCall {
+    pub key: CallKey,
+    pub aor: String,
+    pub call_id: String,
+    pub caller_uri: String,
+    pub caller_name: Option<String>,
+    /// Seconds the call may wait (its fr_inv timer).
+    pub timeout: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContactChange {
+    /// Registered or refreshed (a 2xx to REGISTER is on its way).
+    Registered,
+    /// De-registered (Expires: 0).
+    Removed,
+    /// `Contact: *`: every binding of the AOR removed.
+    RemovedAll,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactEvent {
+    pub change: ContactChange,
+    pub aor: String,
+    /// The Contact URI (with its parameters).
+    pub contact: String,
+    pub instance: Option<String>,
+    pub user_agent: Option<String>,
+    /// The push binding the Contact carries (None: no push parameters).
+    pub binding: Option<PushBinding>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TmChange {
+    /// The caller's CANCEL arrived.
+    Cancelled,
+    /// A final response went out (the call is over for the module).
+    Replied(u16),
+    /// tm destroyed the transaction.
+    Destroyed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmEvent {
+    pub key: CallKey,
+    pub change: TmChange,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Question {
     /// The dispatcher's own state, for `push.stats`.
     Status,
+    /// Held calls, of one AOR or all.
+    Pending { aor: Option<String> },
+    /// Devices stored for an AOR.
+    Devices { aor: String },
+    /// Continue every call held for this AOR (push_resume); answers how many.
+    Resume { aor: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Answer {
     Status(DispatcherStatus),
+    Pending(Vec<PendingCall>),
+    Devices(Vec<DeviceView>),
+    Resumed(u32),
+    Error(String),
 }
 
 /// What the dispatcher says of itself.
@@ -35,4 +104,25 @@ pub struct DispatcherStatus {
     pub runtime_threads: usize,
     /// Messages the dispatcher has read since it started.
     pub messages_handled: u64,
+}
+
+/// A held call as `push.pending` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingCall {
+    pub aor: String,
+    pub call_id: String,
+    pub age_ms: u64,
+    pub devices_pushed: u32,
+    pub state: String,
+}
+
+/// A device as `push.devices` shows it (token shortened).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceView {
+    pub device_id: String,
+    pub provider: String,
+    pub token: String,
+    pub app: String,
+    pub user_agent: String,
+    pub updated_at: i64,
 }

@@ -130,6 +130,7 @@ mod tests {
                     assert_eq!(question, Question::Status);
                     answer(&reply_to, &Answer::Status(status())).unwrap();
                 }
+                other => panic!("unexpected message {other:?}"),
             }
         });
         let got = ask(&q.sender(&depth), Question::Status, Duration::from_secs(5)).unwrap();

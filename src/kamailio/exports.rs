@@ -4,14 +4,17 @@
 use super::logger::KamailioLog;
 use super::params::PARAMS;
 use super::rpc::RPC_METHODS;
+use super::script::{CMDS, CONTINUING_FAILED};
 use super::state::{self, Globals, PARAM_VALUES};
 use super::sys;
 use super::{guard, sys::cmd_export_t};
 use crate::config::Config;
+use crate::devices::store::Store;
 use crate::dispatcher::{self, Host};
+use crate::ipc::message::CallKey;
 use crate::ipc::queue::Queue;
 use crate::shared::Shared;
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, CString};
 use std::ptr::{addr_of_mut, null_mut};
 
 /// A pointer that may live in a static (it points at constant data).
@@ -29,16 +32,6 @@ pub static module_version: StaticStr = StaticStr(sys::MODULE_VERSION.as_ptr() as
 #[no_mangle]
 #[allow(non_upper_case_globals)]
 pub static module_flags: StaticStr = StaticStr(sys::MODULE_FLAGS.as_ptr() as *const c_char);
-
-/// Script functions (none yet).
-static mut CMDS: [cmd_export_t; 1] = [cmd_export_t {
-    name: null_mut(),
-    function: None,
-    param_no: 0,
-    fixup: None,
-    free_fixup: None,
-    flags: 0,
-}];
 
 /// The module's description for Kamailio.
 #[no_mangle]
@@ -79,7 +72,45 @@ fn init() -> Result<(), String> {
     crate::log::set_backend(Box::new(KamailioLog));
     guard::install_panic_hook();
     let params = std::mem::take(&mut *PARAM_VALUES.lock().map_err(|_| "parameter list poisoned")?);
-    let config = Config::from_params(&params).map_err(|e| e.to_string())?;
+    let mut config = Config::from_params(&params).map_err(|e| e.to_string())?;
+    // SAFETY: called in mod_init, after tm's own mod_init; fills the shim's tm binding.
+    if unsafe { sys::push_shim_bind_tm() } < 0 {
+        return Err(
+            "the push module needs tm: loadmodule \"tm.so\" before \"push.so\"".to_string(),
+        );
+    }
+    let route = CString::new(config.resume_route.clone()).map_err(|_| "bad resume_route")?;
+    // SAFETY: the routing script is parsed before mod_init; the name is NUL-terminated.
+    let resume_route = unsafe { sys::push_shim_route_lookup(route.as_ptr()) };
+    if resume_route < 0 {
+        return Err(format!(
+            "invalid value \"{0}\" for modparam(\"push\", \"resume_route\", ...): the script has no route[{0}]",
+            config.resume_route
+        ));
+    }
+    if config.auto_resume {
+        let mut use_domain: c_int = 0;
+        // SAFETY: binds usrloc's API if the module is loaded; the out-parameter is a plain int.
+        if unsafe { sys::push_shim_bind_usrloc(&mut use_domain) } == 0 {
+            config.use_domain = use_domain != 0;
+            // SAFETY: usrloc is bound; registering callbacks in mod_init is what usrloc expects.
+            if unsafe { sys::push_shim_register_ulcb() } < 0
+                || unsafe { sys::push_shim_register_script_cbs() } < 0
+            {
+                return Err("cannot register the usrloc and script callbacks".to_string());
+            }
+        } else {
+            crate::warn!(
+                "usrloc is not loaded: devices are learned only through push_register(), calls resumed \
+                 only through push_resume() (set auto_resume to 0 to silence this)"
+            );
+        }
+    }
+    // Open (and create) the store once here, so a bad db_url stops Kamailio at startup.
+    drop(
+        Store::open(&config.db_path)
+            .map_err(|e| format!("invalid db_url for modparam(\"push\", \"db_url\", ...): {e}"))?,
+    );
     let shared =
         Shared::create().map_err(|e| format!("cannot map shared memory for the module: {e}"))?;
     let queue = Queue::new(config.queue_size).map_err(|e| {
@@ -100,6 +131,7 @@ fn init() -> Result<(), String> {
         config,
         queue,
         shared,
+        resume_route,
     })
 }
 
@@ -150,13 +182,16 @@ fn run_dispatcher() -> Result<(), String> {
         .queue
         .clone_read_end()
         .map_err(|e| format!("cannot open the queue: {e}"))?;
+    let host = KamailioHost {
+        resume_route: globals.resume_route,
+    };
     std::panic::catch_unwind(|| {
         dispatcher::run(
             &globals.config,
             read_end,
             globals.queue.capacity(),
             globals.shared,
-            &KamailioHost,
+            &host,
         )
     })
     .map_err(|p| format!("panic: {}", guard::describe(&*p)))?
@@ -168,11 +203,26 @@ unsafe extern "C" fn mod_destroy() {
 }
 
 /// The dispatcher's main-thread duties towards Kamailio.
-struct KamailioHost;
+struct KamailioHost {
+    resume_route: c_int,
+}
 
 impl Host for KamailioHost {
     fn tick(&self) {
         // SAFETY: called on the dispatcher's main thread, which did cfg_child_init.
         unsafe { sys::push_shim_cfg_update() }
+    }
+
+    fn continue_call(&self, key: CallKey, failed: bool) -> Result<(), String> {
+        CONTINUING_FAILED.with(|f| f.set(failed));
+        // SAFETY: t_continue may run in any Kamailio process; it looks the transaction up by its
+        // identifiers and fails cleanly if tm no longer holds it. Runs on the main thread.
+        let r = unsafe { sys::push_shim_continue(key.0, key.1, self.resume_route) };
+        CONTINUING_FAILED.with(|f| f.set(false));
+        match r {
+            0 => Ok(()),
+            1 => Err("the transaction was cancelled or timed out meanwhile".to_string()),
+            r => Err(format!("t_continue returned {r}")),
+        }
     }
 }

@@ -9,10 +9,12 @@
 //! - [`logger`]: the log backend over Kamailio's logger.
 //! - [`state`]: what mod_init sets up before fork and every process inherits.
 
+mod callbacks;
 mod exports;
 mod guard;
 mod logger;
 mod params;
 mod rpc;
+mod script;
 mod state;
 mod sys;

@@ -58,11 +58,23 @@ const NULL_ENTRY: param_export_t = param_export_t {
     param_pointer: std::ptr::null_mut(),
 };
 
-const COUNT: usize = 2;
+const COUNT: usize = 10;
 const _: () = assert!(
     COUNT == config::PARAMS.len(),
     "params.rs must list every entry of config::PARAMS"
 );
 
 /// The null-terminated table `exports.params` points at.
-pub static mut PARAMS: [param_export_t; COUNT + 1] = [entry::<0>(), entry::<1>(), NULL_ENTRY];
+pub static mut PARAMS: [param_export_t; COUNT + 1] = [
+    entry::<0>(),
+    entry::<1>(),
+    entry::<2>(),
+    entry::<3>(),
+    entry::<4>(),
+    entry::<5>(),
+    entry::<6>(),
+    entry::<7>(),
+    entry::<8>(),
+    entry::<9>(),
+    NULL_ENTRY,
+];

@@ -13,6 +13,17 @@ use std::time::Duration;
 /// How long an RPC waits for the dispatcher before answering with a fault.
 const DISPATCHER_TIMEOUT: Duration = Duration::from_secs(2);
 
+static PENDING_DOC: Docs<2> = Docs([
+    c"Calls held for a push: AOR, call-id, age, devices pushed, state. Optional parameter: an AOR."
+        .as_ptr(),
+    null(),
+]);
+
+static DEVICES_DOC: Docs<2> = Docs([
+    c"Push devices stored for an AOR (tokens shortened). Parameter: the AOR.".as_ptr(),
+    null(),
+]);
+
 /// A null-terminated array of C strings that may live in a static.
 #[repr(transparent)]
 pub struct Docs<const N: usize>([*const c_char; N]);
@@ -39,8 +50,10 @@ const fn method(
 }
 
 /// The null-terminated table `exports.rpc_methods` points at.
-pub static mut RPC_METHODS: [rpc_export_t; 2] = [
+pub static mut RPC_METHODS: [rpc_export_t; 4] = [
     method(c"push.stats", rpc_stats, &STATS_DOC),
+    method(c"push.pending", rpc_pending, &PENDING_DOC),
+    method(c"push.devices", rpc_devices, &DEVICES_DOC),
     rpc_export_t {
         name: null(),
         function: None,
@@ -79,6 +92,33 @@ impl Reply {
                 );
             }
         }
+    }
+
+    /// The next string parameter, if the caller gave one.
+    fn optional_str(&self) -> Option<String> {
+        let mut value: *mut c_char = null_mut();
+        // SAFETY: "*s" makes the rest optional and stores a C string owned by the RPC layer.
+        let n = unsafe {
+            (*self.api)
+                .scan
+                .map(|scan| {
+                    scan(
+                        self.ctx,
+                        c"*s".as_ptr() as *mut c_char,
+                        &mut value as *mut *mut c_char,
+                    )
+                })
+                .unwrap_or(-1)
+        };
+        if n < 1 || value.is_null() {
+            return None;
+        }
+        // SAFETY: a NUL-terminated string valid during this RPC call, copied here.
+        Some(
+            unsafe { std::ffi::CStr::from_ptr(value) }
+                .to_string_lossy()
+                .into_owned(),
+        )
     }
 
     fn add_struct(&self) -> Option<Struct> {
@@ -136,6 +176,22 @@ impl Struct {
         }
     }
 
+    fn str(&self, name: &str, value: &str) {
+        let name = cstring(name);
+        let value = cstring(value);
+        // SAFETY: the handle is live for this reply; "s" takes a name and a C string, copied.
+        unsafe {
+            if let Some(add) = (*self.api).struct_add {
+                add(
+                    self.handle,
+                    c"s".as_ptr() as *mut c_char,
+                    name.as_ptr(),
+                    value.as_ptr(),
+                );
+            }
+        }
+    }
+
     fn child(&self, name: &str) -> Option<Struct> {
         let name = cstring(name);
         let mut handle: *mut c_void = null_mut();
@@ -187,6 +243,7 @@ unsafe extern "C" fn rpc_stats(api: *mut rpc_t, ctx: *mut c_void) {
             state::get().ok_or((500, "the push module is not initialised".to_string()))?;
         let status = match reply::ask(&globals.sender(), Question::Status, DISPATCHER_TIMEOUT) {
             Ok(Answer::Status(status)) => status,
+            Ok(other) => return Err((500, format!("unexpected answer: {other:?}"))),
             Err(e) => return Err((500, e.to_string())),
         };
         let top = reply
@@ -200,10 +257,70 @@ unsafe extern "C" fn rpc_stats(api: *mut rpc_t, ctx: *mut c_void) {
             d.uint("runtime_threads", status.runtime_threads as u64);
             d.uint("messages_handled", status.messages_handled);
         }
+        top.int(
+            "held_now",
+            globals
+                .shared
+                .held_now
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
         if let Some(c) = top.child("counters") {
             for (name, value) in globals.shared.counters.snapshot() {
                 c.uint(name, value);
             }
+        }
+        Ok(())
+    })
+}
+
+fn ask(question: Question) -> Result<Answer, (c_int, String)> {
+    let globals = state::get().ok_or((500, "the push module is not initialised".to_string()))?;
+    match reply::ask(&globals.sender(), question, DISPATCHER_TIMEOUT) {
+        Ok(Answer::Error(e)) => Err((400, e)),
+        Ok(answer) => Ok(answer),
+        Err(e) => Err((500, e.to_string())),
+    }
+}
+
+unsafe extern "C" fn rpc_pending(api: *mut rpc_t, ctx: *mut c_void) {
+    serve("push.pending", api, ctx, |reply| {
+        let aor = reply.optional_str();
+        let Answer::Pending(calls) = ask(Question::Pending { aor })? else {
+            return Err((500, "unexpected answer".to_string()));
+        };
+        for call in calls {
+            let s = reply
+                .add_struct()
+                .ok_or((500, "cannot build the reply".to_string()))?;
+            s.str("aor", &call.aor);
+            s.str("call_id", &call.call_id);
+            s.uint("age_ms", call.age_ms);
+            s.uint("devices_pushed", call.devices_pushed as u64);
+            s.str("state", &call.state);
+        }
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn rpc_devices(api: *mut rpc_t, ctx: *mut c_void) {
+    serve("push.devices", api, ctx, |reply| {
+        let aor = reply.optional_str().ok_or((
+            400,
+            "push.devices needs an AOR, e.g. kamcmd push.devices alice".to_string(),
+        ))?;
+        let Answer::Devices(devices) = ask(Question::Devices { aor })? else {
+            return Err((500, "unexpected answer".to_string()));
+        };
+        for d in devices {
+            let s = reply
+                .add_struct()
+                .ok_or((500, "cannot build the reply".to_string()))?;
+            s.str("device", &d.device_id);
+            s.str("provider", &d.provider);
+            s.str("token", &d.token);
+            s.str("app", &d.app);
+            s.str("user_agent", &d.user_agent);
+            s.int("updated_at", d.updated_at);
         }
         Ok(())
     })

@@ -3,6 +3,8 @@
 //! fails, the log is printed.
 #![allow(dead_code)]
 
+pub mod push_server;
+
 use std::fs;
 use std::net::{TcpListener, UdpSocket};
 use std::os::unix::process::CommandExt;
@@ -22,7 +24,11 @@ pub fn module_path() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let so = profile_dir.join("libkamailio_push.so");
-    assert!(so.is_file(), "module not built: {} is missing", so.display());
+    assert!(
+        so.is_file(),
+        "module not built: {} is missing",
+        so.display()
+    );
     so
 }
 
@@ -45,11 +51,13 @@ pub fn module_search_path() -> String {
 /// A fresh directory under the target dir for one test run.
 pub fn run_dir(name: &str) -> PathBuf {
     static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("runs").join(format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("runs")
+        .join(format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     dir
@@ -76,7 +84,9 @@ pub struct Setup {
 impl Setup {
     pub fn new(name: &str) -> Setup {
         let dir = run_dir(name);
-        let ctl = dir.join("ctl.sock");
+        // The ctl module's default socket under Kamailio's runtime dir (-Y), as configs without a
+        // binrpc parameter get it.
+        let ctl = dir.join("kamailio_ctl");
         Setup {
             dir,
             sip_port: free_port(),
@@ -115,7 +125,11 @@ pub struct Kamailio {
 /// Runs `kamailio -c` on a config file; returns (success, output).
 pub fn check_config(cfg: &Path, defines: &[(&str, &str)]) -> (bool, String) {
     let mut cmd = Command::new(KAMAILIO);
-    cmd.arg("-c").arg("-f").arg(cfg).arg("-L").arg(module_search_path());
+    cmd.arg("-c")
+        .arg("-f")
+        .arg(cfg)
+        .arg("-L")
+        .arg(module_search_path());
     for (k, v) in defines {
         cmd.arg("-A").arg(format!("{k}={v}"));
     }
@@ -132,6 +146,20 @@ impl Kamailio {
     /// Starts Kamailio with this config text and waits until its ctl socket answers.
     pub fn start(setup: Setup, cfg: &str) -> Kamailio {
         let mut k = Kamailio::spawn(setup, cfg, &[]);
+        k.wait_ready();
+        k
+    }
+
+    /// Starts Kamailio with a config file from cfg-examples/ and `-A NAME=value` defines, and waits
+    /// until it answers.
+    pub fn start_example(setup: Setup, example: &str, defines: &[(&str, &str)]) -> Kamailio {
+        let cfg = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("cfg-examples")
+            .join(example);
+        let port = setup.sip_port.to_string();
+        let mut all: Vec<(&str, &str)> = vec![("SIP_PORT", port.as_str())];
+        all.extend_from_slice(defines);
+        let mut k = Kamailio::spawn_file(setup, &cfg, &all);
         k.wait_ready();
         k
     }
@@ -187,7 +215,10 @@ impl Kamailio {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("kamailio exited during startup ({status}):\n{}", self.log_text());
+                panic!(
+                    "kamailio exited during startup ({status}):\n{}",
+                    self.log_text()
+                );
             }
             if self.setup.ctl.exists() && self.kamcmd(&["core.version"]).is_ok() {
                 return;
@@ -328,14 +359,17 @@ impl Drop for Kamailio {
 
 /// The value of `key: value` at the first line that has it in kamcmd output.
 pub fn field(text: &str, key: &str) -> Option<String> {
-    text.lines()
-        .map(str::trim)
-        .find_map(|l| l.strip_prefix(&format!("{key}: ")).map(|v| v.trim().to_string()))
+    text.lines().map(str::trim).find_map(|l| {
+        l.strip_prefix(&format!("{key}: "))
+            .map(|v| v.trim().to_string())
+    })
 }
 
 /// Runs sipp with a scenario from tests/sipp against this Kamailio; returns (success, output).
 pub fn sipp(scenario: &str, target_port: u16, extra: &[&str], dir: &Path) -> (bool, String) {
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(scenario);
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(scenario);
     let out = Command::new("sipp")
         .arg(format!("127.0.0.1:{target_port}"))
         .arg("-sf")
@@ -354,4 +388,121 @@ pub fn sipp(scenario: &str, target_port: u16, extra: &[&str], dir: &Path) -> (bo
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+/// A sipp run in the background.
+pub struct Sipp {
+    child: Option<Child>,
+    out: PathBuf,
+    pub name: String,
+}
+
+impl Sipp {
+    /// Starts sipp with a scenario from tests/sipp (or a path) against 127.0.0.1:`port`.
+    pub fn spawn(scenario: &str, port: u16, extra: &[&str], dir: &Path) -> Sipp {
+        let path = if scenario.contains('/') {
+            PathBuf::from(scenario)
+        } else {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/sipp")
+                .join(scenario)
+        };
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "{}-{}",
+            path.file_stem().unwrap().to_string_lossy(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = dir.join(format!("{name}.out"));
+        let file = fs::File::create(&out).unwrap();
+        let child = Command::new("sipp")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-sf")
+            .arg(&path)
+            .args(["-i", "127.0.0.1", "-p"])
+            .arg(free_port().to_string())
+            .args([
+                "-m",
+                "1",
+                "-timeout",
+                "40s",
+                "-timeout_error",
+                "-nostdin",
+                "-trace_err",
+                "-trace_msg",
+            ])
+            .args(extra)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("cannot run sipp");
+        Sipp {
+            child: Some(child),
+            out,
+            name,
+        }
+    }
+
+    /// Waits for sipp to finish; returns (success, its output and message trace).
+    pub fn wait(mut self, timeout: Duration) -> (bool, String) {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut text = fs::read_to_string(&self.out).unwrap_or_default();
+        if let Some(dir) = self.out.parent() {
+            for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = entry.path();
+                let n = p.file_name().unwrap().to_string_lossy().to_string();
+                let stem = Path::new(&self.name)
+                    .file_stem()
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
+                let scenario = stem
+                    .rsplit_once('-')
+                    .map(|(s, _)| s.to_string())
+                    .unwrap_or(stem);
+                if n.starts_with(&scenario)
+                    && (n.ends_with("_errors.log") || n.ends_with("_messages.log"))
+                {
+                    text.push_str(&format!("\n--- {n} ---\n"));
+                    text.push_str(&fs::read_to_string(&p).unwrap_or_default());
+                }
+            }
+        }
+        (status.map(|s| s.success()).unwrap_or(false), text)
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `f` until it returns true or the timeout passes.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    f()
 }

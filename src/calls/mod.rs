@@ -1,0 +1,321 @@
+//! The table of held calls, owned by the dispatcher's main thread.
+//!
+//! A call enters when push_suspend held it, is matched against the devices that register while it
+//! waits, and leaves when tm is done with the transaction (final reply, CANCEL, destroy) or, as a
+//! safety net, some time after its deadline. The table decides; the caller acts (t_continue,
+//! counters, pushes).
+
+use crate::devices::contact::PushBinding;
+use crate::ipc::message::{CallKey, PendingCall};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// How long after its deadline an entry tm never told us about is dropped.
+pub const GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PushState {
+    Sending,
+    Sent,
+    Failed(String),
+}
+
+/// One device pushed for a call.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub device_id: String,
+    pub binding: PushBinding,
+    pub instance: Option<String>,
+    pub state: PushState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Held, pushes out, waiting for a device to register.
+    Waiting,
+    /// Continued into the resume route (delivered to a device).
+    Resumed,
+    /// Continued as failed: every push failed for good.
+    Failed,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Waiting => "waiting",
+            Phase::Resumed => "resumed",
+            Phase::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub key: CallKey,
+    pub aor: String,
+    pub call_id: String,
+    pub caller_uri: String,
+    pub caller_name: Option<String>,
+    pub held_at: Instant,
+    pub deadline: Instant,
+    pub phase: Phase,
+    pub targets: Vec<Target>,
+}
+
+impl Call {
+    fn matches(&self, binding: Option<&PushBinding>, instance: Option<&str>) -> bool {
+        self.targets.iter().any(|t| {
+            binding.is_some_and(|b| b.same_registration(&t.binding))
+                || (instance.is_some() && t.instance.as_deref() == instance)
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct Calls {
+    calls: HashMap<CallKey, Call>,
+    by_aor: HashMap<String, Vec<CallKey>>,
+}
+
+impl Calls {
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    pub fn get(&self, key: CallKey) -> Option<&Call> {
+        self.calls.get(&key)
+    }
+
+    /// Adds a call; a call already held under this key is replaced (tm reuses no key while a
+    /// transaction lives, so this only happens after an entry was missed).
+    pub fn insert(&mut self, call: Call) {
+        if let Some(old) = self.calls.insert(call.key, call.clone()) {
+            self.unindex(&old.aor, old.key);
+        }
+        self.by_aor
+            .entry(call.aor.clone())
+            .or_default()
+            .push(call.key);
+    }
+
+    fn unindex(&mut self, aor: &str, key: CallKey) {
+        if let Some(keys) = self.by_aor.get_mut(aor) {
+            keys.retain(|k| *k != key);
+            if keys.is_empty() {
+                self.by_aor.remove(aor);
+            }
+        }
+    }
+
+    pub fn remove(&mut self, key: CallKey) -> Option<Call> {
+        let call = self.calls.remove(&key)?;
+        self.unindex(&call.aor, key);
+        Some(call)
+    }
+
+    /// A device of `aor` registered: the waiting calls that pushed it (same pn-provider, pn-prid and
+    /// pn-param, or the same +sip.instance) are resumed. Each call is returned once: it leaves the
+    /// waiting phase here, so a second REGISTER (auth retry, second token) finds nothing to resume.
+    pub fn device_registered(
+        &mut self,
+        aor: &str,
+        binding: Option<&PushBinding>,
+        instance: Option<&str>,
+    ) -> Vec<CallKey> {
+        let Some(keys) = self.by_aor.get(aor) else {
+            return Vec::new();
+        };
+        let mut resumed = Vec::new();
+        for key in keys {
+            if let Some(call) = self.calls.get_mut(key) {
+                if call.phase == Phase::Waiting && call.matches(binding, instance) {
+                    call.phase = Phase::Resumed;
+                    resumed.push(*key);
+                }
+            }
+        }
+        resumed
+    }
+
+    /// push_resume: every waiting call of the AOR, whoever registered.
+    pub fn resume_aor(&mut self, aor: &str) -> Vec<CallKey> {
+        let Some(keys) = self.by_aor.get(aor) else {
+            return Vec::new();
+        };
+        let mut resumed = Vec::new();
+        for key in keys {
+            if let Some(call) = self.calls.get_mut(key) {
+                if call.phase == Phase::Waiting {
+                    call.phase = Phase::Resumed;
+                    resumed.push(*key);
+                }
+            }
+        }
+        resumed
+    }
+
+    /// Records how a push ended. Returns true when this was the last hope: every push of a still
+    /// waiting call has failed, so the call should be failed now rather than at its timeout.
+    pub fn push_done(&mut self, key: CallKey, device_id: &str, result: Result<(), String>) -> bool {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return false;
+        };
+        for t in call.targets.iter_mut().filter(|t| t.device_id == device_id) {
+            t.state = match &result {
+                Ok(()) => PushState::Sent,
+                Err(e) => PushState::Failed(e.clone()),
+            };
+        }
+        let all_failed = call
+            .targets
+            .iter()
+            .all(|t| matches!(t.state, PushState::Failed(_)));
+        if call.phase == Phase::Waiting && all_failed {
+            call.phase = Phase::Failed;
+            return true;
+        }
+        false
+    }
+
+    /// Entries whose deadline passed more than [`GRACE`] ago: tm has ended them without us hearing.
+    pub fn stale(&self, now: Instant) -> Vec<CallKey> {
+        self.calls
+            .values()
+            .filter(|c| now > c.deadline + GRACE)
+            .map(|c| c.key)
+            .collect()
+    }
+
+    pub fn pending(&self, aor: Option<&str>, now: Instant) -> Vec<PendingCall> {
+        let mut list: Vec<&Call> = match aor {
+            Some(aor) => self
+                .by_aor
+                .get(aor)
+                .map(|keys| keys.iter().filter_map(|k| self.calls.get(k)).collect())
+                .unwrap_or_default(),
+            None => self.calls.values().collect(),
+        };
+        list.sort_by_key(|c| c.held_at);
+        list.iter()
+            .map(|c| PendingCall {
+                aor: c.aor.clone(),
+                call_id: c.call_id.clone(),
+                age_ms: now.saturating_duration_since(c.held_at).as_millis() as u64,
+                devices_pushed: c.targets.len() as u32,
+                state: c.phase.as_str().to_string(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(token: &str) -> PushBinding {
+        PushBinding {
+            provider: "apns".into(),
+            prid: token.into(),
+            param: Some("TEAM.com.example.voip".into()),
+            silent: false,
+            timeout: None,
+        }
+    }
+
+    fn call(key: CallKey, aor: &str, tokens: &[&str]) -> Call {
+        let now = Instant::now();
+        Call {
+            key,
+            aor: aor.into(),
+            call_id: format!("call-{}", key.1),
+            caller_uri: "sip:bob@example.com".into(),
+            caller_name: None,
+            held_at: now,
+            deadline: now + Duration::from_secs(30),
+            phase: Phase::Waiting,
+            targets: tokens
+                .iter()
+                .map(|t| Target {
+                    device_id: format!("token:{t}"),
+                    binding: binding(t),
+                    instance: Some(format!("<urn:uuid:{t}>")),
+                    state: PushState::Sending,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn matching_register_resumes_each_call_once() {
+        let mut calls = Calls::default();
+        calls.insert(call((1, 1), "alice", &["tokA"]));
+        calls.insert(call((1, 2), "alice", &["tokA"]));
+        calls.insert(call((2, 1), "bob", &["tokA"]));
+        let mut got = calls.device_registered("alice", Some(&binding("tokA")), None);
+        got.sort();
+        assert_eq!(got, vec![(1, 1), (1, 2)]);
+        // The auth retry / second REGISTER finds nothing left to resume.
+        assert!(calls
+            .device_registered("alice", Some(&binding("tokA")), None)
+            .is_empty());
+        assert_eq!(calls.get((2, 1)).unwrap().phase, Phase::Waiting);
+    }
+
+    #[test]
+    fn other_token_does_not_resume_but_same_instance_does() {
+        let mut calls = Calls::default();
+        calls.insert(call((1, 1), "alice", &["tokA"]));
+        assert!(calls
+            .device_registered("alice", Some(&binding("other")), None)
+            .is_empty());
+        assert!(calls.device_registered("alice", None, None).is_empty());
+        let got = calls.device_registered(
+            "alice",
+            Some(&binding("new-token")),
+            Some("<urn:uuid:tokA>"),
+        );
+        assert_eq!(got, vec![(1, 1)]);
+    }
+
+    #[test]
+    fn call_fails_only_when_every_push_failed() {
+        let mut calls = Calls::default();
+        calls.insert(call((1, 1), "alice", &["a", "b"]));
+        assert!(!calls.push_done((1, 1), "token:a", Err("410 Unregistered".into())));
+        assert!(calls.push_done((1, 1), "token:b", Err("400 BadDeviceToken".into())));
+        assert_eq!(calls.get((1, 1)).unwrap().phase, Phase::Failed);
+        // Once failed it is not resumed by a late REGISTER.
+        assert!(calls
+            .device_registered("alice", Some(&binding("a")), None)
+            .is_empty());
+
+        calls.insert(call((1, 2), "alice", &["a", "b"]));
+        assert!(!calls.push_done((1, 2), "token:a", Ok(())));
+        assert!(!calls.push_done((1, 2), "token:b", Err("x".into())));
+        assert_eq!(calls.get((1, 2)).unwrap().phase, Phase::Waiting);
+    }
+
+    #[test]
+    fn remove_and_stale_and_pending() {
+        let mut calls = Calls::default();
+        calls.insert(call((1, 1), "alice", &["a"]));
+        calls.insert(call((1, 2), "bob", &["b"]));
+        assert_eq!(calls.pending(None, Instant::now()).len(), 2);
+        assert_eq!(
+            calls.pending(Some("bob"), Instant::now())[0].call_id,
+            "call-2"
+        );
+        assert!(calls.stale(Instant::now()).is_empty());
+        let later = Instant::now() + Duration::from_secs(30) + GRACE + Duration::from_secs(1);
+        assert_eq!(calls.stale(later).len(), 2);
+        assert!(calls.remove((1, 1)).is_some());
+        assert!(calls.remove((1, 1)).is_none());
+        assert!(calls.resume_aor("alice").is_empty());
+        assert_eq!(calls.resume_aor("bob"), vec![(1, 2)]);
+        assert_eq!(calls.len(), 1);
+    }
+}

@@ -1,0 +1,517 @@
+//! The dispatcher's brain, run on its main thread: it owns the held-call table and the device
+//! store, reacts to messages from Kamailio's processes and to push results from the runtime, and
+//! tells the host (Kamailio) which held transactions to continue. It never waits on the network:
+//! pushes run as tasks on the runtime and come back as [`MainJob::PushDone`].
+
+use super::{Context, Host, MainJob};
+use crate::calls::{Call, Calls, Phase, PushState, Target};
+use crate::config::{AppProvider, Config};
+use crate::devices::contact::shorten_token;
+use crate::devices::store::{Device, Store, Upsert};
+use crate::devices::{device_id, normalize_aor};
+use crate::ipc::message::{
+    Answer, CallKey, ContactChange, ContactEvent, DeviceView, HeldCall, Question, TmChange,
+    TmEvent, ToDispatcher,
+};
+use crate::ipc::reply;
+use crate::providers::webhook::{self, CallPush, Outcome, WebhookApp};
+use crossbeam_channel::Sender;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long a transaction tm told us has ended is remembered, to drop a late `Held` for it.
+const ENDED_MEMORY: Duration = Duration::from_secs(60);
+
+/// A finished push, on its way back to the main thread.
+#[derive(Debug)]
+pub struct PushDone {
+    pub key: CallKey,
+    pub aor: String,
+    pub device_id: String,
+    pub outcome: Outcome,
+}
+
+pub struct Engine {
+    ctx: Arc<Context>,
+    store: Option<Store>,
+    calls: Calls,
+    ended: HashMap<CallKey, Instant>,
+    runtime: tokio::runtime::Handle,
+    main: Sender<MainJob>,
+    http: Option<reqwest::Client>,
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+impl Engine {
+    pub fn new(
+        ctx: Arc<Context>,
+        runtime: tokio::runtime::Handle,
+        main: Sender<MainJob>,
+    ) -> Engine {
+        let store = match Store::open(&ctx.config.db_path) {
+            Ok(store) => Some(store),
+            Err(e) => {
+                crate::error!("cannot open the device store: {e}; devices will not be remembered");
+                None
+            }
+        };
+        let http = match webhook::client() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                crate::error!("cannot build the HTTP client: {e}; webhook pushes will fail");
+                None
+            }
+        };
+        Engine {
+            ctx,
+            store,
+            calls: Calls::default(),
+            ended: HashMap::new(),
+            runtime,
+            main,
+            http,
+        }
+    }
+
+    fn config(&self) -> &Config {
+        &self.ctx.config
+    }
+
+    fn count(&self, counter: impl Fn(&crate::shared::Counters) -> &std::sync::atomic::AtomicU64) {
+        counter(&self.ctx.shared.counters).fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn handle(&mut self, message: ToDispatcher, host: &dyn Host) {
+        match message {
+            ToDispatcher::Ask { reply_to, question } => {
+                let answer = self.answer(question, host);
+                if let Err(e) = reply::answer(&reply_to, &answer) {
+                    crate::debug!("answer to {reply_to} not delivered (the asker gave up?): {e}");
+                }
+            }
+            ToDispatcher::Held(held) => self.on_held(held, host),
+            ToDispatcher::Contact(event) => self.on_contact(event, host),
+            ToDispatcher::Tm(event) => self.on_tm(event),
+        }
+    }
+
+    fn answer(&mut self, question: Question, host: &dyn Host) -> Answer {
+        let use_domain = self.config().use_domain;
+        match question {
+            Question::Status => Answer::Status(self.ctx.status()),
+            Question::Pending { aor } => {
+                let aor = aor.and_then(|a| normalize_aor(&a, use_domain));
+                Answer::Pending(self.calls.pending(aor.as_deref(), Instant::now()))
+            }
+            Question::Devices { aor } => {
+                let Some(aor) = normalize_aor(&aor, use_domain) else {
+                    return Answer::Error(format!("'{aor}' is not an AOR"));
+                };
+                let Some(store) = &self.store else {
+                    return Answer::Error("the device store is not open".into());
+                };
+                match store.devices(&aor) {
+                    Ok(devices) => Answer::Devices(
+                        devices
+                            .into_iter()
+                            .map(|d| DeviceView {
+                                device_id: if d.device_id.starts_with("token:") {
+                                    format!("token:{}", shorten_token(&d.prid))
+                                } else {
+                                    d.device_id
+                                },
+                                provider: d.provider,
+                                token: shorten_token(&d.prid),
+                                app: d.app_id.or(d.param).unwrap_or_default(),
+                                user_agent: d.user_agent.unwrap_or_default(),
+                                updated_at: d.updated_at,
+                            })
+                            .collect(),
+                    ),
+                    Err(e) => Answer::Error(e.to_string()),
+                }
+            }
+            Question::Resume { aor } => {
+                let Some(aor) = normalize_aor(&aor, use_domain) else {
+                    return Answer::Error(format!("'{aor}' is not an AOR"));
+                };
+                let keys = self.calls.resume_aor(&aor);
+                Answer::Resumed(self.continue_calls(&keys, false, host))
+            }
+        }
+    }
+
+    fn on_held(&mut self, held: HeldCall, host: &dyn Host) {
+        if self.ended.contains_key(&held.key) {
+            // tm finished the transaction before its Held message was read.
+            self.ctx.shared.held_now.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let devices = match &self.store {
+            Some(store) => store.devices(&held.aor).unwrap_or_else(|e| {
+                crate::error!("cannot read the devices of {}: {e}", held.aor);
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        let now = Instant::now();
+        let deadline = now + Duration::from_secs(held.timeout as u64);
+        let expires_at = (unix_now() + Duration::from_secs(held.timeout as u64)).as_secs();
+        let mut call = Call {
+            key: held.key,
+            aor: held.aor.clone(),
+            call_id: held.call_id.clone(),
+            caller_uri: held.caller_uri.clone(),
+            caller_name: held.caller_name.clone(),
+            held_at: now,
+            deadline,
+            phase: Phase::Waiting,
+            targets: Vec::new(),
+        };
+        let mut launches = Vec::new();
+        for device in &devices {
+            let binding = crate::devices::contact::PushBinding {
+                provider: device.provider.clone(),
+                prid: device.prid.clone(),
+                param: device.param.clone(),
+                silent: false,
+                timeout: None,
+            };
+            let named = device.app_id.as_deref().or(device.param.as_deref());
+            let state = match self.config().app_for(named) {
+                None => PushState::Failed(format!(
+                    "no app '{}' is configured and there is no default_app",
+                    named.unwrap_or("")
+                )),
+                Some(app) => {
+                    let push = CallPush {
+                        call_id: held.call_id.clone(),
+                        caller_uri: held.caller_uri.clone(),
+                        caller_name: held.caller_name.clone(),
+                        callee_aor: held.aor.clone(),
+                        token: device.prid.clone(),
+                        app_id: app.id.clone(),
+                        provider: device.provider.clone(),
+                        sent_at: unix_now().as_millis() as u64,
+                        expires_at,
+                    };
+                    launches.push((app.clone(), device.device_id.clone(), push));
+                    PushState::Sending
+                }
+            };
+            if let PushState::Failed(why) = &state {
+                crate::warn!(
+                    "no push for {} device {}: {why}",
+                    held.aor,
+                    shorten_token(&device.prid)
+                );
+                self.count(|c| &c.pushes_failed);
+            }
+            call.targets.push(Target {
+                device_id: device.device_id.clone(),
+                binding,
+                instance: device.instance.clone(),
+                state,
+            });
+        }
+        let hopeless = call
+            .targets
+            .iter()
+            .all(|t| matches!(t.state, PushState::Failed(_)));
+        if hopeless {
+            call.phase = Phase::Failed;
+        }
+        self.calls.insert(call);
+        if hopeless {
+            crate::notice!(
+                "call {} to {}: no device can be pushed; failing it now",
+                held.call_id,
+                held.aor
+            );
+            self.continue_calls(&[held.key], true, host);
+            return;
+        }
+        crate::info!(
+            "call {} to {} held; pushing {} device(s)",
+            held.call_id,
+            held.aor,
+            launches.len()
+        );
+        for (app, device_id, push) in launches {
+            self.launch(
+                held.key,
+                &held.aor,
+                device_id,
+                app.id.clone(),
+                &app.provider,
+                push,
+                deadline,
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn launch(
+        &self,
+        key: CallKey,
+        aor: &str,
+        device_id: String,
+        app_id: String,
+        provider: &AppProvider,
+        push: CallPush,
+        deadline: Instant,
+    ) {
+        let main = self.main.clone();
+        let aor = aor.to_string();
+        match provider {
+            AppProvider::Webhook { url, secret } => {
+                let Some(client) = self.http.clone() else {
+                    let _ = main.send(MainJob::PushDone(PushDone {
+                        key,
+                        aor,
+                        device_id,
+                        outcome: Outcome::GaveUp {
+                            attempts: 0,
+                            last_error: "no HTTP client".into(),
+                        },
+                    }));
+                    return;
+                };
+                let app = WebhookApp {
+                    id: app_id,
+                    url: url.clone(),
+                    secret: secret.clone(),
+                };
+                self.runtime.spawn(async move {
+                    let outcome = webhook::send(&client, &app, &push, deadline).await;
+                    let _ = main.send(MainJob::PushDone(PushDone {
+                        key,
+                        aor,
+                        device_id,
+                        outcome,
+                    }));
+                });
+            }
+        }
+    }
+
+    pub fn push_done(&mut self, done: PushDone, host: &dyn Host) {
+        let result = match &done.outcome {
+            Outcome::Sent { .. } => {
+                self.count(|c| &c.pushes_sent);
+                crate::debug!("push for {} device {} sent", done.aor, done.device_id);
+                Ok(())
+            }
+            Outcome::TokenDead { status, body } => {
+                self.count(|c| &c.pushes_failed);
+                crate::notice!(
+                    "push endpoint answered {status} for a device of {}: token dead, device forgotten ({})",
+                    done.aor,
+                    body.trim()
+                );
+                if let Some(store) = &self.store {
+                    match store.remove(&done.aor, &done.device_id) {
+                        Ok(true) => self.count(|c| &c.devices_removed),
+                        Ok(false) => {}
+                        Err(e) => crate::error!("cannot remove a dead device of {}: {e}", done.aor),
+                    }
+                }
+                Err(format!("token dead ({status})"))
+            }
+            Outcome::Rejected { status, body } => {
+                self.count(|c| &c.pushes_failed);
+                crate::warn!(
+                    "push for {} refused with {status}: {}",
+                    done.aor,
+                    body.trim()
+                );
+                Err(format!("refused ({status})"))
+            }
+            Outcome::GaveUp {
+                attempts,
+                last_error,
+            } => {
+                self.count(|c| &c.pushes_failed);
+                crate::warn!(
+                    "push for {} failed after {attempts} attempt(s): {last_error}",
+                    done.aor
+                );
+                Err(last_error.clone())
+            }
+        };
+        if self.calls.push_done(done.key, &done.device_id, result) {
+            let call_id = self
+                .calls
+                .get(done.key)
+                .map(|c| c.call_id.clone())
+                .unwrap_or_default();
+            crate::notice!(
+                "every push for call {call_id} to {} failed; failing it now",
+                done.aor
+            );
+            self.continue_calls(&[done.key], true, host);
+        }
+    }
+
+    /// Continues calls into the resume route; returns how many tm accepted.
+    fn continue_calls(&mut self, keys: &[CallKey], failed: bool, host: &dyn Host) -> u32 {
+        let mut ok = 0;
+        for key in keys {
+            match host.continue_call(*key, failed) {
+                Ok(()) => {
+                    ok += 1;
+                    if !failed {
+                        self.count(|c| &c.resumed);
+                    }
+                }
+                Err(e) => {
+                    crate::info!(
+                        "held transaction {}:{} could not be continued: {e}",
+                        key.0,
+                        key.1
+                    );
+                    self.forget(*key);
+                }
+            }
+        }
+        ok
+    }
+
+    fn on_contact(&mut self, ev: ContactEvent, host: &dyn Host) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        match ev.change {
+            ContactChange::Registered => {
+                if let Some(binding) = &ev.binding {
+                    let device = Device {
+                        aor: ev.aor.clone(),
+                        device_id: device_id(ev.instance.as_deref(), &binding.prid),
+                        provider: binding.provider.clone(),
+                        prid: binding.prid.clone(),
+                        param: binding.param.clone(),
+                        app_id: None,
+                        instance: ev.instance.clone(),
+                        contact: ev.contact.clone(),
+                        user_agent: ev.user_agent.clone(),
+                        updated_at: unix_now().as_secs() as i64,
+                    };
+                    match store.upsert(&device) {
+                        Ok(Upsert::New) | Ok(Upsert::Replaced) => {
+                            self.count(|c| &c.devices_stored);
+                            crate::info!(
+                                "device of {} stored: {} token {}",
+                                ev.aor,
+                                binding.provider,
+                                shorten_token(&binding.prid)
+                            );
+                        }
+                        Ok(Upsert::Unchanged) => {}
+                        Err(e) => crate::error!("cannot store a device of {}: {e}", ev.aor),
+                    }
+                } else if let Some(instance) = &ev.instance {
+                    // Registered without push parameters: this instance no longer wants pushes.
+                    match store.remove(&ev.aor, instance) {
+                        Ok(true) => self.count(|c| &c.devices_removed),
+                        Ok(false) => {}
+                        Err(e) => crate::error!("cannot remove a device of {}: {e}", ev.aor),
+                    }
+                }
+                let keys = self.calls.device_registered(
+                    &ev.aor,
+                    ev.binding.as_ref(),
+                    ev.instance.as_deref(),
+                );
+                if !keys.is_empty() {
+                    crate::info!(
+                        "device of {} registered: resuming {} call(s)",
+                        ev.aor,
+                        keys.len()
+                    );
+                    self.continue_calls(&keys, false, host);
+                }
+            }
+            ContactChange::Removed => {
+                let removed = match (&ev.instance, &ev.binding) {
+                    (Some(instance), _) => store.remove(&ev.aor, instance).map(|r| r as usize),
+                    (None, Some(b)) => store.remove_token(&ev.aor, &b.prid),
+                    (None, None) => Ok(0),
+                };
+                match removed {
+                    Ok(n) => {
+                        for _ in 0..n {
+                            self.count(|c| &c.devices_removed);
+                        }
+                    }
+                    Err(e) => crate::error!("cannot remove a device of {}: {e}", ev.aor),
+                }
+            }
+            ContactChange::RemovedAll => match store.remove_aor(&ev.aor) {
+                Ok(n) => {
+                    for _ in 0..n {
+                        self.count(|c| &c.devices_removed);
+                    }
+                }
+                Err(e) => crate::error!("cannot remove the devices of {}: {e}", ev.aor),
+            },
+        }
+    }
+
+    fn on_tm(&mut self, ev: TmEvent) {
+        let Some(call) = self.calls.get(ev.key) else {
+            self.ended.insert(ev.key, Instant::now());
+            return;
+        };
+        let waiting = call.phase == Phase::Waiting;
+        match ev.change {
+            TmChange::Cancelled => {
+                if waiting {
+                    self.count(|c| &c.cancelled);
+                }
+            }
+            TmChange::Replied(code) => {
+                if waiting && code == 487 {
+                    self.count(|c| &c.cancelled);
+                } else if waiting {
+                    self.count(|c| &c.timed_out);
+                }
+            }
+            TmChange::Destroyed => {
+                if waiting {
+                    self.count(|c| &c.timed_out);
+                }
+            }
+        }
+        self.forget(ev.key);
+    }
+
+    /// Drops a call from the table (tm is done with it).
+    fn forget(&mut self, key: CallKey) {
+        if self.calls.remove(key).is_some() {
+            self.ctx.shared.held_now.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.ended.insert(key, Instant::now());
+    }
+
+    /// Periodic housekeeping on the main thread.
+    pub fn tick(&mut self) {
+        let now = Instant::now();
+        for key in self.calls.stale(now) {
+            crate::warn!(
+                "held transaction {}:{} outlived its deadline without tm telling; dropped",
+                key.0,
+                key.1
+            );
+            self.forget(key);
+        }
+        self.ended
+            .retain(|_, at| now.duration_since(*at) < ENDED_MEMORY);
+    }
+}

@@ -1,0 +1,108 @@
+//! Callbacks Kamailio's C code calls into: tm transaction events, usrloc contact events and the
+//! request-route edges. Each runs in whichever process the event happened in and only queues a
+//! message for the dispatcher: no waiting.
+
+use super::script::text;
+use super::sys::{self, push_contact_event_t};
+use super::{guard, state};
+use crate::devices::contact::{parse_contact_uri, push_binding};
+use crate::ipc::message::{ContactChange, ContactEvent, TmChange, TmEvent, ToDispatcher};
+use crate::worker::bounded;
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_int, c_uint};
+
+thread_local! {
+    /// Inside a request route: contact events wait until the route is done (the REGISTER's reply
+    /// has then been sent), so the held INVITE never overtakes the 200 OK.
+    static IN_REQUEST: Cell<bool> = const { Cell::new(false) };
+    static PENDING: RefCell<Vec<ContactEvent>> = const { RefCell::new(Vec::new()) };
+}
+
+fn send(message: ToDispatcher) {
+    if let Some(g) = state::get() {
+        if let Err(e) = g.sender().send(&message) {
+            g.shared
+                .counters
+                .queue_full
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::error!("event for the push dispatcher lost: {e}");
+        }
+    }
+}
+
+/// tm: CANCEL received, final reply sent, transaction destroyed.
+#[no_mangle]
+pub extern "C" fn push_rs_tm_event(index: c_uint, label: c_uint, kind: c_int, code: c_int) {
+    guard::call("tm callback", (), || {
+        let change = match kind as u32 {
+            sys::push_event_types_PUSH_TM_E2ECANCEL_IN => TmChange::Cancelled,
+            sys::push_event_types_PUSH_TM_RESPONSE_OUT if code >= 200 => {
+                TmChange::Replied(code as u16)
+            }
+            sys::push_event_types_PUSH_TM_DESTROY => TmChange::Destroyed,
+            _ => return,
+        };
+        send(ToDispatcher::Tm(TmEvent {
+            key: (index, label),
+            change,
+        }));
+    })
+}
+
+/// usrloc: a contact was inserted, updated, deleted or expired.
+#[no_mangle]
+pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
+    guard::call("usrloc callback", (), || {
+        let Some(g) = state::get() else { return };
+        if ev.is_null() || !g.config.auto_resume {
+            return;
+        }
+        // SAFETY: the shim passes a pointer to a struct on its stack, valid during this call.
+        let ev = unsafe { &*ev };
+        let change = match ev.type_ as u32 {
+            sys::push_event_types_PUSH_UL_INSERT | sys::push_event_types_PUSH_UL_UPDATE => {
+                ContactChange::Registered
+            }
+            sys::push_event_types_PUSH_UL_DELETE => ContactChange::Removed,
+            // An expired binding is a sleeping phone: its device record stays.
+            _ => return,
+        };
+        let (Some(aor), Some(contact)) = (text(&ev.aor), text(&ev.contact)) else {
+            return;
+        };
+        let binding = match parse_contact_uri(&contact).and_then(|info| push_binding(&info)) {
+            Ok(b) => b,
+            Err(e) => {
+                crate::warn!("push parameters in a Contact of {aor} ignored: {e}");
+                return;
+            }
+        };
+        let event = ContactEvent {
+            change,
+            aor: bounded(aor, 256),
+            contact: bounded(contact, 1024),
+            instance: text(&ev.instance).map(|i| bounded(i, 256)),
+            user_agent: text(&ev.user_agent).map(|u| bounded(u, 256)),
+            binding,
+        };
+        if IN_REQUEST.with(Cell::get) {
+            PENDING.with(|p| p.borrow_mut().push(event));
+        } else {
+            send(ToDispatcher::Contact(event));
+        }
+    })
+}
+
+/// Request route start (post = 0) and end (post = 1).
+#[no_mangle]
+pub extern "C" fn push_rs_script_edge(post: c_int) {
+    guard::call("script callback", (), || {
+        IN_REQUEST.with(|r| r.set(post == 0));
+        if post != 0 {
+            let events = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+            for event in events {
+                send(ToDispatcher::Contact(event));
+            }
+        }
+    })
+}

@@ -1,0 +1,379 @@
+//! The script functions: push_suspend, push_resume, push_register, push_failed.
+
+use super::sys::{self, cmd_export_t, push_strv_t, sip_msg};
+use super::{guard, state};
+use crate::devices::contact::{parse_contact_header, push_binding};
+use crate::devices::normalize_aor;
+use crate::ipc::message::{Answer, ContactChange, ContactEvent, HeldCall, Question, ToDispatcher};
+use crate::ipc::reply;
+use crate::worker::{bounded, has_devices};
+use std::cell::Cell;
+use std::ffi::{c_char, c_int};
+use std::ptr::null_mut;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Return codes of push_suspend.
+const HELD: c_int = 1;
+const NO_DEVICE: c_int = -1;
+const TOO_MANY: c_int = -2;
+const INTERNAL: c_int = -3;
+
+/// How long push_resume waits for the dispatcher's count (gateway setups only; never push_suspend).
+const RESUME_ANSWER_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Bounds of the strings a message carries, so every message fits one atomic queue write.
+const MAX_AOR: usize = 256;
+const MAX_CALL_ID: usize = 256;
+const MAX_URI: usize = 512;
+const MAX_NAME: usize = 128;
+const MAX_CONTACT: usize = 1024;
+const MAX_UA: usize = 256;
+
+thread_local! {
+    /// Set while the dispatcher continues a call because every push failed; read by push_failed().
+    pub static CONTINUING_FAILED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Copies a Kamailio string view.
+pub fn text(v: &push_strv_t) -> Option<String> {
+    if v.s.is_null() || v.len <= 0 {
+        return None;
+    }
+    // SAFETY: the shim fills views from live Kamailio strings of exactly `len` bytes, valid for the
+    // duration of the current callback or script function.
+    let bytes = unsafe { std::slice::from_raw_parts(v.s as *const u8, v.len as usize) };
+    Some(String::from_utf8_lossy(bytes).into_owned())
+}
+
+fn param_text(msg: *mut sip_msg, param: *mut c_char) -> Option<String> {
+    let mut out = push_strv_t {
+        s: std::ptr::null(),
+        len: 0,
+    };
+    // SAFETY: msg and param are what Kamailio passed to the script function; the param was fixed
+    // up by fixup_spve_null.
+    if unsafe { sys::push_shim_param_str(msg, param, &mut out) } < 0 {
+        return None;
+    }
+    text(&out)
+}
+
+fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
+    let Some(g) = state::get() else {
+        return INTERNAL;
+    };
+    let mut info: sys::push_call_info_t = Default::default();
+    // SAFETY: msg is the message Kamailio runs the script for; info is a plain out-struct.
+    if unsafe { sys::push_shim_call_info(msg, &mut info) } < 0 {
+        crate::error!("push_suspend: cannot parse Call-ID, From or R-URI of the request");
+        return INTERNAL;
+    }
+    let aor_text = match aor {
+        Some(a) => a,
+        None => format!(
+            "{}@{}",
+            text(&info.ruri_user).unwrap_or_default(),
+            text(&info.ruri_host).unwrap_or_default()
+        ),
+    };
+    let Some(aor) = normalize_aor(&aor_text, g.config.use_domain) else {
+        crate::warn!("push_suspend: '{aor_text}' names no user");
+        return NO_DEVICE;
+    };
+    match has_devices(&g.config.db_path, &aor) {
+        Ok(true) => {}
+        Ok(false) => {
+            crate::debug!("push_suspend: no push device for {aor}");
+            return NO_DEVICE;
+        }
+        Err(e) => {
+            crate::error!("push_suspend: cannot read the device store for {aor}: {e}");
+            return NO_DEVICE;
+        }
+    }
+    if g.shared.held_now.load(Ordering::Relaxed) >= g.config.max_pending as i64 {
+        crate::warn!(
+            "push_suspend: {} calls already held (max_pending); not holding a call to {aor}",
+            g.config.max_pending
+        );
+        return TOO_MANY;
+    }
+    let (mut index, mut label) = (0u32, 0u32);
+    // SAFETY: msg is the current request; index/label are out-parameters.
+    let r = unsafe { sys::push_shim_suspend(msg, g.config.timeout * 1000, &mut index, &mut label) };
+    match r as u32 {
+        sys::push_suspend_result_PUSH_SUSPEND_OK => {}
+        sys::push_suspend_result_PUSH_SUSPEND_RETRANSMISSION => return 0,
+        sys::push_suspend_result_PUSH_SUSPEND_CANCELED => {
+            crate::debug!("push_suspend: the call to {aor} is already cancelled");
+            return NO_DEVICE;
+        }
+        sys::push_suspend_result_PUSH_SUSPEND_ALREADY_REPLIED => {
+            crate::warn!("push_suspend: the transaction to {aor} already has a final reply");
+            return INTERNAL;
+        }
+        _ => {
+            crate::error!("push_suspend: tm could not hold the call to {aor} (code {r})");
+            return INTERNAL;
+        }
+    }
+    g.shared.held_now.fetch_add(1, Ordering::Relaxed);
+    let held = ToDispatcher::Held(HeldCall {
+        key: (index, label),
+        aor: bounded(aor.clone(), MAX_AOR),
+        call_id: bounded(text(&info.call_id).unwrap_or_default(), MAX_CALL_ID),
+        caller_uri: bounded(text(&info.from_uri).unwrap_or_default(), MAX_URI),
+        caller_name: text(&info.from_name)
+            .map(|n| bounded(n.trim_matches('"').to_string(), MAX_NAME)),
+        timeout: g.config.timeout,
+    });
+    if let Err(e) = g.sender().send(&held) {
+        g.shared.held_now.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: the transaction was suspended just now in this route, as t_cancel_suspend requires.
+        unsafe { sys::push_shim_cancel_suspend(index, label) };
+        crate::error!("push_suspend: call to {aor} not held: {e}");
+        return TOO_MANY;
+    }
+    g.shared.counters.suspended.fetch_add(1, Ordering::Relaxed);
+    HELD
+}
+
+fn register(msg: *mut sip_msg) -> c_int {
+    let Some(g) = state::get() else {
+        return INTERNAL;
+    };
+    let mut info: sys::push_register_info_t = Default::default();
+    // SAFETY: msg is the current message; info is a plain out-struct.
+    if unsafe { sys::push_shim_register_info(msg, &mut info) } < 0 {
+        crate::error!("push_register: cannot parse the To or Contact headers");
+        return NO_DEVICE;
+    }
+    let aor_text = format!(
+        "{}@{}",
+        text(&info.to_user).unwrap_or_default(),
+        text(&info.to_host).unwrap_or_default()
+    );
+    let Some(aor) = normalize_aor(&aor_text, g.config.use_domain) else {
+        return NO_DEVICE;
+    };
+    let header_expires = (info.expires >= 0).then_some(info.expires as u32);
+    let user_agent = text(&info.user_agent).map(|u| bounded(u, MAX_UA));
+    let (mut stored, mut removed) = (false, false);
+    let mut events = Vec::new();
+    for raw in info
+        .contacts
+        .iter()
+        .take(info.contact_count.max(0) as usize)
+    {
+        let Some(raw) = text(raw) else { continue };
+        let contacts = match parse_contact_header(&raw) {
+            Ok(c) => c,
+            Err(e) => {
+                crate::warn!("push_register: Contact of {aor} ignored: {e}");
+                continue;
+            }
+        };
+        if contacts.is_empty() {
+            // "Contact: *" (with Expires: 0): every binding goes.
+            events.push(event(
+                ContactChange::RemovedAll,
+                &aor,
+                String::new(),
+                None,
+                None,
+                None,
+            ));
+            removed = true;
+            continue;
+        }
+        for contact in contacts {
+            let binding = match push_binding(&contact) {
+                Ok(b) => b,
+                Err(e) => {
+                    crate::warn!(
+                        "push_register: push parameters of a Contact of {aor} ignored: {e}"
+                    );
+                    continue;
+                }
+            };
+            let expires = contact.expires.or(header_expires);
+            let change = if expires == Some(0) {
+                ContactChange::Removed
+            } else {
+                ContactChange::Registered
+            };
+            match (change, &binding, &contact.instance) {
+                (ContactChange::Removed, None, None) => continue,
+                (ContactChange::Removed, _, _) => removed = true,
+                (_, Some(_), _) => stored = true,
+                (_, None, Some(_)) => removed = true,
+                (_, None, None) => continue,
+            }
+            events.push(event(
+                change,
+                &aor,
+                contact.uri.clone(),
+                contact.instance.clone(),
+                user_agent.clone(),
+                binding,
+            ));
+        }
+    }
+    for ev in events {
+        if let Err(e) = g.sender().send(&ToDispatcher::Contact(ev)) {
+            crate::error!("push_register: device of {aor} not passed on: {e}");
+        }
+    }
+    if stored {
+        1
+    } else if removed {
+        2
+    } else {
+        NO_DEVICE
+    }
+}
+
+fn event(
+    change: ContactChange,
+    aor: &str,
+    contact: String,
+    instance: Option<String>,
+    user_agent: Option<String>,
+    binding: Option<crate::devices::contact::PushBinding>,
+) -> ContactEvent {
+    ContactEvent {
+        change,
+        aor: bounded(aor.to_string(), MAX_AOR),
+        contact: bounded(contact, MAX_CONTACT),
+        instance: instance.map(|i| bounded(i, MAX_AOR)),
+        user_agent,
+        binding,
+    }
+}
+
+fn resume(msg: *mut sip_msg, aor: Option<String>) -> c_int {
+    let Some(g) = state::get() else {
+        return INTERNAL;
+    };
+    let aor = match aor {
+        Some(a) => a,
+        None => {
+            let mut info: sys::push_register_info_t = Default::default();
+            // SAFETY: msg is the current message; info is a plain out-struct.
+            if unsafe { sys::push_shim_register_info(msg, &mut info) } < 0 {
+                return NO_DEVICE;
+            }
+            format!(
+                "{}@{}",
+                text(&info.to_user).unwrap_or_default(),
+                text(&info.to_host).unwrap_or_default()
+            )
+        }
+    };
+    match reply::ask(
+        &g.sender(),
+        Question::Resume { aor: aor.clone() },
+        RESUME_ANSWER_TIMEOUT,
+    ) {
+        Ok(Answer::Resumed(n)) if n > 0 => n as c_int,
+        Ok(Answer::Resumed(_)) => NO_DEVICE,
+        Ok(other) => {
+            crate::warn!("push_resume: unexpected answer for {aor}: {other:?}");
+            NO_DEVICE
+        }
+        Err(e) => {
+            crate::error!("push_resume: {aor}: {e}");
+            NO_DEVICE
+        }
+    }
+}
+
+unsafe extern "C" fn w_push_suspend0(msg: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
+    guard::call("push_suspend", INTERNAL, || suspend(msg, None))
+}
+
+unsafe extern "C" fn w_push_suspend1(msg: *mut sip_msg, aor: *mut c_char, _: *mut c_char) -> c_int {
+    guard::call("push_suspend", INTERNAL, || match param_text(msg, aor) {
+        Some(aor) => suspend(msg, Some(aor)),
+        None => {
+            crate::error!("push_suspend: cannot evaluate the AOR parameter");
+            INTERNAL
+        }
+    })
+}
+
+unsafe extern "C" fn w_push_resume0(msg: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
+    guard::call("push_resume", INTERNAL, || resume(msg, None))
+}
+
+unsafe extern "C" fn w_push_resume1(msg: *mut sip_msg, aor: *mut c_char, _: *mut c_char) -> c_int {
+    guard::call("push_resume", INTERNAL, || match param_text(msg, aor) {
+        Some(aor) => resume(msg, Some(aor)),
+        None => INTERNAL,
+    })
+}
+
+unsafe extern "C" fn w_push_register(msg: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
+    guard::call("push_register", INTERNAL, || register(msg))
+}
+
+unsafe extern "C" fn w_push_failed(_: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
+    guard::call("push_failed", -1, || {
+        if CONTINUING_FAILED.with(Cell::get) {
+            1
+        } else {
+            -1
+        }
+    })
+}
+
+const fn cmd(
+    name: &'static std::ffi::CStr,
+    function: unsafe extern "C" fn(*mut sip_msg, *mut c_char, *mut c_char) -> c_int,
+    param_no: c_int,
+    flags: u32,
+) -> cmd_export_t {
+    cmd_export_t {
+        name: name.as_ptr() as *mut c_char,
+        function: Some(function),
+        param_no,
+        fixup: if param_no > 0 {
+            Some(sys::fixup_spve_null)
+        } else {
+            None
+        },
+        free_fixup: if param_no > 0 {
+            Some(sys::fixup_free_spve_null)
+        } else {
+            None
+        },
+        flags,
+    }
+}
+
+const SUSPEND_ROUTES: u32 = sys::REQUEST_ROUTE | sys::FAILURE_ROUTE;
+const RESUME_ROUTES: u32 = sys::REQUEST_ROUTE | sys::FAILURE_ROUTE | sys::ONREPLY_ROUTE;
+
+/// The null-terminated table `exports.cmds` points at.
+pub static mut CMDS: [cmd_export_t; 7] = [
+    cmd(c"push_suspend", w_push_suspend0, 0, SUSPEND_ROUTES),
+    cmd(c"push_suspend", w_push_suspend1, 1, SUSPEND_ROUTES),
+    cmd(c"push_resume", w_push_resume0, 0, RESUME_ROUTES),
+    cmd(c"push_resume", w_push_resume1, 1, RESUME_ROUTES),
+    cmd(
+        c"push_register",
+        w_push_register,
+        0,
+        sys::REQUEST_ROUTE | sys::ONREPLY_ROUTE,
+    ),
+    cmd(c"push_failed", w_push_failed, 0, sys::ANY_ROUTE),
+    cmd_export_t {
+        name: null_mut(),
+        function: None,
+        param_no: 0,
+        fixup: None,
+        free_fixup: None,
+        flags: 0,
+    },
+];
