@@ -168,7 +168,7 @@ int push_shim_suspend(struct sip_msg *msg, unsigned int timeout_ms, unsigned int
 	}
 	if(t->uas.status >= 200)
 		return PUSH_SUSPEND_ALREADY_REPLIED;
-	if(timeout_ms > 0 && tmb.set_fr(msg, timeout_ms, 0) < 0)
+	if(timeout_ms > 0 && tmb.set_fr(msg, timeout_ms, timeout_ms) < 0)
 		return PUSH_SUSPEND_FAILED;
 	if(tmb.register_tmcb(msg, 0,
 			TMCB_DESTROY | TMCB_E2ECANCEL_IN | TMCB_RESPONSE_OUT, tm_event, 0, 0) <= 0)

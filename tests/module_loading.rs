@@ -9,7 +9,8 @@ use std::time::Duration;
 
 fn minimal(setup: &Setup, debug: i32, extra: &str) -> String {
     format!(
-        "{}loadmodule \"sl.so\"\n{extra}\nrequest_route {{\n  sl_send_reply(\"200\", \"OK\");\n}}\n",
+        "{}loadmodule \"sl.so\"\n{extra}\nrequest_route {{\n  sl_send_reply(\"200\", \"OK\");\n}}\n\
+         route[PUSH_RESUME] {{\n  t_reply(\"480\", \"Temporarily Unavailable\");\n}}\n",
         setup.preamble(debug)
     )
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod push_server;
+pub mod wake;
 
 use std::fs;
 use std::net::{TcpListener, UdpSocket};
@@ -107,9 +108,12 @@ impl Setup {
              listen=tcp:127.0.0.1:{port}\n\
              loadmodule \"ctl.so\"\n\
              modparam(\"ctl\", \"binrpc\", \"unix:{ctl}\")\n\
-             loadmodule \"push.so\"\n",
+             loadmodule \"tm.so\"\n\
+             loadmodule \"push.so\"\n\
+             modparam(\"push\", \"db_url\", \"sqlite://{db}\")\n",
             port = self.sip_port,
-            ctl = self.ctl.display()
+            ctl = self.ctl.display(),
+            db = self.dir.join("push.sqlite").display()
         )
     }
 }
@@ -415,15 +419,19 @@ impl Sipp {
         );
         let out = dir.join(format!("{name}.out"));
         let file = fs::File::create(&out).unwrap();
-        let child = Command::new("sipp")
-            .arg(format!("127.0.0.1:{port}"))
+        let mut cmd = Command::new("sipp");
+        cmd.arg(format!("127.0.0.1:{port}"))
             .arg("-sf")
             .arg(&path)
-            .args(["-i", "127.0.0.1", "-p"])
-            .arg(free_port().to_string())
+            .args(["-i", "127.0.0.1"]);
+        if !extra.contains(&"-p") {
+            cmd.arg("-p").arg(free_port().to_string());
+        }
+        if !extra.contains(&"-m") {
+            cmd.args(["-m", "1"]);
+        }
+        let child = cmd
             .args([
-                "-m",
-                "1",
                 "-timeout",
                 "40s",
                 "-timeout_error",

@@ -1,0 +1,185 @@
+//! Helpers for the wake-up tests: a registrar running cfg-examples/push-registrar.cfg, phones
+//! played by sipp, callers, and checks on what the push endpoint received.
+
+use super::push_server::Request;
+use super::*;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+pub const APP: &str = "org.example.phone";
+pub const SECRET: &str = "s3cret";
+
+/// A Kamailio running cfg-examples/push-registrar.cfg against a push server.
+pub fn registrar(name: &str, push_url: &str, timeout: u32) -> Kamailio {
+    registrar_with(name, push_url, timeout, &[])
+}
+
+/// The same, with more `-A` defines (e.g. `WITH_AUTH`).
+pub fn registrar_with(
+    name: &str,
+    push_url: &str,
+    timeout: u32,
+    extra: &[(&str, &str)],
+) -> Kamailio {
+    let setup = Setup::new(name);
+    let db = format!("\"sqlite://{}/push.sqlite\"", setup.dir.display());
+    let app = format!("\"id={APP};provider=webhook;url={push_url};secret={SECRET}\"");
+    let timeout = timeout.to_string();
+    Kamailio::start_example(
+        setup,
+        "push-registrar.cfg",
+        &[
+            ("PUSH_DB", db.as_str()),
+            ("PUSH_APP", app.as_str()),
+            ("MIN_EXPIRES", "1"),
+            ("PUSH_TIMEOUT", timeout.as_str()),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect::<Vec<_>>(),
+    )
+}
+
+pub fn transport_args(transport: &str) -> Vec<&'static str> {
+    match transport {
+        "tcp" => vec!["-t", "t1"],
+        _ => vec!["-t", "u1"],
+    }
+}
+
+pub struct Phone {
+    pub user: String,
+    pub token: String,
+    pub instance: String,
+    pub transport: &'static str,
+}
+
+impl Phone {
+    pub fn new(user: &str, token: &str, transport: &'static str) -> Phone {
+        Phone {
+            user: user.into(),
+            token: token.into(),
+            instance: format!(
+                "00000000-0000-4000-8000-{:0>12}",
+                token.len() * 7 + user.len()
+            ),
+            transport,
+        }
+    }
+
+    pub fn keys(&self, expires: u32, contact_port: u16) -> Vec<String> {
+        let mut v: Vec<String> = transport_args(self.transport)
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for (k, val) in [
+            ("user", self.user.clone()),
+            ("token", self.token.clone()),
+            ("pnparam", format!("ABCDE12345.{APP}.voip")),
+            ("provider", "apns".to_string()),
+            ("instance", self.instance.clone()),
+            ("expires", expires.to_string()),
+            ("contact_port", contact_port.to_string()),
+        ] {
+            v.push("-key".into());
+            v.push(k.into());
+            v.push(val);
+        }
+        v
+    }
+
+    /// Registers with push parameters and a 1 s binding, waits until the module stored the device
+    /// and the binding expired: the phone now sleeps.
+    pub fn register_then_sleep(&self, k: &Kamailio) {
+        let port = free_port();
+        let port_text = port.to_string();
+        let keys = self.keys(1, port);
+        let mut args: Vec<&str> = keys.iter().map(String::as_str).collect();
+        args.extend(["-p", port_text.as_str()]);
+        let (ok, out) = Sipp::spawn("device_register.xml", k.sip_port(), &args, &k.setup.dir)
+            .wait(Duration::from_secs(20));
+        assert!(ok, "device registration failed:\n{out}");
+        let short = &self.token[..6];
+        assert!(
+            eventually(Duration::from_secs(5), || k
+                .kamcmd(&["push.devices", &self.user])
+                .map(|o| o.contains(short))
+                .unwrap_or(false)),
+            "device not stored: {:?}",
+            k.kamcmd(&["push.devices", &self.user])
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+
+    /// Starts the woken phone: REGISTER, then expects the INVITE on `call_id` and answers it.
+    pub fn wake(&self, k: &Kamailio, call_id: &str) -> Sipp {
+        let port = free_port();
+        let port_text = port.to_string();
+        let keys = self.keys(3600, port);
+        let mut args: Vec<&str> = keys.iter().map(String::as_str).collect();
+        args.extend(["-cid_str", call_id, "-p", port_text.as_str()]);
+        Sipp::spawn("device_wake.xml", k.sip_port(), &args, &k.setup.dir)
+    }
+}
+
+pub fn caller(k: &Kamailio, user: &str, transport: &str, call_id: &str) -> Sipp {
+    let mut args = transport_args(transport);
+    args.extend(["-key", "user", user, "-cid_str", call_id]);
+    Sipp::spawn("caller.xml", k.sip_port(), &args, &k.setup.dir)
+}
+
+pub fn verify_signature(req: &Request) {
+    let header = req.header("X-Push-Signature").expect("no signature header");
+    let hex_sig = header
+        .strip_prefix("sha256=")
+        .expect("signature without sha256=");
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(req.body.as_bytes());
+    mac.verify_slice(&hex::decode(hex_sig).unwrap())
+        .expect("bad HMAC signature");
+}
+
+pub fn stat(k: &Kamailio, name: &str) -> u64 {
+    field(&k.kamcmd(&["push.stats"]).unwrap(), name)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A caller that must get the final answer `status` (ACKs it).
+pub fn caller_expecting(k: &Kamailio, user: &str, transport: &str, status: u16) -> Sipp {
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/caller_rejected.xml");
+    let scenario = k.setup.dir.join(format!("caller_{status}.xml"));
+    let text = fs::read_to_string(template)
+        .unwrap()
+        .replace("STATUS", &status.to_string());
+    fs::write(&scenario, text).unwrap();
+    let mut args = transport_args(transport);
+    args.extend(["-key", "user", user]);
+    Sipp::spawn(
+        scenario.to_str().unwrap(),
+        k.sip_port(),
+        &args,
+        &k.setup.dir,
+    )
+}
+
+/// A caller that cancels after 1 s and must see 200 for the CANCEL and 487 for the INVITE.
+pub fn caller_cancelling(k: &Kamailio, user: &str) -> Sipp {
+    Sipp::spawn(
+        "caller_cancel.xml",
+        k.sip_port(),
+        &["-key", "user", user],
+        &k.setup.dir,
+    )
+}
+
+/// The calls push.pending lists right now.
+pub fn pending(k: &Kamailio) -> String {
+    k.kamcmd(&["push.pending"]).unwrap_or_default()
+}
+
+/// Waits until push.pending lists no call.
+pub fn no_call_pending(k: &Kamailio) -> bool {
+    eventually(Duration::from_secs(5), || !pending(k).contains("call_id"))
+}
