@@ -404,7 +404,8 @@ impl Engine {
                         updated_at: unix_now().as_secs() as i64,
                     };
                     match store.upsert(&device) {
-                        Ok(Upsert::New) | Ok(Upsert::Replaced) => {
+                        Ok(Upsert::Replaced) => crate::debug!("device of {} updated", ev.aor),
+                        Ok(Upsert::New) => {
                             self.count(|c| &c.devices_stored);
                             crate::info!(
                                 "device of {} stored: {} token {}",
