@@ -16,6 +16,7 @@
 #include "core/parser/parse_expires.h"
 #include "modules/tm/tm_load.h"
 #include "modules/usrloc/usrloc.h"
+#include "modules/registrar/api.h"
 #include "wrapper.h"
 
 _Static_assert(PUSH_UL_INSERT == UL_CONTACT_INSERT && PUSH_UL_UPDATE == UL_CONTACT_UPDATE
@@ -28,6 +29,8 @@ _Static_assert(PUSH_TM_RESPONSE_OUT == TMCB_RESPONSE_OUT && PUSH_TM_DESTROY == T
 static struct tm_binds tmb;
 static usrloc_api_t ulb;
 static int have_usrloc = 0;
+static registrar_api_t regb;
+static int have_registrar = 0;
 
 /* ---- logging ---------------------------------------------------------------------------------- */
 
@@ -65,6 +68,15 @@ int push_shim_bind_usrloc(int *use_domain)
 		return -1;
 	have_usrloc = 1;
 	*use_domain = ulb.use_domain;
+	return 0;
+}
+
+int push_shim_bind_registrar(void)
+{
+	bind_registrar_f bind = (bind_registrar_f)find_export("bind_registrar", 0, 0);
+	if(!bind || bind(&regb) < 0)
+		return -1;
+	have_registrar = 1;
 	return 0;
 }
 
@@ -191,6 +203,43 @@ int push_shim_continue(unsigned int index, unsigned int label, int route)
 	if(route < 0 || route >= main_rt.entries || main_rt.rlist[route] == NULL)
 		return -10;
 	return tmb.t_continue(index, label, main_rt.rlist[route]);
+}
+
+/* A device registered while a resumed call still rings: add branches for the AOR's current
+ * contacts (those already tried are skipped by tm). Returns the number of new branches, or <0. */
+int push_shim_append_branches(unsigned int index, unsigned int label, const char *table)
+{
+	struct cell *t = NULL;
+	struct cell *current;
+	str stable;
+	/* tm reads contact->s: it must be a str, empty for "every contact of the AOR". */
+	str every_contact = STR_NULL;
+	int ret;
+
+	if(!have_registrar)
+		return -10;
+	current = tmb.t_gett();
+	if(tmb.t_lookup_ident(&t, index, label) < 0) {
+		t = NULL;
+		ret = -1;
+		goto out;
+	}
+	if((t->flags & T_CANCELED) || t->uas.status >= 200) {
+		ret = -2;
+		goto out;
+	}
+	stable.s = (char *)table;
+	stable.len = strlen(table);
+	if(regb.lookup_to_dset(t->uas.request, &stable, NULL) != 1) {
+		ret = -3;
+		goto out;
+	}
+	ret = tmb.t_append_branches(&every_contact);
+out:
+	if(t)
+		tmb.unref_cell(t);
+	tmb.t_sett(current, T_BR_UNDEFINED);
+	return ret;
 }
 
 /* ---- usrloc and script callbacks --------------------------------------------------------------- */

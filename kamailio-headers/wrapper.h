@@ -77,6 +77,8 @@ void push_shim_cfg_update(void);
 int push_shim_bind_tm(void);
 int push_shim_bind_usrloc(int *use_domain);
 int push_shim_route_lookup(const char *name);
+int push_shim_bind_registrar(void);
+int push_shim_append_branches(unsigned int index, unsigned int label, const char *table);
 int push_shim_call_info(struct sip_msg *msg, push_call_info_t *out);
 int push_shim_register_info(struct sip_msg *msg, push_register_info_t *out);
 int push_shim_param_str(struct sip_msg *msg, char *param, push_strv_t *out);

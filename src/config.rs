@@ -77,6 +77,10 @@ pub const PARAMS: &[Param] = &[
         name: c"use_domain",
         kind: Kind::Int,
     },
+    Param {
+        name: c"location_table",
+        kind: Kind::Str,
+    },
 ];
 
 /// A parameter whose value cannot be used, with what is wrong.
@@ -194,6 +198,8 @@ pub struct Config {
     pub default_app: Option<String>,
     /// AORs are user@domain (1) or user (0); usrloc's own setting wins when usrloc is loaded.
     pub use_domain: bool,
+    /// usrloc table whose contacts a late-waking device's branch is built from.
+    pub location_table: String,
 }
 
 impl Default for Config {
@@ -209,6 +215,7 @@ impl Default for Config {
             apps: Vec::new(),
             default_app: None,
             use_domain: false,
+            location_table: "location".to_string(),
         }
     }
 }
@@ -263,6 +270,13 @@ impl Config {
                     config.apps.push(app);
                 }
                 "default_app" => config.default_app = Some(text(value).map_err(err)?),
+                "location_table" => {
+                    let table = text(value).map_err(err)?;
+                    if table.is_empty() || table.contains('\0') {
+                        return Err(err("must name a usrloc table".to_string()));
+                    }
+                    config.location_table = table;
+                }
                 _ => return Err(err("unknown parameter".to_string())),
             }
         }

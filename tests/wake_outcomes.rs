@@ -292,3 +292,73 @@ fn devices_survive_a_kamailio_restart() {
     assert_eq!(server.wait_for(1, Duration::from_secs(5)).len(), 1);
     drop(call);
 }
+
+#[test]
+fn second_device_waking_while_the_call_rings_joins_and_can_answer() {
+    let (rx, on_push) = notifier();
+    let server = PushServer::ok(Some(on_push));
+    let k = registrar("latejoin", &server.url(), 20);
+    let phone = Phone::new("alice", TOKEN_A, "udp");
+    let tablet = Phone {
+        instance: "00000000-0000-4000-8000-0000000ab1e7".into(),
+        ..Phone::new("alice", TOKEN_B, "udp")
+    };
+    phone.register_then_sleep(&k);
+    tablet.register_then_sleep(&k);
+    let call = caller(&k, "alice", "udp", "late-%u");
+    for _ in 0..2 {
+        rx.recv_timeout(Duration::from_secs(5)).expect("push");
+    }
+    // The phone wakes first and rings without answering...
+    let port = free_port();
+    let port_text = port.to_string();
+    let keys = phone.keys(3600, port);
+    let mut args: Vec<&str> = keys.iter().map(String::as_str).collect();
+    args.extend(["-cid_str", "late-%u", "-p", port_text.as_str()]);
+    let ringing = Sipp::spawn("device_wake_ring.xml", k.sip_port(), &args, &k.setup.dir);
+    assert!(eventually(Duration::from_secs(5), || stat(&k, "resumed") == 1));
+    std::thread::sleep(Duration::from_millis(300));
+    // ...then the tablet wakes: it joins the ringing call as a new branch and answers.
+    let (ok, out) = tablet.wake(&k, "late-%u").wait(Duration::from_secs(20));
+    assert!(ok, "the late device did not get the call: {out}");
+    let (ok, out) = call.wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+    let (ok, out) = ringing.wait(Duration::from_secs(20));
+    assert!(ok, "the first device was not cancelled: {out}");
+    assert!(
+        k.log_text().contains("woke late: 1 branch(es) added"),
+        "{}",
+        k.log_text()
+    );
+}
+
+#[test]
+fn registered_but_silent_contact_is_tried_first_then_pushed() {
+    let (rx, on_push) = notifier();
+    let server = PushServer::ok(Some(on_push));
+    let k = registrar_with("tryfirst", &server.url(), 20, &[("TRY_FIRST_MS", "1000")]);
+    let phone = Phone::new("alice", TOKEN_A, "udp");
+    // Registered for an hour, but the app was then killed: its port no longer answers.
+    let port = free_port();
+    let port_text = port.to_string();
+    let keys = phone.keys(3600, port);
+    let mut args: Vec<&str> = keys.iter().map(String::as_str).collect();
+    args.extend(["-p", port_text.as_str()]);
+    let (ok, out) = Sipp::spawn("device_register.xml", k.sip_port(), &args, &k.setup.dir)
+        .wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+    let start = Instant::now();
+    let call = caller(&k, "alice", "udp", "tryfirst-%u");
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("no push after the silent contact");
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "pushed before trying the contact: {waited:?}"
+    );
+    let (ok, out) = phone.wake(&k, "tryfirst-%u").wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+    let (ok, out) = call.wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+    assert_eq!(stat(&k, "resumed"), 1);
+}

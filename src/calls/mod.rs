@@ -141,6 +141,25 @@ impl Calls {
         resumed
     }
 
+    /// Resumed calls of `aor` (still ringing) that pushed this device: it woke late and joins them.
+    pub fn late_joiners(
+        &self,
+        aor: &str,
+        binding: Option<&PushBinding>,
+        instance: Option<&str>,
+    ) -> Vec<CallKey> {
+        self.by_aor
+            .get(aor)
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| self.calls.get(k))
+                    .filter(|c| c.phase == Phase::Resumed && c.matches(binding, instance))
+                    .map(|c| c.key)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// push_resume: every waiting call of the AOR, whoever registered.
     pub fn resume_aor(&mut self, aor: &str) -> Vec<CallKey> {
         let Some(keys) = self.by_aor.get(aor) else {

@@ -425,6 +425,22 @@ impl Engine {
                         Err(e) => crate::error!("cannot remove a device of {}: {e}", ev.aor),
                     }
                 }
+                if !ev.resume {
+                    return;
+                }
+                let joins =
+                    self.calls
+                        .late_joiners(&ev.aor, ev.binding.as_ref(), ev.instance.as_deref());
+                for key in joins {
+                    match host.append_branches(key) {
+                        Ok(0) => {}
+                        Ok(n) => crate::info!(
+                            "device of {} woke late: {n} branch(es) added to its ringing call",
+                            ev.aor
+                        ),
+                        Err(e) => crate::debug!("no branch added to call {}:{}: {e}", key.0, key.1),
+                    }
+                }
                 let keys = self.calls.device_registered(
                     &ev.aor,
                     ev.binding.as_ref(),

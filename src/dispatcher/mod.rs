@@ -29,6 +29,9 @@ pub trait Host {
     /// Continues a held transaction into the resume route; `failed` tells the route (through
     /// push_failed()) that no device can be reached. An error means tm no longer holds it.
     fn continue_call(&self, key: CallKey, failed: bool) -> Result<(), String>;
+    /// Adds branches to a resumed call that still rings, for the AOR's current contacts (a second
+    /// device that woke late joins). Returns how many branches were added.
+    fn append_branches(&self, key: CallKey) -> Result<u32, String>;
 }
 
 /// Work that must run on the dispatcher process's main thread.

@@ -53,6 +53,9 @@ pub struct ContactEvent {
     pub user_agent: Option<String>,
     /// The push binding the Contact carries (None: no push parameters).
     pub binding: Option<PushBinding>,
+    /// Resume the calls held for this device (usrloc path); push_register leaves that to
+    /// push_resume().
+    pub resume: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

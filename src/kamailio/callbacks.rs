@@ -84,6 +84,7 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
             instance: text(&ev.instance).map(|i| bounded(i, 256)),
             user_agent: text(&ev.user_agent).map(|u| bounded(u, 256)),
             binding,
+            resume: true,
         };
         if IN_REQUEST.with(Cell::get) {
             PENDING.with(|p| p.borrow_mut().push(event));

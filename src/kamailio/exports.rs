@@ -93,6 +93,10 @@ fn init() -> Result<(), String> {
         // SAFETY: binds usrloc's API if the module is loaded; the out-parameter is a plain int.
         if unsafe { sys::push_shim_bind_usrloc(&mut use_domain) } == 0 {
             config.use_domain = use_domain != 0;
+            // SAFETY: binds registrar's API if loaded (used to add branches for late devices).
+            if unsafe { sys::push_shim_bind_registrar() } < 0 {
+                crate::warn!("registrar is not loaded: a device that wakes after another one took the call will not join it");
+            }
             // SAFETY: usrloc is bound; registering callbacks in mod_init is what usrloc expects.
             if unsafe { sys::push_shim_register_ulcb() } < 0
                 || unsafe { sys::push_shim_register_script_cbs() } < 0
@@ -184,6 +188,8 @@ fn run_dispatcher() -> Result<(), String> {
         .map_err(|e| format!("cannot open the queue: {e}"))?;
     let host = KamailioHost {
         resume_route: globals.resume_route,
+        location_table: CString::new(globals.config.location_table.clone())
+            .map_err(|_| "bad location_table")?,
     };
     std::panic::catch_unwind(|| {
         dispatcher::run(
@@ -205,6 +211,7 @@ unsafe extern "C" fn mod_destroy() {
 /// The dispatcher's main-thread duties towards Kamailio.
 struct KamailioHost {
     resume_route: c_int,
+    location_table: CString,
 }
 
 impl Host for KamailioHost {
@@ -223,6 +230,21 @@ impl Host for KamailioHost {
             0 => Ok(()),
             1 => Err("the transaction was cancelled or timed out meanwhile".to_string()),
             r => Err(format!("t_continue returned {r}")),
+        }
+    }
+
+    fn append_branches(&self, key: CallKey) -> Result<u32, String> {
+        // SAFETY: looks the transaction up by its identifiers (tm refuses ended ones), adds branches
+        // from the location table, then restores this process's current transaction.
+        let r =
+            unsafe { sys::push_shim_append_branches(key.0, key.1, self.location_table.as_ptr()) };
+        match r {
+            n if n >= 0 => Ok(n as u32),
+            -1 => Err("transaction gone".to_string()),
+            -2 => Err("call already answered or cancelled".to_string()),
+            -3 => Err("no contact in the location table".to_string()),
+            -10 => Err("registrar not loaded".to_string()),
+            r => Err(format!("t_append_branches returned {r}")),
         }
     }
 }

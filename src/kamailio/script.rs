@@ -207,7 +207,8 @@ fn register(msg: *mut sip_msg) -> c_int {
                 (ContactChange::Removed, None, None) => continue,
                 (ContactChange::Removed, _, _) => removed = true,
                 (_, Some(_), _) => stored = true,
-                (_, None, Some(_)) => removed = true,
+                // No push parameters (-1), but this instance's record, if any, goes.
+                (_, None, Some(_)) => {}
                 (_, None, None) => continue,
             }
             events.push(event(
@@ -249,6 +250,7 @@ fn event(
         instance: instance.map(|i| bounded(i, MAX_AOR)),
         user_agent,
         binding,
+        resume: false,
     }
 }
 

@@ -351,6 +351,10 @@ impl Drop for Kamailio {
         if group_alive(pgid) {
             kill_group(pgid);
         }
+        let log = self.log_text();
+        if !std::thread::panicking() && log.contains("exited by a signal") {
+            panic!("a Kamailio process crashed:\n{log}");
+        }
         if std::thread::panicking() {
             eprintln!(
                 "----- kamailio log ({}) -----\n{}\n----- end of log -----",
