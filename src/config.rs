@@ -81,6 +81,10 @@ pub const PARAMS: &[Param] = &[
         name: c"location_table",
         kind: Kind::Str,
     },
+    Param {
+        name: c"aor_index_size",
+        kind: Kind::Int,
+    },
 ];
 
 /// A parameter whose value cannot be used, with what is wrong.
@@ -200,6 +204,8 @@ pub struct Config {
     pub use_domain: bool,
     /// usrloc table whose contacts a late-waking device's branch is built from.
     pub location_table: String,
+    /// Slots of the shared index of AORs with devices (8 bytes each; 3/4 usable).
+    pub aor_index_size: usize,
 }
 
 impl Default for Config {
@@ -216,6 +222,7 @@ impl Default for Config {
             default_app: None,
             use_domain: false,
             location_table: "location".to_string(),
+            aor_index_size: 1 << 20,
         }
     }
 }
@@ -225,6 +232,7 @@ pub const THREADS_RANGE: (i64, i64) = (1, 64);
 pub const QUEUE_SIZE_RANGE: (i64, i64) = (64 << 10, 256 << 20);
 pub const TIMEOUT_RANGE: (i64, i64) = (1, 3600);
 pub const MAX_PENDING_RANGE: (i64, i64) = (1, 1_000_000);
+pub const AOR_INDEX_RANGE: (i64, i64) = (1024, 1 << 27);
 
 impl Config {
     /// Builds the configuration from the parameters in the order the script set them; a parameter
@@ -270,6 +278,9 @@ impl Config {
                     config.apps.push(app);
                 }
                 "default_app" => config.default_app = Some(text(value).map_err(err)?),
+                "aor_index_size" => {
+                    config.aor_index_size = int_in(value, AOR_INDEX_RANGE).map_err(err)? as usize
+                }
                 "location_table" => {
                     let table = text(value).map_err(err)?;
                     if table.is_empty() || table.contains('\0') {

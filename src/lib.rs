@@ -17,6 +17,7 @@ pub mod config;
 pub mod devices;
 pub mod dispatcher;
 pub mod ipc;
+pub mod latency;
 pub mod log;
 pub mod providers;
 pub mod shared;

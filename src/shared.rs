@@ -59,6 +59,10 @@ pub struct Shared {
     /// Calls held right now (push_suspend adds, the dispatcher removes when tm is done with them).
     pub held_now: AtomicI64,
     pub counters: Counters,
+    /// Time SIP workers spent inside push_suspend, all of it.
+    pub suspend_latency: crate::latency::Histogram,
+    /// The part of it spent in tm creating and suspending the transaction.
+    pub suspend_tm_latency: crate::latency::Histogram,
 }
 
 impl Shared {

@@ -2,6 +2,7 @@
 //! store that remembers them after their bindings expire ([`store`]).
 
 pub mod contact;
+pub mod index;
 pub mod store;
 
 /// The key under which an AOR's devices and calls are kept: `user` or, with use_domain, `user@host`

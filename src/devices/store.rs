@@ -460,6 +460,19 @@ impl Store {
     }
 
     /// How many devices the store holds, over all AORs.
+    /// Every AOR that has at least one device (to fill the shared AOR index at startup).
+    pub fn aors(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT DISTINCT aor FROM devices")?;
+        let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?);
+        }
+        Ok(out)
+    }
+
     pub fn count(&self) -> Result<u64, StoreError> {
         let n: i64 = self
             .conn

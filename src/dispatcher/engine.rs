@@ -323,6 +323,7 @@ impl Engine {
                         Err(e) => crate::error!("cannot remove a dead device of {}: {e}", done.aor),
                     }
                 }
+                self.sync_index(&done.aor);
                 Err(format!("token dead ({status})"))
             }
             Outcome::Rejected { status, body } => {
@@ -403,7 +404,11 @@ impl Engine {
                         user_agent: ev.user_agent.clone(),
                         updated_at: unix_now().as_secs() as i64,
                     };
-                    match store.upsert(&device) {
+                    let stored = store.upsert(&device);
+                    if stored.is_ok() {
+                        self.ctx.index.insert(&ev.aor);
+                    }
+                    match stored {
                         Ok(Upsert::Replaced) => crate::debug!("device of {} updated", ev.aor),
                         Ok(Upsert::New) => {
                             self.count(|c| &c.devices_stored);
@@ -424,6 +429,7 @@ impl Engine {
                         Ok(false) => {}
                         Err(e) => crate::error!("cannot remove a device of {}: {e}", ev.aor),
                     }
+                    self.sync_index(&ev.aor);
                 }
                 if !ev.resume {
                     return;
@@ -469,15 +475,28 @@ impl Engine {
                     }
                     Err(e) => crate::error!("cannot remove a device of {}: {e}", ev.aor),
                 }
+                self.sync_index(&ev.aor);
             }
-            ContactChange::RemovedAll => match store.remove_aor(&ev.aor) {
-                Ok(n) => {
-                    for _ in 0..n {
-                        self.count(|c| &c.devices_removed);
+            ContactChange::RemovedAll => {
+                match store.remove_aor(&ev.aor) {
+                    Ok(n) => {
+                        for _ in 0..n {
+                            self.count(|c| &c.devices_removed);
+                        }
                     }
+                    Err(e) => crate::error!("cannot remove the devices of {}: {e}", ev.aor),
                 }
-                Err(e) => crate::error!("cannot remove the devices of {}: {e}", ev.aor),
-            },
+                self.sync_index(&ev.aor);
+            }
+        }
+    }
+
+    /// Drops the AOR from the shared index once its last device is gone.
+    fn sync_index(&self, aor: &str) {
+        if let Some(store) = &self.store {
+            if let Ok(false) = store.has_devices(aor) {
+                self.ctx.index.remove(aor);
+            }
         }
     }
 

@@ -10,6 +10,7 @@ pub mod engine;
 mod reader;
 
 use crate::config::Config;
+use crate::devices::index::AorIndex;
 use crate::ipc::message::{CallKey, DispatcherStatus, ToDispatcher};
 use crate::log::{self, Record};
 use crate::shared::Shared;
@@ -51,6 +52,7 @@ const TICK: Duration = Duration::from_millis(100);
 pub struct Context {
     pub config: Config,
     pub shared: &'static Shared,
+    pub index: AorIndex,
     pub queue_size: usize,
     pub started: Instant,
     pub messages_handled: AtomicU64,
@@ -76,6 +78,7 @@ pub fn run(
     read_end: OwnedFd,
     queue_size: usize,
     shared: &'static Shared,
+    index: AorIndex,
     host: &dyn Host,
 ) -> io::Result<()> {
     die_with_parent()?;
@@ -105,6 +108,7 @@ pub fn run(
     let ctx = Arc::new(Context {
         config: config.clone(),
         shared,
+        index,
         queue_size,
         started: Instant::now(),
         messages_handled: AtomicU64::new(0),

@@ -9,6 +9,7 @@ use super::state::{self, Globals, PARAM_VALUES};
 use super::sys;
 use super::{guard, sys::cmd_export_t};
 use crate::config::Config;
+use crate::devices::index::AorIndex;
 use crate::devices::store::Store;
 use crate::dispatcher::{self, Host};
 use crate::ipc::message::CallKey;
@@ -110,11 +111,29 @@ fn init() -> Result<(), String> {
             );
         }
     }
-    // Open (and create) the store once here, so a bad db_url stops Kamailio at startup.
-    drop(
-        Store::open(&config.db_path)
-            .map_err(|e| format!("invalid db_url for modparam(\"push\", \"db_url\", ...): {e}"))?,
-    );
+    // Open (and create) the store here, so a bad db_url stops Kamailio at startup, and fill the
+    // shared AOR index before the workers exist. The connection is closed before fork.
+    let index = AorIndex::create(config.aor_index_size).map_err(|e| {
+        format!(
+            "cannot map the AOR index of {} slots: {e}",
+            config.aor_index_size
+        )
+    })?;
+    {
+        let store = Store::open(&config.db_path)
+            .map_err(|e| format!("invalid db_url for modparam(\"push\", \"db_url\", ...): {e}"))?;
+        let aors = store
+            .aors()
+            .map_err(|e| format!("cannot read the device store: {e}"))?;
+        for aor in &aors {
+            index.insert(aor);
+        }
+        crate::info!(
+            "device store {}: {} AOR(s) with push devices",
+            config.db_path.display(),
+            aors.len()
+        );
+    }
     let shared =
         Shared::create().map_err(|e| format!("cannot map shared memory for the module: {e}"))?;
     let queue = Queue::new(config.queue_size).map_err(|e| {
@@ -135,6 +154,7 @@ fn init() -> Result<(), String> {
         config,
         queue,
         shared,
+        index,
         resume_route,
     })
 }
@@ -197,6 +217,7 @@ fn run_dispatcher() -> Result<(), String> {
             read_end,
             globals.queue.capacity(),
             globals.shared,
+            globals.index,
             &host,
         )
     })

@@ -264,6 +264,19 @@ unsafe extern "C" fn rpc_stats(api: *mut rpc_t, ctx: *mut c_void) {
                 .held_now
                 .load(std::sync::atomic::Ordering::Relaxed),
         );
+        for (name, histogram) in [
+            ("push_suspend_ns", &globals.shared.suspend_latency),
+            ("tm_suspend_ns", &globals.shared.suspend_tm_latency),
+        ] {
+            if let Some(l) = top.child(name) {
+                let s = histogram.summary();
+                l.uint("count", s.count);
+                l.uint("avg", s.avg_ns);
+                l.uint("p50", s.p50_ns);
+                l.uint("p99", s.p99_ns);
+                l.uint("max", s.max_ns);
+            }
+        }
         if let Some(c) = top.child("counters") {
             for (name, value) in globals.shared.counters.snapshot() {
                 c.uint(name, value);

@@ -6,7 +6,7 @@ use crate::devices::contact::{parse_contact_header, push_binding};
 use crate::devices::normalize_aor;
 use crate::ipc::message::{Answer, ContactChange, ContactEvent, HeldCall, Question, ToDispatcher};
 use crate::ipc::reply;
-use crate::worker::{bounded, has_devices};
+use crate::worker::bounded;
 use std::cell::Cell;
 use std::ffi::{c_char, c_int};
 use std::ptr::null_mut;
@@ -81,16 +81,9 @@ fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
         crate::warn!("push_suspend: '{aor_text}' names no user");
         return NO_DEVICE;
     };
-    match has_devices(&g.config.db_path, &aor) {
-        Ok(true) => {}
-        Ok(false) => {
-            crate::debug!("push_suspend: no push device for {aor}");
-            return NO_DEVICE;
-        }
-        Err(e) => {
-            crate::error!("push_suspend: cannot read the device store for {aor}: {e}");
-            return NO_DEVICE;
-        }
+    if !g.index.contains(&aor) {
+        crate::debug!("push_suspend: no push device for {aor}");
+        return NO_DEVICE;
     }
     if g.shared.held_now.load(Ordering::Relaxed) >= g.config.max_pending as i64 {
         crate::warn!(
@@ -101,7 +94,11 @@ fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
     }
     let (mut index, mut label) = (0u32, 0u32);
     // SAFETY: msg is the current request; index/label are out-parameters.
+    let tm_start = std::time::Instant::now();
     let r = unsafe { sys::push_shim_suspend(msg, g.config.timeout * 1000, &mut index, &mut label) };
+    g.shared
+        .suspend_tm_latency
+        .record(tm_start.elapsed().as_nanos() as u64);
     match r as u32 {
         sys::push_suspend_result_PUSH_SUSPEND_OK => {}
         sys::push_suspend_result_PUSH_SUSPEND_RETRANSMISSION => return 0,
@@ -291,17 +288,33 @@ fn resume(msg: *mut sip_msg, aor: Option<String>) -> c_int {
     }
 }
 
+/// Runs push_suspend and records how long the worker spent in it.
+fn timed_suspend(f: impl FnOnce() -> c_int) -> c_int {
+    let start = std::time::Instant::now();
+    let rc = f();
+    if let Some(g) = state::get() {
+        g.shared
+            .suspend_latency
+            .record(start.elapsed().as_nanos() as u64);
+    }
+    rc
+}
+
 unsafe extern "C" fn w_push_suspend0(msg: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
-    guard::call("push_suspend", INTERNAL, || suspend(msg, None))
+    guard::call("push_suspend", INTERNAL, || {
+        timed_suspend(|| suspend(msg, None))
+    })
 }
 
 unsafe extern "C" fn w_push_suspend1(msg: *mut sip_msg, aor: *mut c_char, _: *mut c_char) -> c_int {
-    guard::call("push_suspend", INTERNAL, || match param_text(msg, aor) {
-        Some(aor) => suspend(msg, Some(aor)),
-        None => {
-            crate::error!("push_suspend: cannot evaluate the AOR parameter");
-            INTERNAL
-        }
+    guard::call("push_suspend", INTERNAL, || {
+        timed_suspend(|| match param_text(msg, aor) {
+            Some(aor) => suspend(msg, Some(aor)),
+            None => {
+                crate::error!("push_suspend: cannot evaluate the AOR parameter");
+                INTERNAL
+            }
+        })
     })
 }
 

@@ -14,6 +14,8 @@ pub struct Globals {
     pub config: Config,
     pub queue: Queue,
     pub shared: &'static Shared,
+    /// Which AORs have devices (shared, filled before fork).
+    pub index: crate::devices::index::AorIndex,
     /// Index of resume_route in Kamailio's main route table.
     pub resume_route: std::ffi::c_int,
 }

@@ -192,7 +192,7 @@ impl Kamailio {
             .arg("-P")
             .arg(setup.dir.join("kamailio.pid"))
             .arg("-m")
-            .arg("64")
+            .arg(std::env::var("KAMAILIO_SHM_MB").unwrap_or_else(|_| "64".to_string()))
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)

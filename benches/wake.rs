@@ -1,0 +1,298 @@
+//! Wake-up benchmark: how many calls per second to sleeping phones complete without failure, and how
+//! long push_suspend keeps a SIP worker.
+//!
+//! Runs a real Kamailio with push.so and cfg-examples/push-registrar.cfg. N users each have a phone
+//! that registered with push parameters and fell asleep (1 s binding). A local push endpoint
+//! (tiny_http) plays the push service and the phones' wake-up: on every push it sends the phone's
+//! REGISTER (2 s binding) whose Contact is a sipp UAS that answers every INVITE. sipp callers call
+//! distinct users at a fixed rate; the rate steps up until a step has a failed call.
+//! Usage: cargo bench --bench wake [-- --max-rate 800 --seconds 5]
+
+#[path = "../tests/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+use common::*;
+use std::fs;
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn token(i: usize) -> String {
+    format!("{:064x}", 0xfeed_0000_0000u64 + i as u64)
+}
+
+fn instance(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012}")
+}
+
+fn register_text(
+    kport: u16,
+    me: u16,
+    uas: u16,
+    user: &str,
+    i: usize,
+    n: u64,
+    expires: u32,
+) -> String {
+    format!(
+        "REGISTER sip:127.0.0.1:{kport} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-bench-{n}\r\n\
+         From: <sip:{user}@127.0.0.1>;tag=b{n}\r\n\
+         To: <sip:{user}@127.0.0.1>\r\n\
+         Call-ID: benchreg-{n}@127.0.0.1\r\n\
+         CSeq: 1 REGISTER\r\n\
+         Contact: <sip:{user}@127.0.0.1:{uas};pn-provider=apns;pn-prid={};pn-param=ABCDE12345.org.example.phone.voip>;+sip.instance=\"<urn:uuid:{}>\"\r\n\
+         Expires: {expires}\r\n\
+         Max-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n",
+        token(i),
+        instance(i)
+    )
+}
+
+fn main() {
+    // Room for thousands of held transactions and bindings.
+    if std::env::var_os("KAMAILIO_SHM_MB").is_none() {
+        std::env::set_var("KAMAILIO_SHM_MB", "1024");
+    }
+    let max_rate = arg("--max-rate", 1600);
+    let seconds = arg("--seconds", 5);
+    let first_rate = arg("--first-rate", 50);
+    let mut steps = Vec::new();
+    let mut r = first_rate;
+    while r <= max_rate {
+        steps.push(r);
+        r *= 2;
+    }
+    let users_needed: u64 = steps.iter().map(|r| r * seconds).max().unwrap_or(0) as u64;
+    let users = users_needed as usize;
+
+    // The phones' SIP stack: one sipp UAS that answers every INVITE.
+    let uas_port = free_port();
+    let setup = Setup::new("bench-wake");
+    let dir = setup.dir.clone();
+
+    // The push service + the phones waking up.
+    let reg_socket = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+    let me = reg_socket.local_addr().unwrap().port();
+    {
+        let s = reg_socket.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while s.recv(&mut buf).is_ok() {}
+        });
+    }
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let push_port = server.server_addr().to_ip().unwrap().port();
+    let kport_cell = Arc::new(AtomicU64::new(0));
+    let pushes = Arc::new(AtomicU64::new(0));
+    for _ in 0..4 {
+        let (server, s, kport, pushes) = (
+            server.clone(),
+            reg_socket.clone(),
+            kport_cell.clone(),
+            pushes.clone(),
+        );
+        std::thread::spawn(move || {
+            for mut req in server.incoming_requests() {
+                let mut body = String::new();
+                let _ = req.as_reader().read_to_string(&mut body);
+                let _ = req.respond(tiny_http::Response::from_string("{}"));
+                let n = pushes.fetch_add(1, Ordering::Relaxed);
+                let v: serde_json::Value = match serde_json::from_str(&body) {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                };
+                let user = v["callee_aor"].as_str().unwrap_or("").to_string();
+                let i: usize = user.trim_start_matches('u').parse().unwrap_or(0);
+                let text = register_text(
+                    kport.load(Ordering::Relaxed) as u16,
+                    me,
+                    uas_port,
+                    &user,
+                    i,
+                    1_000_000 + n,
+                    2,
+                );
+                let _ = s.send_to(
+                    text.as_bytes(),
+                    ("127.0.0.1", kport.load(Ordering::Relaxed) as u16),
+                );
+            }
+        });
+    }
+
+    let db = format!("\"sqlite://{}/push.sqlite\"", dir.display());
+    let app =
+        format!("\"id=org.example.phone;provider=webhook;url=http://127.0.0.1:{push_port}/push\"");
+    let k = Kamailio::start_example(
+        setup,
+        "push-registrar.cfg",
+        &[
+            ("PUSH_DB", db.as_str()),
+            ("PUSH_APP", app.as_str()),
+            ("MIN_EXPIRES", "1"),
+            ("PUSH_TIMEOUT", "20"),
+            ("DEBUG_LEVEL", "1"),
+        ],
+    );
+    let kport = k.sip_port();
+    kport_cell.store(kport as u64, Ordering::Relaxed);
+
+    // Every phone registers once (1 s binding) and falls asleep.
+    eprintln!("bench: registering {users} phones");
+    for i in 0..users {
+        let text = register_text(kport, me, uas_port, &format!("u{i}"), i, i as u64, 1);
+        reg_socket
+            .send_to(text.as_bytes(), ("127.0.0.1", kport))
+            .unwrap();
+        if i % 200 == 199 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let stored = |k: &Kamailio| -> u64 {
+        field(
+            &k.kamcmd(&["push.stats"]).unwrap_or_default(),
+            "devices_stored",
+        )
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || stored(&k) >= users as u64),
+        "only {} of {users} devices stored",
+        stored(&k)
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+
+    let template = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/sipp/caller.xml"
+    ))
+    .unwrap();
+    let scenario = dir.join("caller_csv.xml");
+    fs::write(&scenario, template.replace("[user]", "[field0]")).unwrap();
+
+    let mut results = Vec::new();
+    for rate in steps {
+        let calls = (rate * seconds) as usize;
+        let csv = dir.join(format!("callees-{rate}.csv"));
+        let mut text = String::from("SEQUENTIAL\n");
+        for i in 0..calls {
+            text.push_str(&format!("u{i};\n"));
+        }
+        fs::write(&csv, text).unwrap();
+        let uas_port_text = uas_port.to_string();
+        let calls_text = calls.to_string();
+        let answering = Sipp::spawn(
+            "device_answer.xml",
+            kport,
+            &["-p", uas_port_text.as_str(), "-m", calls_text.as_str()],
+            &dir,
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let rate_text = rate.to_string();
+        let started = Instant::now();
+        let caller = Sipp::spawn(
+            scenario.to_str().unwrap(),
+            kport,
+            &[
+                "-inf",
+                csv.to_str().unwrap(),
+                "-r",
+                rate_text.as_str(),
+                "-m",
+                calls_text.as_str(),
+                "-l",
+                "100000",
+            ],
+            &dir,
+        );
+        let (ok, out) = caller.wait(Duration::from_secs(seconds * 4 + 60));
+        let elapsed = started.elapsed();
+        let (uas_ok, _) = answering.wait(Duration::from_secs(5));
+        let failed = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("Failed call"))
+            .and_then(|l| l.split('|').nth(2))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| "?".into());
+        eprintln!(
+            "bench: {rate} calls/s x {calls}: caller {} (failed calls: {failed}), phones {}, {:.1} s",
+            if ok { "ok" } else { "FAILED" },
+            if uas_ok { "ok" } else { "FAILED" },
+            elapsed.as_secs_f64()
+        );
+        results.push((rate, calls, ok && uas_ok, failed));
+        if !(ok && uas_ok) {
+            break;
+        }
+        // Let the woken phones' 2 s bindings expire: they sleep again.
+        std::thread::sleep(Duration::from_millis(3000));
+    }
+    let stats = k.kamcmd(&["push.stats"]).unwrap_or_default();
+    let get = |name: &str| field(&stats, name).unwrap_or_else(|| "?".into());
+    let clean = results
+        .iter()
+        .filter(|r| r.2)
+        .map(|r| r.0)
+        .max()
+        .unwrap_or(0);
+    println!("\n| rate (calls/s) | calls | all delivered |");
+    println!("| --- | --- | --- |");
+    for (rate, calls, ok, failed) in &results {
+        println!(
+            "| {rate} | {calls} | {} |",
+            if *ok {
+                "yes".to_string()
+            } else {
+                format!("no ({failed} failed)")
+            }
+        );
+    }
+    println!("\nlast clean wake-call rate: {clean} calls/s");
+    let section = |name: &str| -> String {
+        let part: String = stats
+            .split(&format!("{name}: {{"))
+            .nth(1)
+            .and_then(|rest| rest.split('}').next())
+            .unwrap_or("")
+            .to_string();
+        let f = |k: &str| field(&part, k).unwrap_or_else(|| "?".into());
+        format!(
+            "p50 {} ns, p99 {} ns, avg {} ns, max {} ns over {} calls",
+            f("p50"),
+            f("p99"),
+            f("avg"),
+            f("max"),
+            f("count")
+        )
+    };
+    println!(
+        "push_suspend on the SIP worker, all of it: {}",
+        section("push_suspend_ns")
+    );
+    println!(
+        "  of which tm's t_newtran + t_suspend:      {}",
+        section("tm_suspend_ns")
+    );
+    println!(
+        "counters: suspended {}, resumed {}, pushes_sent {}, pushes_failed {}, timed_out {}",
+        get("suspended"),
+        get("resumed"),
+        get("pushes_sent"),
+        get("pushes_failed"),
+        get("timed_out")
+    );
+}
