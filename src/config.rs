@@ -310,15 +310,39 @@ impl Config {
     }
 
     /// The app a device is pushed through: the one its Contact names, else the default app.
+    /// A Contact names an app by its id, or by the forms softphones send: RFC 8599's APNs
+    /// `pn-param` (`TEAMID.bundle.id.voip`, `TEAMID.bundle.id.remote&voip`) and Linphone's
+    /// `app-id` with `.dev` / `.prod`.
     pub fn app_for(&self, named: Option<&str>) -> Option<&App> {
         named
-            .and_then(|id| self.apps.iter().find(|a| a.id == id))
+            .and_then(|name| {
+                app_candidates(name).find_map(|id| self.apps.iter().find(|a| a.id == id))
+            })
             .or_else(|| {
                 self.default_app
                     .as_ref()
                     .and_then(|d| self.apps.iter().find(|a| &a.id == d))
             })
     }
+}
+
+/// The app ids a `pn-param` / `app-id` value may mean, most literal first.
+fn app_candidates(name: &str) -> impl Iterator<Item = &str> {
+    const SUFFIXES: [&str; 5] = [".remote&voip", ".voip", ".remote", ".dev", ".prod"];
+    let stripped = SUFFIXES
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .unwrap_or(name);
+    // An APNs pn-param starts with the 10-character team id.
+    let team = |s: &str| -> Option<usize> {
+        let (first, rest) = s.split_once('.')?;
+        (first.len() == 10
+            && first.chars().all(|c| c.is_ascii_alphanumeric())
+            && rest.contains('.'))
+        .then_some(first.len() + 1)
+    };
+    let without_team = team(stripped).map(|i| &stripped[i..]).unwrap_or(stripped);
+    [name, stripped, without_team].into_iter()
 }
 
 fn int_in(value: &RawValue, (min, max): (i64, i64)) -> Result<i64, String> {
@@ -404,6 +428,37 @@ mod tests {
         assert!(App::parse("id=a;provider")
             .unwrap_err()
             .contains("key=value"));
+    }
+
+    #[test]
+    fn apps_are_found_from_what_softphones_send() {
+        let app = |s: &str| ("app", RawValue::Str(s.to_string()));
+        let c = Config::from_params(&[
+            app("id=org.example.phone;provider=webhook;url=http://127.0.0.1:1/a"),
+            app("id=org.example.other;provider=webhook;url=http://127.0.0.1:1/b"),
+        ])
+        .unwrap();
+        for named in [
+            "org.example.phone",
+            "ABCDE12345.org.example.phone.voip",
+            "ABCDE12345.org.example.phone.remote&voip",
+            "org.example.phone.dev",
+            "org.example.phone.prod",
+        ] {
+            assert_eq!(
+                c.app_for(Some(named)).map(|a| a.id.as_str()),
+                Some("org.example.phone"),
+                "{named}"
+            );
+        }
+        assert_eq!(
+            c.app_for(Some("ABCDE12345.org.example.other.voip"))
+                .unwrap()
+                .id,
+            "org.example.other"
+        );
+        assert!(c.app_for(Some("com.unknown.app.voip")).is_none());
+        assert!(c.app_for(None).is_none());
     }
 
     #[test]

@@ -114,6 +114,19 @@ fn push_register_and_push_resume_drive_a_gateway() {
     let devices = k.kamcmd(&["push.devices", "alice"]).unwrap();
     assert!(!devices.contains("cafe00"), "{devices}");
 
+    // Stored again, then the same instance registers without push parameters: it no longer
+    // wants pushes, and its record goes.
+    register(&k, &push, 3600, "1", "-1");
+    assert!(eventually(Duration::from_secs(3), || stat(
+        &k,
+        "devices_stored"
+    ) == 2));
+    register(&k, "", 3600, "-1", "-1");
+    assert!(eventually(Duration::from_secs(3), || stat(
+        &k,
+        "devices_removed"
+    ) == 2));
+
     // Malformed push parameters are refused with a log line, not stored.
     register(&k, ";pn-provider=apns;pn-prid=%zz", 3600, "-1", "-1");
     assert!(k.wait_for_log(

@@ -362,3 +362,22 @@ fn registered_but_silent_contact_is_tried_first_then_pushed() {
     assert!(ok, "{out}");
     assert_eq!(stat(&k, "resumed"), 1);
 }
+
+#[test]
+fn calls_beyond_max_pending_get_503() {
+    let server = PushServer::ok(None);
+    let k = registrar_with(
+        "maxpending",
+        &server.url(),
+        20,
+        &[("PUSH_MAX_PENDING", "1")],
+    );
+    Phone::new("alice", TOKEN_A, "udp").register_then_sleep(&k);
+    let first = caller_cancelling(&k, "alice");
+    assert_eq!(server.wait_for(1, Duration::from_secs(5)).len(), 1);
+    let (ok, out) = caller_expecting(&k, "alice", "udp", 503).wait(Duration::from_secs(10));
+    assert!(ok, "the second call was not refused with 503: {out}");
+    let (ok, out) = first.wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+    assert_eq!(stat(&k, "suspended"), 1);
+}
