@@ -85,6 +85,10 @@ pub const PARAMS: &[Param] = &[
         name: c"aor_index_size",
         kind: Kind::Int,
     },
+    Param {
+        name: c"fcm_url",
+        kind: Kind::Str,
+    },
 ];
 
 /// A parameter whose value cannot be used, with what is wrong.
@@ -112,12 +116,40 @@ impl std::error::Error for ParamError {}
 pub enum AppProvider {
     /// An HTTP POST to the operator's endpoint.
     Webhook { url: String, secret: Option<String> },
+    /// Apple Push Notification service.
+    Apns {
+        auth: ApnsAuth,
+        /// Devices that say pn-provider=apns.dev use the sandbox whatever this says.
+        sandbox: bool,
+        /// VoIP (PushKit) pushes, or alert pushes.
+        voip: bool,
+    },
+    /// Firebase Cloud Messaging HTTP v1, with a Google service account.
+    Fcm { service_account: PathBuf },
+}
+
+/// How the module proves itself to APNs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApnsAuth {
+    /// A .p8 signing key: a JWT (ES256), reused for 55 minutes.
+    Token {
+        key_file: PathBuf,
+        key_id: String,
+        team_id: String,
+    },
+    /// A TLS client certificate: a PEM file with certificate and key, or a PKCS#12 file.
+    Certificate {
+        cert_file: PathBuf,
+        password: Option<String>,
+    },
 }
 
 impl AppProvider {
     pub fn name(&self) -> &'static str {
         match self {
             AppProvider::Webhook { .. } => "webhook",
+            AppProvider::Apns { .. } => "apns",
+            AppProvider::Fcm { .. } => "fcm",
         }
     }
 }
@@ -130,7 +162,10 @@ pub struct App {
 }
 
 impl App {
-    /// Parses `key=value;key=value`. Keys: id, provider, and the provider's own (webhook: url, secret).
+    /// Parses `key=value;key=value`. Keys: id, provider, and the provider's own (webhook: url,
+    /// secret; apns: key_file, key_id, team_id or cert_file, cert_password, environment,
+    /// push_type; fcm: service_account). Files are only named here; they are read when the
+    /// providers are built (at startup and on push.reload).
     pub fn parse(spec: &str) -> Result<App, String> {
         let mut fields: Vec<(String, String)> = Vec::new();
         for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
@@ -152,7 +187,7 @@ impl App {
         let id = take("id")
             .filter(|v| !v.is_empty())
             .ok_or("missing id=<app id>")?;
-        let provider = take("provider").ok_or("missing provider=webhook")?;
+        let provider = take("provider").ok_or("missing provider=webhook|apns|fcm")?;
         let (provider, allowed): (AppProvider, &[&str]) = match provider
             .to_ascii_lowercase()
             .as_str()
@@ -165,7 +200,80 @@ impl App {
                 let secret = take("secret").filter(|s| !s.is_empty());
                 (AppProvider::Webhook { url, secret }, &["url", "secret"])
             }
-            other => return Err(format!("unknown provider '{other}' (supported: webhook)")),
+            "apns" => {
+                let auth = match (take("key_file"), take("cert_file")) {
+                    (Some(_), Some(_)) => return Err("give key_file (token auth) or cert_file, not both".into()),
+                    (Some(key_file), None) => {
+                        let key_id = take("key_id").filter(|v| !v.is_empty()).ok_or("key_file needs key_id=<key id>")?;
+                        let team_id = take("team_id").filter(|v| !v.is_empty()).ok_or("key_file needs team_id=<team id>")?;
+                        ApnsAuth::Token {
+                            key_file: PathBuf::from(key_file),
+                            key_id,
+                            team_id,
+                        }
+                    }
+                    (None, Some(cert_file)) => ApnsAuth::Certificate {
+                        cert_file: PathBuf::from(cert_file),
+                        password: take("cert_password"),
+                    },
+                    (None, None) => {
+                        return Err("provider=apns needs key_file/key_id/team_id (token) or cert_file (certificate)".into())
+                    }
+                };
+                let sandbox = match take("environment")
+                    .as_deref()
+                    .map(str::to_ascii_lowercase)
+                    .as_deref()
+                {
+                    None | Some("production") => false,
+                    Some("sandbox") | Some("development") => true,
+                    Some(other) => {
+                        return Err(format!(
+                            "environment '{other}' is not production or sandbox"
+                        ))
+                    }
+                };
+                let voip = match take("push_type")
+                    .as_deref()
+                    .map(str::to_ascii_lowercase)
+                    .as_deref()
+                {
+                    None | Some("voip") => true,
+                    Some("alert") => false,
+                    Some(other) => return Err(format!("push_type '{other}' is not voip or alert")),
+                };
+                (
+                    AppProvider::Apns {
+                        auth,
+                        sandbox,
+                        voip,
+                    },
+                    &[
+                        "key_file",
+                        "key_id",
+                        "team_id",
+                        "cert_file",
+                        "cert_password",
+                        "environment",
+                        "push_type",
+                    ],
+                )
+            }
+            "fcm" => {
+                let path = take("service_account")
+                    .ok_or("provider=fcm needs service_account=<file.json>")?;
+                (
+                    AppProvider::Fcm {
+                        service_account: PathBuf::from(path),
+                    },
+                    &["service_account"],
+                )
+            }
+            other => {
+                return Err(format!(
+                    "unknown provider '{other}' (supported: webhook, apns, fcm)"
+                ))
+            }
         };
         if let Some((k, _)) = fields
             .iter()
@@ -206,6 +314,8 @@ pub struct Config {
     pub location_table: String,
     /// Slots of the shared index of AORs with devices (8 bytes each; 3/4 usable).
     pub aor_index_size: usize,
+    /// Base URL of the FCM HTTP v1 API.
+    pub fcm_url: String,
 }
 
 impl Default for Config {
@@ -223,6 +333,7 @@ impl Default for Config {
             use_domain: false,
             location_table: "location".to_string(),
             aor_index_size: 1 << 20,
+            fcm_url: "https://fcm.googleapis.com".to_string(),
         }
     }
 }
@@ -280,6 +391,13 @@ impl Config {
                 "default_app" => config.default_app = Some(text(value).map_err(err)?),
                 "aor_index_size" => {
                     config.aor_index_size = int_in(value, AOR_INDEX_RANGE).map_err(err)? as usize
+                }
+                "fcm_url" => {
+                    let url = text(value).map_err(err)?;
+                    if !(url.starts_with("https://") || url.starts_with("http://")) {
+                        return Err(err("must be an https:// URL".to_string()));
+                    }
+                    config.fcm_url = url.trim_end_matches('/').to_string();
                 }
                 "location_table" => {
                     let table = text(value).map_err(err)?;
@@ -412,6 +530,52 @@ mod tests {
         assert!(App::parse("id=a;provider=carrier-pigeon")
             .unwrap_err()
             .contains("unknown provider"));
+        let apns = App::parse("id=org.example.phone;provider=apns;key_file=/k/AuthKey_ABC.p8;key_id=ABC123DEFG;team_id=TEAM123456;environment=sandbox").unwrap();
+        assert_eq!(
+            apns.provider,
+            AppProvider::Apns {
+                auth: ApnsAuth::Token {
+                    key_file: "/k/AuthKey_ABC.p8".into(),
+                    key_id: "ABC123DEFG".into(),
+                    team_id: "TEAM123456".into()
+                },
+                sandbox: true,
+                voip: true
+            }
+        );
+        let cert =
+            App::parse("id=x;provider=apns;cert_file=/c.p12;cert_password=pw;push_type=alert")
+                .unwrap();
+        assert!(matches!(
+            cert.provider,
+            AppProvider::Apns {
+                voip: false,
+                sandbox: false,
+                auth: ApnsAuth::Certificate { .. }
+            }
+        ));
+        assert!(App::parse("id=x;provider=apns;key_file=/k.p8;team_id=T")
+            .unwrap_err()
+            .contains("key_id"));
+        assert!(App::parse("id=x;provider=apns")
+            .unwrap_err()
+            .contains("needs key_file"));
+        assert!(
+            App::parse("id=x;provider=apns;cert_file=/c;environment=moon")
+                .unwrap_err()
+                .contains("environment")
+        );
+        let fcm =
+            App::parse("id=com.example.android;provider=fcm;service_account=/etc/sa.json").unwrap();
+        assert_eq!(
+            fcm.provider,
+            AppProvider::Fcm {
+                service_account: "/etc/sa.json".into()
+            }
+        );
+        assert!(App::parse("id=x;provider=fcm")
+            .unwrap_err()
+            .contains("service_account"));
         assert!(App::parse("id=a;provider=webhook;url=ftp://x/y")
             .unwrap_err()
             .contains("not an http"));

@@ -10,13 +10,13 @@ use crate::devices::contact::shorten_token;
 use crate::devices::store::{Device, Store, Upsert};
 use crate::devices::{device_id, normalize_aor};
 use crate::ipc::message::{
-    Answer, CallKey, ContactChange, ContactEvent, DeviceView, HeldCall, Question, TmChange,
-    TmEvent, ToDispatcher,
+    Answer, AppView, CallKey, ContactChange, ContactEvent, DeviceView, HeldCall, Question,
+    TmChange, TmEvent, ToDispatcher,
 };
 use crate::ipc::reply;
-use crate::providers::webhook::{self, CallPush, Outcome, WebhookApp};
+use crate::providers::{self, webhook, CallPush, Outcome};
 use crossbeam_channel::Sender;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -29,6 +29,7 @@ const ENDED_MEMORY: Duration = Duration::from_secs(60);
 pub struct PushDone {
     pub key: CallKey,
     pub aor: String,
+    pub app_id: String,
     pub device_id: String,
     pub outcome: Outcome,
 }
@@ -41,6 +42,12 @@ pub struct Engine {
     runtime: tokio::runtime::Handle,
     main: Sender<MainJob>,
     http: Option<reqwest::Client>,
+    /// Each app's push client, or why it could not be built.
+    senders: HashMap<String, Result<providers::Sender, String>>,
+    /// What the last push of each app said (push.apps).
+    health: HashMap<String, String>,
+    /// Apps whose credentials were rejected and already logged (logged once per app).
+    credential_alerts: HashSet<String>,
 }
 
 fn unix_now() -> Duration {
@@ -69,7 +76,7 @@ impl Engine {
                 None
             }
         };
-        Engine {
+        let mut engine = Engine {
             ctx,
             store,
             calls: Calls::default(),
@@ -77,7 +84,54 @@ impl Engine {
             runtime,
             main,
             http,
+            senders: HashMap::new(),
+            health: HashMap::new(),
+            credential_alerts: HashSet::new(),
+        };
+        engine.build_senders();
+        engine
+    }
+
+    /// (Re)builds every app's push client from its credential files. An app whose files cannot be
+    /// used keeps no client: its pushes fail with the reason, which is logged here.
+    fn build_senders(&mut self) -> Vec<(String, Result<(), String>)> {
+        let mut report = Vec::new();
+        let Some(http) = self.http.clone() else {
+            return report;
+        };
+        // Client construction may spawn nothing, but needs the runtime's context for timers.
+        let _guard = self.runtime.enter();
+        for app in self.ctx.config.apps.clone() {
+            let built = providers::Sender::build(&app, &self.ctx.config.fcm_url, &http);
+            match &built {
+                Ok(_) => {
+                    self.health.insert(app.id.clone(), "ready".into());
+                    self.credential_alerts.remove(&app.id);
+                    report.push((app.id.clone(), Ok(())));
+                }
+                Err(e) => {
+                    crate::error!("app {}: {e}", app.id);
+                    report.push((app.id.clone(), Err(e.clone())));
+                }
+            }
+            match (built, self.senders.get(&app.id)) {
+                // A reload that fails keeps the client that worked.
+                (Err(e), Some(Ok(_))) => {
+                    self.health.insert(
+                        app.id.clone(),
+                        format!("reload failed, old credentials kept: {e}"),
+                    );
+                }
+                (built, _) => {
+                    if let Err(e) = &built {
+                        self.health
+                            .insert(app.id.clone(), format!("unusable credentials: {e}"));
+                    }
+                    self.senders.insert(app.id.clone(), built);
+                }
+            }
         }
+        report
     }
 
     fn config(&self) -> &Config {
@@ -138,6 +192,33 @@ impl Engine {
                     Err(e) => Answer::Error(e.to_string()),
                 }
             }
+            Question::Apps => Answer::Apps(
+                self.ctx
+                    .config
+                    .apps
+                    .iter()
+                    .map(|app| AppView {
+                        id: app.id.clone(),
+                        provider: app.provider.name().to_string(),
+                        environment: match &app.provider {
+                            AppProvider::Apns { sandbox: true, .. } => "sandbox".to_string(),
+                            AppProvider::Apns { .. } => "production".to_string(),
+                            _ => String::new(),
+                        },
+                        health: self
+                            .health
+                            .get(&app.id)
+                            .cloned()
+                            .unwrap_or_else(|| "unknown".into()),
+                    })
+                    .collect(),
+            ),
+            Question::Reload => Answer::Reloaded(
+                self.build_senders()
+                    .into_iter()
+                    .map(|(id, r)| (id, r.err().unwrap_or_default()))
+                    .collect(),
+            ),
             Question::Resume { aor } => {
                 let Some(aor) = normalize_aor(&aor, use_domain) else {
                     return Answer::Error(format!("'{aor}' is not an AOR"));
@@ -190,21 +271,36 @@ impl Engine {
                     "no app '{}' is configured and there is no default_app",
                     named.unwrap_or("")
                 )),
-                Some(app) => {
-                    let push = CallPush {
-                        call_id: held.call_id.clone(),
-                        caller_uri: held.caller_uri.clone(),
-                        caller_name: held.caller_name.clone(),
-                        callee_aor: held.aor.clone(),
-                        token: device.prid.clone(),
-                        app_id: app.id.clone(),
-                        provider: device.provider.clone(),
-                        sent_at: unix_now().as_millis() as u64,
-                        expires_at,
-                    };
-                    launches.push((app.clone(), device.device_id.clone(), push));
-                    PushState::Sending
-                }
+                Some(app) => match self.senders.get(&app.id) {
+                    Some(Ok(sender)) => {
+                        let push = CallPush {
+                            call_id: held.call_id.clone(),
+                            caller_uri: held.caller_uri.clone(),
+                            caller_name: held.caller_name.clone(),
+                            callee_aor: held.aor.clone(),
+                            token: device.prid.clone(),
+                            app_id: app.id.clone(),
+                            provider: device.provider.clone(),
+                            sent_at: unix_now().as_millis() as u64,
+                            expires_at,
+                        };
+                        let target = providers::Target {
+                            token: device.prid.clone(),
+                            device_provider: device.provider.clone(),
+                            param: device.param.clone(),
+                        };
+                        launches.push((
+                            sender.clone(),
+                            app.id.clone(),
+                            device.device_id.clone(),
+                            push,
+                            target,
+                        ));
+                        PushState::Sending
+                    }
+                    Some(Err(e)) => PushState::Failed(format!("app {} cannot push: {e}", app.id)),
+                    None => PushState::Failed(format!("app {} has no push client", app.id)),
+                },
             };
             if let PushState::Failed(why) = &state {
                 crate::warn!(
@@ -244,65 +340,48 @@ impl Engine {
             held.aor,
             launches.len()
         );
-        for (app, device_id, push) in launches {
-            self.launch(
-                held.key,
-                &held.aor,
-                device_id,
-                app.id.clone(),
-                &app.provider,
-                push,
-                deadline,
-            );
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn launch(
-        &self,
-        key: CallKey,
-        aor: &str,
-        device_id: String,
-        app_id: String,
-        provider: &AppProvider,
-        push: CallPush,
-        deadline: Instant,
-    ) {
-        let main = self.main.clone();
-        let aor = aor.to_string();
-        match provider {
-            AppProvider::Webhook { url, secret } => {
-                let Some(client) = self.http.clone() else {
-                    let _ = main.send(MainJob::PushDone(PushDone {
-                        key,
-                        aor,
-                        device_id,
-                        outcome: Outcome::GaveUp {
-                            attempts: 0,
-                            last_error: "no HTTP client".into(),
-                        },
-                    }));
-                    return;
-                };
-                let app = WebhookApp {
-                    id: app_id,
-                    url: url.clone(),
-                    secret: secret.clone(),
-                };
-                self.runtime.spawn(async move {
-                    let outcome = webhook::send(&client, &app, &push, deadline).await;
-                    let _ = main.send(MainJob::PushDone(PushDone {
-                        key,
-                        aor,
-                        device_id,
-                        outcome,
-                    }));
-                });
-            }
+        for (sender, app_id, device_id, push, target) in launches {
+            let main = self.main.clone();
+            let (key, aor) = (held.key, held.aor.clone());
+            self.runtime.spawn(async move {
+                let outcome = sender.send(&push, &target, deadline).await;
+                let _ = main.send(MainJob::PushDone(PushDone {
+                    key,
+                    aor,
+                    app_id,
+                    device_id,
+                    outcome,
+                }));
+            });
         }
     }
 
     pub fn push_done(&mut self, done: PushDone, host: &dyn Host) {
+        self.health.insert(
+            done.app_id.clone(),
+            match &done.outcome {
+                Outcome::Sent { .. } => "ok".to_string(),
+                Outcome::TokenDead { status, .. } => format!("ok (last token dead, {status})"),
+                Outcome::Rejected { status, body } => {
+                    format!("rejected ({status} {})", body.trim())
+                }
+                Outcome::GaveUp { last_error, .. } => format!("failing ({last_error})"),
+            },
+        );
+        if let Outcome::Rejected {
+            status: 401 | 403,
+            body,
+        } = &done.outcome
+        {
+            if self.credential_alerts.insert(done.app_id.clone()) {
+                crate::error!(
+                    "app {}: the push service rejected the credentials even after renewing them ({}); \
+                     fix the key, certificate or service account and run kamcmd push.reload",
+                    done.app_id,
+                    body.trim()
+                );
+            }
+        }
         let result = match &done.outcome {
             Outcome::Sent { .. } => {
                 self.count(|c| &c.pushes_sent);

@@ -84,6 +84,10 @@ pub enum Question {
     Devices { aor: String },
     /// Continue every call held for this AOR (push_resume); answers how many.
     Resume { aor: String },
+    /// The configured apps and how they fare.
+    Apps,
+    /// Re-read every app's credential files.
+    Reload,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -92,7 +96,19 @@ pub enum Answer {
     Pending(Vec<PendingCall>),
     Devices(Vec<DeviceView>),
     Resumed(u32),
+    Apps(Vec<AppView>),
+    /// Per app: its id and an error text (empty when the credentials were loaded).
+    Reloaded(Vec<(String, String)>),
     Error(String),
+}
+
+/// An app as `push.apps` shows it (never a secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppView {
+    pub id: String,
+    pub provider: String,
+    pub environment: String,
+    pub health: String,
 }
 
 /// What the dispatcher says of itself.

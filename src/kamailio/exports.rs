@@ -134,6 +134,14 @@ fn init() -> Result<(), String> {
             aors.len()
         );
     }
+    // Every app's credentials must be usable now: a bad key stops Kamailio with the app's name.
+    // The clients built here are dropped before fork; the dispatcher builds its own.
+    let http = crate::providers::webhook::client()?;
+    for app in &config.apps {
+        crate::providers::Sender::build(app, &config.fcm_url, &http)
+            .map_err(|e| format!("modparam(\"push\", \"app\", ...) id={}: {e}", app.id))?;
+    }
+    drop(http);
     let shared =
         Shared::create().map_err(|e| format!("cannot map shared memory for the module: {e}"))?;
     let queue = Queue::new(config.queue_size).map_err(|e| {

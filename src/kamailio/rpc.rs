@@ -24,6 +24,16 @@ static DEVICES_DOC: Docs<2> = Docs([
     null(),
 ]);
 
+static APPS_DOC: Docs<2> = Docs([
+    c"Configured apps: id, provider, environment, health (never a secret).".as_ptr(),
+    null(),
+]);
+
+static RELOAD_DOC: Docs<2> = Docs([
+    c"Re-reads every app's credential files (keys, certificates, service accounts) without a restart.".as_ptr(),
+    null(),
+]);
+
 /// A null-terminated array of C strings that may live in a static.
 #[repr(transparent)]
 pub struct Docs<const N: usize>([*const c_char; N]);
@@ -50,7 +60,9 @@ const fn method(
 }
 
 /// The null-terminated table `exports.rpc_methods` points at.
-pub static mut RPC_METHODS: [rpc_export_t; 4] = [
+pub static mut RPC_METHODS: [rpc_export_t; 6] = [
+    method(c"push.apps", rpc_apps, &APPS_DOC),
+    method(c"push.reload", rpc_reload, &RELOAD_DOC),
     method(c"push.stats", rpc_stats, &STATS_DOC),
     method(c"push.pending", rpc_pending, &PENDING_DOC),
     method(c"push.devices", rpc_devices, &DEVICES_DOC),
@@ -334,6 +346,51 @@ unsafe extern "C" fn rpc_devices(api: *mut rpc_t, ctx: *mut c_void) {
             s.str("app", &d.app);
             s.str("user_agent", &d.user_agent);
             s.int("updated_at", d.updated_at);
+        }
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn rpc_apps(api: *mut rpc_t, ctx: *mut c_void) {
+    serve("push.apps", api, ctx, |reply| {
+        let Answer::Apps(apps) = ask(Question::Apps)? else {
+            return Err((500, "unexpected answer".to_string()));
+        };
+        for app in apps {
+            let s = reply
+                .add_struct()
+                .ok_or((500, "cannot build the reply".to_string()))?;
+            s.str("id", &app.id);
+            s.str("provider", &app.provider);
+            s.str("environment", &app.environment);
+            s.str("health", &app.health);
+        }
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn rpc_reload(api: *mut rpc_t, ctx: *mut c_void) {
+    serve("push.reload", api, ctx, |reply| {
+        let Answer::Reloaded(apps) = ask(Question::Reload)? else {
+            return Err((500, "unexpected answer".to_string()));
+        };
+        let failed: Vec<String> = apps
+            .iter()
+            .filter(|(_, e)| !e.is_empty())
+            .map(|(id, e)| format!("{id}: {e}"))
+            .collect();
+        if !failed.is_empty() {
+            return Err((
+                500,
+                format!("credentials not reloaded for {}", failed.join("; ")),
+            ));
+        }
+        for (id, _) in apps {
+            let s = reply
+                .add_struct()
+                .ok_or((500, "cannot build the reply".to_string()))?;
+            s.str("id", &id);
+            s.str("result", "reloaded");
         }
         Ok(())
     })

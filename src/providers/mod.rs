@@ -1,3 +1,77 @@
-//! Push providers: how a push request reaches a phone.
+//! Push providers: how a push request reaches a phone. Every provider takes the same call fields
+//! ([`CallPush`]) and ends in the same [`Outcome`]s, so the engine treats them alike.
 
+pub mod apns;
+pub mod fcm;
 pub mod webhook;
+
+pub use webhook::{CallPush, Outcome};
+
+use crate::config::{App, AppProvider};
+use std::time::Instant;
+
+/// Where one push goes, from the device record.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub token: String,
+    /// The device's pn-provider (`apns`, `apns.dev`, `fcm`, ...).
+    pub device_provider: String,
+    /// The device's pn-param / app-id.
+    pub param: Option<String>,
+}
+
+/// A configured app, ready to push. Cheap to clone into a task.
+#[derive(Clone)]
+pub enum Sender {
+    Webhook {
+        client: reqwest::Client,
+        app: webhook::WebhookApp,
+    },
+    Apns(apns::ApnsSender),
+    Fcm(fcm::FcmSender),
+}
+
+impl Sender {
+    /// Reads the app's credentials and builds its client. The error names what is wrong (a file,
+    /// a key format) and never contains a secret.
+    pub fn build(app: &App, fcm_url: &str, http: &reqwest::Client) -> Result<Sender, String> {
+        match &app.provider {
+            AppProvider::Webhook { url, secret } => Ok(Sender::Webhook {
+                client: http.clone(),
+                app: webhook::WebhookApp {
+                    id: app.id.clone(),
+                    url: url.clone(),
+                    secret: secret.clone(),
+                },
+            }),
+            AppProvider::Apns {
+                auth,
+                sandbox,
+                voip,
+            } => apns::ApnsSender::new(&app.id, auth, *sandbox, *voip).map(Sender::Apns),
+            AppProvider::Fcm { service_account } => {
+                let account = fcm::ServiceAccount::from_file(service_account)?;
+                fcm::FcmSender::new(account, fcm_url, http.clone()).map(Sender::Fcm)
+            }
+        }
+    }
+
+    pub async fn send(&self, push: &CallPush, target: &Target, deadline: Instant) -> Outcome {
+        match self {
+            Sender::Webhook { client, app } => webhook::send(client, app, push, deadline).await,
+            Sender::Apns(apns) => {
+                let target = apns::ApnsTarget {
+                    token: target.token.clone(),
+                    sandbox: target.device_provider == "apns.dev",
+                    param: target.param.clone(),
+                };
+                apns.send(push, &target, deadline).await
+            }
+            Sender::Fcm(fcm) => {
+                let mut push = push.clone();
+                push.token = target.token.clone();
+                fcm.send(&push, deadline).await
+            }
+        }
+    }
+}
