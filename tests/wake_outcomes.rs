@@ -280,6 +280,7 @@ fn devices_survive_a_kamailio_restart() {
         dir,
         sip_port: free_port(),
         ctl: std::path::PathBuf::new(),
+        env: Vec::new(),
     };
     let setup = Setup {
         ctl: setup.dir.join("kamailio_ctl"),

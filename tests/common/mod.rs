@@ -3,6 +3,8 @@
 //! fails, the log is printed.
 #![allow(dead_code)]
 
+pub mod mock_push;
+pub mod netns;
 pub mod push_server;
 pub mod wake;
 
@@ -80,6 +82,8 @@ pub struct Setup {
     pub dir: PathBuf,
     pub sip_port: u16,
     pub ctl: PathBuf,
+    /// Extra environment for Kamailio (e.g. SSL_CERT_FILE to trust a test CA).
+    pub env: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -92,6 +96,7 @@ impl Setup {
             dir,
             sip_port: free_port(),
             ctl,
+            env: Vec::new(),
         }
     }
 
@@ -200,6 +205,9 @@ impl Kamailio {
             .process_group(0);
         for (k, v) in defines {
             cmd.arg("-A").arg(format!("{k}={v}"));
+        }
+        for (k, v) in &setup.env {
+            cmd.env(k, v);
         }
         let child = cmd.spawn().expect("cannot start kamailio");
         let pid = child.id();

@@ -52,6 +52,9 @@ pub struct Phone {
     pub token: String,
     pub instance: String,
     pub transport: &'static str,
+    /// pn-provider and pn-param the phone registers with.
+    pub provider: String,
+    pub pnparam: String,
 }
 
 impl Phone {
@@ -64,6 +67,8 @@ impl Phone {
                 token.len() * 7 + user.len()
             ),
             transport,
+            provider: "apns".to_string(),
+            pnparam: format!("ABCDE12345.{APP}.voip"),
         }
     }
 
@@ -75,8 +80,8 @@ impl Phone {
         for (k, val) in [
             ("user", self.user.clone()),
             ("token", self.token.clone()),
-            ("pnparam", format!("ABCDE12345.{APP}.voip")),
-            ("provider", "apns".to_string()),
+            ("pnparam", self.pnparam.clone()),
+            ("provider", self.provider.clone()),
             ("instance", self.instance.clone()),
             ("expires", expires.to_string()),
             ("contact_port", contact_port.to_string()),

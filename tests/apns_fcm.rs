@@ -1,0 +1,411 @@
+//! The real push services' protocols, end to end: Kamailio with push.so pushes through APNs (at its
+//! real host names, inside a private mount and network namespace where /etc/hosts sends them to a
+//! local HTTP/2-over-TLS server that checks what Apple checks) and through FCM HTTP v1 (a local
+//! server checking the OAuth2 assertion and the message), trusting a test CA via SSL_CERT_FILE.
+
+mod common;
+
+use common::mock_push::*;
+use common::netns::run_in_private_netns;
+use common::wake::*;
+use common::*;
+use std::time::{Duration, Instant};
+
+const IOS_TOKEN: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+const ANDROID_TOKEN: &str = "fcmtoken:APA91bH-abcdefghijklmnopqrstuvwxyz0123456789";
+
+struct Apns {
+    k: Kamailio,
+    mock: ApnsMock,
+    key: ApnsKey,
+    pki: TestPki,
+}
+
+/// Kamailio with an APNs token-auth app, the mock on 127.0.0.1:443 (inside the namespace).
+fn apns_setup(name: &str, script: ApnsScript, timeout: u32) -> Apns {
+    let mut setup = Setup::new(name);
+    let pki = TestPki::create(&setup.dir.join("pki"));
+    let key = apns_signing_key(&setup.dir);
+    let mock = ApnsMock::start(
+        "127.0.0.1:443".parse().unwrap(),
+        &pki,
+        ApnsAuth::token(&key),
+        script,
+    );
+    setup
+        .env
+        .push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
+    let app = format!(
+        "\"id={APP};provider=apns;key_file={};key_id={};team_id={}\"",
+        key.p8_path.display(),
+        key.key_id,
+        key.team_id
+    );
+    let k = start(setup, &app, timeout, &[]);
+    Apns { k, mock, key, pki }
+}
+
+fn start(setup: Setup, app: &str, timeout: u32, extra: &[(&str, &str)]) -> Kamailio {
+    let db = format!("\"sqlite://{}/push.sqlite\"", setup.dir.display());
+    let timeout = timeout.to_string();
+    let mut defines = vec![
+        ("PUSH_DB", db.as_str()),
+        ("PUSH_APP", app),
+        ("MIN_EXPIRES", "1"),
+        ("PUSH_TIMEOUT", timeout.as_str()),
+    ];
+    defines.extend_from_slice(extra);
+    Kamailio::start_example(setup, "push-registrar.cfg", &defines)
+}
+
+fn iphone() -> Phone {
+    Phone::new("alice", IOS_TOKEN, "udp")
+}
+
+#[test]
+fn apns_token_auth_wakes_a_sleeping_iphone() {
+    if !run_in_private_netns("apns_token_auth_wakes_a_sleeping_iphone") {
+        return;
+    }
+    let s = apns_setup("apns-wake", apns_always_ok(), 20);
+    let phone = iphone();
+    phone.register_then_sleep(&s.k);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let call = caller(&s.k, "alice", "udp", "apns-%u");
+    let reqs = s.mock.wait_for(1, Duration::from_secs(10));
+    assert_eq!(reqs.len(), 1, "no push reached APNs");
+    let r = &reqs[0];
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.path, format!("/3/device/{IOS_TOKEN}"));
+    assert_eq!(r.header("apns-topic"), Some("org.example.phone.voip"));
+    assert_eq!(r.header("apns-push-type"), Some("voip"));
+    assert_eq!(r.header("apns-priority"), Some("10"));
+    assert_eq!(r.header("apns-collapse-id"), Some("apns-1"));
+    let expiration: u64 = r.header("apns-expiration").unwrap().parse().unwrap();
+    assert!(
+        (before + 18..=before + 22).contains(&expiration),
+        "expiration {expiration}, now {before}"
+    );
+    assert_eq!(r.jwt_kid.as_deref(), Some(s.key.key_id.as_str()));
+    assert!(r.body.get("aps").is_some(), "{}", r.body_text);
+    assert_eq!(r.body["call_id"], "apns-1");
+    assert_eq!(r.body["callee_aor"], "alice");
+    let (ok, out) = phone.wake(&s.k, "apns-%u").wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+    let (ok, out) = call.wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+    assert_eq!(stat(&s.k, "pushes_sent"), 1);
+    let apps = s.k.kamcmd(&["push.apps"]).unwrap();
+    assert!(
+        apps.contains("provider: apns") && apps.contains("health: ok"),
+        "{apps}"
+    );
+    assert!(
+        !apps.contains(&s.key.private_key_pem[30..60]),
+        "push.apps shows key material"
+    );
+    let _ = &s.pki;
+}
+
+#[test]
+fn apns_connection_is_reused_and_sandbox_devices_use_the_sandbox() {
+    if !run_in_private_netns("apns_connection_is_reused_and_sandbox_devices_use_the_sandbox") {
+        return;
+    }
+    let s = apns_setup("apns-reuse", apns_always_ok(), 20);
+    for (i, user) in ["u1", "u2", "u3"].iter().enumerate() {
+        let token = format!("{:064x}", i + 1);
+        Phone::new(user, &token, "udp").register_then_sleep(&s.k);
+        let call = caller_cancelling(&s.k, user);
+        assert_eq!(s.mock.wait_for(i + 1, Duration::from_secs(10)).len(), i + 1);
+        let (ok, out) = call.wait(Duration::from_secs(20));
+        assert!(ok, "{out}");
+    }
+    assert_eq!(
+        s.mock.connections(),
+        1,
+        "three pushes should share one HTTP/2 connection"
+    );
+    // A device that says pn-provider=apns.dev is pushed through the sandbox host: a second
+    // connection (the mock serves both names on the same address).
+    let dev = Phone {
+        provider: "apns.dev".into(),
+        ..Phone::new("tester", &format!("{:064x}", 99), "udp")
+    };
+    dev.register_then_sleep(&s.k);
+    let call = caller_cancelling(&s.k, "tester");
+    let reqs = s.mock.wait_for(4, Duration::from_secs(10));
+    assert_eq!(reqs.len(), 4);
+    assert_eq!(reqs[3].status, 200);
+    assert_eq!(
+        s.mock.connections(),
+        2,
+        "the sandbox gets its own connection"
+    );
+    let (ok, out) = call.wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn apns_certificate_auth_pushes_with_the_client_certificate() {
+    if !run_in_private_netns("apns_certificate_auth_pushes_with_the_client_certificate") {
+        return;
+    }
+    let mut setup = Setup::new("apns-cert");
+    let pki = TestPki::create(&setup.dir.join("pki"));
+    let mock = ApnsMock::start(
+        "127.0.0.1:443".parse().unwrap(),
+        &pki,
+        ApnsAuth::Certificate,
+        apns_always_ok(),
+    );
+    setup
+        .env
+        .push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
+    let app = format!(
+        "\"id={APP};provider=apns;cert_file={};cert_password=p12pass\"",
+        pki.client_p12.display()
+    );
+    let k = start(setup, &app, 20, &[]);
+    iphone().register_then_sleep(&k);
+    let call = caller_cancelling(&k, "alice");
+    let reqs = mock.wait_for(1, Duration::from_secs(10));
+    assert_eq!(reqs.len(), 1);
+    assert!(
+        reqs[0].client_cert && reqs[0].status == 200,
+        "{:?}",
+        reqs[0]
+    );
+    let (ok, out) = call.wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn apns_410_forgets_the_device_and_fails_the_call_fast() {
+    if !run_in_private_netns("apns_410_forgets_the_device_and_fails_the_call_fast") {
+        return;
+    }
+    let s = apns_setup(
+        "apns-410",
+        Box::new(|_, _| ApnsAnswer::status(410, "Unregistered")),
+        20,
+    );
+    iphone().register_then_sleep(&s.k);
+    let start = Instant::now();
+    let (ok, out) = caller_expecting(&s.k, "alice", "udp", 480).wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(s.mock.requests().len(), 1);
+    assert!(eventually(Duration::from_secs(3), || stat(
+        &s.k,
+        "devices_removed"
+    ) == 1));
+    let devices = s.k.kamcmd(&["push.devices", "alice"]).unwrap();
+    assert!(!devices.contains("a1b2c3"), "{devices}");
+    // With the device gone, the next call is refused at once without a push.
+    let (ok, out) = caller_expecting(&s.k, "alice", "udp", 480).wait(Duration::from_secs(10));
+    assert!(ok, "{out}");
+    assert_eq!(s.mock.requests().len(), 1);
+}
+
+#[test]
+fn apns_403_renews_the_token_once_and_429_and_resets_are_retried() {
+    if !run_in_private_netns("apns_403_renews_the_token_once_and_429_and_resets_are_retried") {
+        return;
+    }
+    let script: ApnsScript = Box::new(|n, _| match n {
+        0 => ApnsAnswer::status(403, "ExpiredProviderToken"),
+        1 => ApnsAnswer::status(429, "TooManyRequests"),
+        2 => ApnsAnswer::ResetConnection,
+        _ => ApnsAnswer::Ok,
+    });
+    let s = apns_setup("apns-retry", script, 20);
+    iphone().register_then_sleep(&s.k);
+    let call = caller_cancelling(&s.k, "alice");
+    let reqs = s.mock.wait_for(4, Duration::from_secs(15));
+    assert_eq!(reqs.len(), 4, "{reqs:?}");
+    assert_eq!(reqs[3].status, 200);
+    assert!(
+        s.mock.connections() >= 3,
+        "renewal and reset must open new connections"
+    );
+    let (ok, out) = call.wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+    assert!(eventually(Duration::from_secs(3), || stat(
+        &s.k,
+        "pushes_sent"
+    ) == 1));
+}
+
+#[test]
+fn apns_credentials_rejected_twice_fail_the_push_and_are_logged_once() {
+    if !run_in_private_netns("apns_credentials_rejected_twice_fail_the_push_and_are_logged_once") {
+        return;
+    }
+    let s = apns_setup(
+        "apns-403",
+        Box::new(|_, _| ApnsAnswer::status(403, "InvalidProviderToken")),
+        20,
+    );
+    iphone().register_then_sleep(&s.k);
+    let (ok, out) = caller_expecting(&s.k, "alice", "udp", 480).wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+    assert_eq!(s.mock.requests().len(), 2, "one renewal, then give up");
+    assert!(s.k.wait_for_log(
+        "rejected the credentials even after renewing them",
+        Duration::from_secs(3)
+    ));
+}
+
+#[test]
+fn push_reload_picks_up_a_rotated_key() {
+    if !run_in_private_netns("push_reload_picks_up_a_rotated_key") {
+        return;
+    }
+    let s = apns_setup("apns-reload", apns_always_ok(), 20);
+    // The operator rotates the key: new key material in the same file, Apple now accepts only it.
+    let rotated = apns_signing_key(&s.k.setup.dir.join("rotated"));
+    std::fs::write(&s.key.p8_path, &rotated.private_key_pem).unwrap();
+    s.mock.set_token_key(&rotated.public_key_pem, &s.key.key_id);
+    let out = s.k.kamcmd(&["push.reload"]).unwrap();
+    assert!(out.contains("reloaded"), "{out}");
+    iphone().register_then_sleep(&s.k);
+    let call = caller_cancelling(&s.k, "alice");
+    let reqs = s.mock.wait_for(1, Duration::from_secs(10));
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(
+        reqs[0].status, 200,
+        "the reloaded key was not used: {:?}",
+        reqs[0]
+    );
+    let (ok, out) = call.wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+    // A broken file: push.reload says which app, and the working credentials stay.
+    std::fs::write(&s.key.p8_path, "not a key").unwrap();
+    let err = s.k.kamcmd(&["push.reload"]).unwrap_err();
+    assert!(err.contains(APP), "{err}");
+}
+
+#[test]
+fn unusable_apns_key_stops_kamailio_naming_the_app() {
+    let setup = Setup::new("apns-badkey");
+    let bad = setup.dir.join("AuthKey_BAD.p8");
+    std::fs::write(
+        &bad,
+        "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let db = format!("\"sqlite://{}/push.sqlite\"", setup.dir.display());
+    let app = format!(
+        "\"id={APP};provider=apns;key_file={};key_id=ABCDE12345;team_id=TEAM123456\"",
+        bad.display()
+    );
+    let mut k = Kamailio::spawn_file(
+        setup,
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cfg-examples/push-registrar.cfg"),
+        &[("PUSH_DB", db.as_str()), ("PUSH_APP", app.as_str())],
+    );
+    let status = k
+        .wait_exit(Duration::from_secs(15))
+        .expect("kamailio did not stop");
+    assert!(!status.success());
+    let log = k.log_text();
+    assert!(
+        log.contains(&format!("id={APP}")) && log.contains("key_file"),
+        "{log}"
+    );
+}
+
+#[test]
+fn fcm_wakes_a_sleeping_android_phone() {
+    let mut setup = Setup::new("fcm-wake");
+    let pki = TestPki::create(&setup.dir.join("pki"));
+    let mock = FcmMock::start(&pki, fcm_always_ok());
+    let account = write_service_account(&setup.dir, &mock);
+    setup
+        .env
+        .push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
+    let app = format!(
+        "\"id=com.example.android;provider=fcm;service_account={}\"",
+        account.display()
+    );
+    let fcm_url = format!("\"{}\"", mock.base_url());
+    let k = start(
+        setup,
+        &app,
+        20,
+        &[
+            ("PUSH_FCM_URL", fcm_url.as_str()),
+            ("PUSH_DEFAULT_APP", "\"com.example.android\""),
+        ],
+    );
+    let phone = Phone {
+        provider: "fcm".into(),
+        pnparam: "kamailio-push-test".into(),
+        ..Phone::new("bob", ANDROID_TOKEN, "udp")
+    };
+    phone.register_then_sleep(&k);
+    let call = caller(&k, "bob", "udp", "fcm-%u");
+    let sends = mock.wait_for_sends(1, Duration::from_secs(10));
+    assert_eq!(sends.len(), 1);
+    let m = &sends[0];
+    assert_eq!(m.status, 200, "{m:?}");
+    assert_eq!(m.token(), Some(ANDROID_TOKEN));
+    assert_eq!(m.data("call_id"), Some("fcm-1"));
+    assert_eq!(m.data("callee_aor"), Some("bob"));
+    assert_eq!(m.body["message"]["android"]["priority"], "high");
+    assert_eq!(mock.tokens_issued(), 1);
+    let (ok, out) = phone.wake(&k, "fcm-%u").wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+    let (ok, out) = call.wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn fcm_unregistered_token_forgets_the_device() {
+    let mut setup = Setup::new("fcm-404");
+    let pki = TestPki::create(&setup.dir.join("pki"));
+    let mock = FcmMock::start(
+        &pki,
+        Box::new(|_, _| FcmAnswer::status(404, "UNREGISTERED")),
+    );
+    let account = write_service_account(&setup.dir, &mock);
+    setup
+        .env
+        .push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
+    let app = format!(
+        "\"id=com.example.android;provider=fcm;service_account={}\"",
+        account.display()
+    );
+    let fcm_url = format!("\"{}\"", mock.base_url());
+    let k = start(
+        setup,
+        &app,
+        20,
+        &[
+            ("PUSH_FCM_URL", fcm_url.as_str()),
+            ("PUSH_DEFAULT_APP", "\"com.example.android\""),
+        ],
+    );
+    let phone = Phone {
+        provider: "fcm".into(),
+        pnparam: "kamailio-push-test".into(),
+        ..Phone::new("bob", ANDROID_TOKEN, "udp")
+    };
+    phone.register_then_sleep(&k);
+    let start = Instant::now();
+    let (ok, out) = caller_expecting(&k, "bob", "udp", 480).wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert!(eventually(Duration::from_secs(3), || stat(
+        &k,
+        "devices_removed"
+    ) == 1));
+}
