@@ -409,3 +409,45 @@ fn fcm_unregistered_token_forgets_the_device() {
         "devices_removed"
     ) == 1));
 }
+
+#[test]
+fn fcm_quota_exceeded_waits_for_retry_after() {
+    let mut setup = Setup::new("fcm-429");
+    let pki = TestPki::create(&setup.dir.join("pki"));
+    let mock = FcmMock::start(
+        &pki,
+        Box::new(|n, _| match n {
+            0 => FcmAnswer::Status {
+                status: 429,
+                status_text: "QUOTA_EXCEEDED".into(),
+                retry_after: Some(1),
+            },
+            _ => FcmAnswer::Ok,
+        }),
+    );
+    let account = write_service_account(&setup.dir, &mock);
+    setup.env.push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
+    let app = format!("\"id=com.example.android;provider=fcm;service_account={}\"", account.display());
+    let fcm_url = format!("\"{}\"", mock.base_url());
+    let k = start(
+        setup,
+        &app,
+        20,
+        &[("PUSH_FCM_URL", fcm_url.as_str()), ("PUSH_DEFAULT_APP", "\"com.example.android\"")],
+    );
+    let phone = Phone {
+        provider: "fcm".into(),
+        pnparam: "kamailio-push-test".into(),
+        ..Phone::new("bob", ANDROID_TOKEN, "udp")
+    };
+    phone.register_then_sleep(&k);
+    let call = caller_cancelling(&k, "bob");
+    let sends = mock.wait_for_sends(2, Duration::from_secs(10));
+    assert_eq!(sends.len(), 2, "{sends:?}");
+    assert_eq!((sends[0].status, sends[1].status), (429, 200));
+    let waited = sends[1].at.duration_since(sends[0].at);
+    assert!(waited >= Duration::from_millis(950), "Retry-After ignored: {waited:?}");
+    let (ok, out) = call.wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+    assert_eq!(stat(&k, "pushes_sent"), 1);
+}

@@ -50,6 +50,14 @@ pub struct Engine {
     credential_alerts: HashSet<String>,
 }
 
+/// A device id fit for logs: an instance as is, a token-based id shortened.
+fn loggable_device(device_id: &str) -> String {
+    match device_id.strip_prefix("token:") {
+        Some(token) => format!("token:{}", shorten_token(token)),
+        None => device_id.to_string(),
+    }
+}
+
 fn unix_now() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -176,11 +184,7 @@ impl Engine {
                         devices
                             .into_iter()
                             .map(|d| DeviceView {
-                                device_id: if d.device_id.starts_with("token:") {
-                                    format!("token:{}", shorten_token(&d.prid))
-                                } else {
-                                    d.device_id
-                                },
+                                device_id: loggable_device(&d.device_id),
                                 provider: d.provider,
                                 token: shorten_token(&d.prid),
                                 app: d.app_id.or(d.param).unwrap_or_default(),
@@ -385,7 +389,7 @@ impl Engine {
         let result = match &done.outcome {
             Outcome::Sent { .. } => {
                 self.count(|c| &c.pushes_sent);
-                crate::debug!("push for {} device {} sent", done.aor, done.device_id);
+                crate::debug!("push for {} device {} sent", done.aor, loggable_device(&done.device_id));
                 Ok(())
             }
             Outcome::TokenDead { status, body } => {
