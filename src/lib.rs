@@ -23,5 +23,5 @@ pub mod providers;
 pub mod shared;
 pub mod worker;
 
-#[cfg(not(test))]
+#[cfg(all(feature = "kamailio", not(test)))]
 mod kamailio;

@@ -426,14 +426,22 @@ fn fcm_quota_exceeded_waits_for_retry_after() {
         }),
     );
     let account = write_service_account(&setup.dir, &mock);
-    setup.env.push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
-    let app = format!("\"id=com.example.android;provider=fcm;service_account={}\"", account.display());
+    setup
+        .env
+        .push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
+    let app = format!(
+        "\"id=com.example.android;provider=fcm;service_account={}\"",
+        account.display()
+    );
     let fcm_url = format!("\"{}\"", mock.base_url());
     let k = start(
         setup,
         &app,
         20,
-        &[("PUSH_FCM_URL", fcm_url.as_str()), ("PUSH_DEFAULT_APP", "\"com.example.android\"")],
+        &[
+            ("PUSH_FCM_URL", fcm_url.as_str()),
+            ("PUSH_DEFAULT_APP", "\"com.example.android\""),
+        ],
     );
     let phone = Phone {
         provider: "fcm".into(),
@@ -446,7 +454,10 @@ fn fcm_quota_exceeded_waits_for_retry_after() {
     assert_eq!(sends.len(), 2, "{sends:?}");
     assert_eq!((sends[0].status, sends[1].status), (429, 200));
     let waited = sends[1].at.duration_since(sends[0].at);
-    assert!(waited >= Duration::from_millis(950), "Retry-After ignored: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(950),
+        "Retry-After ignored: {waited:?}"
+    );
     let (ok, out) = call.wait(Duration::from_secs(20));
     assert!(ok, "{out}");
     assert_eq!(stat(&k, "pushes_sent"), 1);

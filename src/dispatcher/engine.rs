@@ -347,7 +347,11 @@ impl Engine {
         for (sender, app_id, device_id, push, target) in launches {
             let main = self.main.clone();
             let (key, aor) = (held.key, held.aor.clone());
+            let (shared, held_at_ns) = (self.ctx.shared, held.held_at_ns);
             self.runtime.spawn(async move {
+                shared
+                    .dispatch_latency
+                    .record(crate::latency::monotonic_ns().saturating_sub(held_at_ns));
                 let outcome = sender.send(&push, &target, deadline).await;
                 let _ = main.send(MainJob::PushDone(PushDone {
                     key,
@@ -389,7 +393,11 @@ impl Engine {
         let result = match &done.outcome {
             Outcome::Sent { .. } => {
                 self.count(|c| &c.pushes_sent);
-                crate::debug!("push for {} device {} sent", done.aor, loggable_device(&done.device_id));
+                crate::debug!(
+                    "push for {} device {} sent",
+                    done.aor,
+                    loggable_device(&done.device_id)
+                );
                 Ok(())
             }
             Outcome::TokenDead { status, body } => {

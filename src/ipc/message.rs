@@ -31,6 +31,8 @@ pub struct HeldCall {
     pub caller_name: Option<String>,
     /// Seconds the call may wait (its fr_inv timer).
     pub timeout: u32,
+    /// CLOCK_MONOTONIC (the same clock in every process) when push_suspend held the call, in ns.
+    pub held_at_ns: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -124,6 +124,7 @@ fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
         caller_name: text(&info.from_name)
             .map(|n| bounded(n.trim_matches('"').to_string(), MAX_NAME)),
         timeout: g.config.timeout,
+        held_at_ns: crate::latency::monotonic_ns(),
     });
     if let Err(e) = g.sender().send(&held) {
         g.shared.held_now.fetch_sub(1, Ordering::Relaxed);
