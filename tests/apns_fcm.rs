@@ -362,6 +362,10 @@ fn fcm_wakes_a_sleeping_android_phone() {
     assert_eq!(m.data("callee_aor"), Some("bob"));
     assert_eq!(m.body["message"]["android"]["priority"], "high");
     assert_eq!(mock.tokens_issued(), 1);
+    assert!(
+        !k.log_text().contains(ANDROID_TOKEN),
+        "a full device token reached the log"
+    );
     let (ok, out) = phone.wake(&k, "fcm-%u").wait(Duration::from_secs(20));
     assert!(ok, "{out}");
     let (ok, out) = call.wait(Duration::from_secs(20));
