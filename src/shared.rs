@@ -71,23 +71,8 @@ impl Shared {
     /// Maps a zeroed block shared with every process forked after this call. It is never unmapped:
     /// it lives as long as Kamailio.
     pub fn create() -> io::Result<&'static Shared> {
-        let size = std::mem::size_of::<Shared>();
-        // SAFETY: an anonymous mapping with no address hint; the result is checked below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(ptr.cast::<Shared>())
-            .ok_or_else(|| io::Error::other("mmap returned null"))?;
+        let ptr = map_shared_zeroed(std::mem::size_of::<Shared>())?;
+        let ptr = ptr.cast::<Shared>();
         // SAFETY: the mapping is page-aligned, large enough and writable; all-zero bytes are a valid
         // Shared (atomics of zero), and writing a fresh value first makes that explicit.
         unsafe {
@@ -95,6 +80,26 @@ impl Shared {
             Ok(&*ptr.as_ptr())
         }
     }
+}
+
+/// Maps `size` zeroed bytes shared with every process forked afterwards (never unmapped: it
+/// lives as long as Kamailio). Page-aligned.
+pub fn map_shared_zeroed(size: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: an anonymous mapping with no address hint; the result is checked.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))
 }
 
 #[cfg(test)]

@@ -58,6 +58,39 @@ fn start(setup: Setup, app: &str, timeout: u32, extra: &[(&str, &str)]) -> Kamai
     Kamailio::start_example(setup, "push-registrar.cfg", &defines)
 }
 
+/// Kamailio with an FCM app whose service account the local FCM server knows, and a sleeping
+/// Android phone registered for bob.
+fn fcm_setup(name: &str, script: FcmScript) -> (Kamailio, FcmMock, Phone) {
+    let mut setup = Setup::new(name);
+    let pki = TestPki::create(&setup.dir.join("pki"));
+    let mock = FcmMock::start(&pki, script);
+    let account = write_service_account(&setup.dir, &mock);
+    setup
+        .env
+        .push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
+    let app = format!(
+        "\"id=com.example.android;provider=fcm;service_account={}\"",
+        account.display()
+    );
+    let fcm_url = format!("\"{}\"", mock.base_url());
+    let k = start(
+        setup,
+        &app,
+        20,
+        &[
+            ("PUSH_FCM_URL", fcm_url.as_str()),
+            ("PUSH_DEFAULT_APP", "\"com.example.android\""),
+        ],
+    );
+    let phone = Phone {
+        provider: "fcm".into(),
+        pnparam: "kamailio-push-test".into(),
+        ..Phone::new("bob", ANDROID_TOKEN, "udp")
+    };
+    phone.register_then_sleep(&k);
+    (k, mock, phone)
+}
+
 fn iphone() -> Phone {
     Phone::new("alice", IOS_TOKEN, "udp")
 }
@@ -325,33 +358,7 @@ fn unusable_apns_key_stops_kamailio_naming_the_app() {
 
 #[test]
 fn fcm_wakes_a_sleeping_android_phone() {
-    let mut setup = Setup::new("fcm-wake");
-    let pki = TestPki::create(&setup.dir.join("pki"));
-    let mock = FcmMock::start(&pki, fcm_always_ok());
-    let account = write_service_account(&setup.dir, &mock);
-    setup
-        .env
-        .push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
-    let app = format!(
-        "\"id=com.example.android;provider=fcm;service_account={}\"",
-        account.display()
-    );
-    let fcm_url = format!("\"{}\"", mock.base_url());
-    let k = start(
-        setup,
-        &app,
-        20,
-        &[
-            ("PUSH_FCM_URL", fcm_url.as_str()),
-            ("PUSH_DEFAULT_APP", "\"com.example.android\""),
-        ],
-    );
-    let phone = Phone {
-        provider: "fcm".into(),
-        pnparam: "kamailio-push-test".into(),
-        ..Phone::new("bob", ANDROID_TOKEN, "udp")
-    };
-    phone.register_then_sleep(&k);
+    let (k, mock, phone) = fcm_setup("fcm-wake", fcm_always_ok());
     let call = caller(&k, "bob", "udp", "fcm-%u");
     let sends = mock.wait_for_sends(1, Duration::from_secs(10));
     assert_eq!(sends.len(), 1);
@@ -374,36 +381,10 @@ fn fcm_wakes_a_sleeping_android_phone() {
 
 #[test]
 fn fcm_unregistered_token_forgets_the_device() {
-    let mut setup = Setup::new("fcm-404");
-    let pki = TestPki::create(&setup.dir.join("pki"));
-    let mock = FcmMock::start(
-        &pki,
+    let (k, _mock, _phone) = fcm_setup(
+        "fcm-404",
         Box::new(|_, _| FcmAnswer::status(404, "UNREGISTERED")),
     );
-    let account = write_service_account(&setup.dir, &mock);
-    setup
-        .env
-        .push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
-    let app = format!(
-        "\"id=com.example.android;provider=fcm;service_account={}\"",
-        account.display()
-    );
-    let fcm_url = format!("\"{}\"", mock.base_url());
-    let k = start(
-        setup,
-        &app,
-        20,
-        &[
-            ("PUSH_FCM_URL", fcm_url.as_str()),
-            ("PUSH_DEFAULT_APP", "\"com.example.android\""),
-        ],
-    );
-    let phone = Phone {
-        provider: "fcm".into(),
-        pnparam: "kamailio-push-test".into(),
-        ..Phone::new("bob", ANDROID_TOKEN, "udp")
-    };
-    phone.register_then_sleep(&k);
     let start = Instant::now();
     let (ok, out) = caller_expecting(&k, "bob", "udp", 480).wait(Duration::from_secs(20));
     assert!(ok, "{out}");
@@ -416,10 +397,8 @@ fn fcm_unregistered_token_forgets_the_device() {
 
 #[test]
 fn fcm_quota_exceeded_waits_for_retry_after() {
-    let mut setup = Setup::new("fcm-429");
-    let pki = TestPki::create(&setup.dir.join("pki"));
-    let mock = FcmMock::start(
-        &pki,
+    let (k, mock, _phone) = fcm_setup(
+        "fcm-429",
         Box::new(|n, _| match n {
             0 => FcmAnswer::Status {
                 status: 429,
@@ -429,30 +408,6 @@ fn fcm_quota_exceeded_waits_for_retry_after() {
             _ => FcmAnswer::Ok,
         }),
     );
-    let account = write_service_account(&setup.dir, &mock);
-    setup
-        .env
-        .push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
-    let app = format!(
-        "\"id=com.example.android;provider=fcm;service_account={}\"",
-        account.display()
-    );
-    let fcm_url = format!("\"{}\"", mock.base_url());
-    let k = start(
-        setup,
-        &app,
-        20,
-        &[
-            ("PUSH_FCM_URL", fcm_url.as_str()),
-            ("PUSH_DEFAULT_APP", "\"com.example.android\""),
-        ],
-    );
-    let phone = Phone {
-        provider: "fcm".into(),
-        pnparam: "kamailio-push-test".into(),
-        ..Phone::new("bob", ANDROID_TOKEN, "udp")
-    };
-    phone.register_then_sleep(&k);
     let call = caller_cancelling(&k, "bob");
     let sends = mock.wait_for_sends(2, Duration::from_secs(10));
     assert_eq!(sends.len(), 2, "{sends:?}");

@@ -9,7 +9,6 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 const EMPTY: u64 = 0;
@@ -43,22 +42,7 @@ impl AorIndex {
     pub fn create(capacity: usize) -> io::Result<AorIndex> {
         let slots = capacity.next_power_of_two().max(16);
         let size = std::mem::size_of::<Header>().next_multiple_of(8) + slots * 8;
-        // SAFETY: an anonymous shared mapping with no address hint; the result is checked.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base =
-            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        let base = crate::shared::map_shared_zeroed(size)?;
         // SAFETY: the mapping is zeroed, page-aligned and large enough for the header followed by
         // `slots` u64 slots; all-zero bytes are valid atomics. It is never unmapped.
         unsafe {

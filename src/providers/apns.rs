@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 
 /// One attempt never waits longer than this for Apple.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Where one push goes.
 #[derive(Clone, Debug)]
@@ -175,7 +173,7 @@ impl ApnsSender {
         let collapse = collapse_id(&push.call_id);
         let mut attempts = 0;
         let mut renewed = false;
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = super::Backoff::default();
         let mut last_error = String::from("no attempt made");
         loop {
             if Instant::now() >= deadline {
@@ -278,15 +276,12 @@ impl ApnsSender {
             } else {
                 format!("{status} {reason}")
             };
-            let wait = backoff;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-            if Instant::now() + wait >= deadline {
+            if !backoff.wait(None, deadline).await {
                 return Outcome::GaveUp {
                     attempts,
                     last_error,
                 };
             }
-            tokio::time::sleep(wait).await;
         }
     }
 

@@ -41,8 +41,6 @@ const STOP_USING_BEFORE: Duration = Duration::from_secs(30);
 
 /// Longest single HTTP request; shorter when less time is left before the deadline.
 const MAX_ATTEMPT_TIME: Duration = Duration::from_secs(5);
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Most bytes of a response body kept in an [`Outcome`] (and in error texts).
 const MAX_BODY_TEXT: usize = 512;
 /// Token answers and error bodies are read up to this size to be parsed as JSON.
@@ -355,7 +353,7 @@ impl FcmSender {
     /// priority "high" and ttl the whole seconds left before the deadline (at least 1).
     pub async fn send(&self, push: &CallPush, deadline: Instant) -> Outcome {
         let mut attempts: u32 = 0;
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = super::Backoff::default();
         let mut last_error = String::from("the deadline had passed before the first attempt");
         let mut renewed = false;
         let mut refuse: Option<u64> = None;
@@ -399,21 +397,11 @@ impl FcmSender {
                     retry_after
                 }
             };
-            let wait = match retry_after {
-                Some(asked) => asked.max(backoff),
-                None => backoff,
-            };
-            backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
-            match Instant::now().checked_add(wait) {
-                Some(resume) if resume < deadline => {
-                    tokio::time::sleep_until(tokio::time::Instant::from_std(resume)).await
-                }
-                _ => {
-                    return Outcome::GaveUp {
-                        attempts,
-                        last_error,
-                    }
-                }
+            if !backoff.wait(retry_after, deadline).await {
+                return Outcome::GaveUp {
+                    attempts,
+                    last_error,
+                };
             }
         }
     }

@@ -8,7 +8,39 @@ pub mod webhook;
 pub use webhook::{CallPush, Outcome};
 
 use crate::config::{App, AppProvider};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Retry pacing every provider shares: exponential backoff from 100 ms doubling to 2 s, a server's
+/// Retry-After taken as a minimum, and no wait that would end at or past the call's deadline.
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next: Duration::from_millis(100),
+        }
+    }
+}
+
+impl Backoff {
+    const MAX: Duration = Duration::from_secs(2);
+
+    /// Waits before the next attempt. Returns false, without waiting, when that attempt could not
+    /// start before the deadline: the caller gives up.
+    pub async fn wait(&mut self, retry_after: Option<Duration>, deadline: Instant) -> bool {
+        let wait = retry_after.map_or(self.next, |asked| asked.max(self.next));
+        self.next = self.next.saturating_mul(2).min(Self::MAX);
+        match Instant::now().checked_add(wait) {
+            Some(resume) if resume < deadline => {
+                tokio::time::sleep_until(tokio::time::Instant::from_std(resume)).await;
+                true
+            }
+            _ => false,
+        }
+    }
+}
 
 /// Where one push goes, from the device record.
 #[derive(Clone, Debug)]

@@ -57,8 +57,6 @@ const USER_AGENT: &str = concat!("kamailio-push/", env!("CARGO_PKG_VERSION"));
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest single attempt; shorter when less time is left before the deadline.
 const MAX_ATTEMPT_TIME: Duration = Duration::from_secs(5);
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Most bytes of a response body kept for the caller (and its logs).
 const MAX_BODY_TEXT: usize = 512;
 /// A 2xx body is read (and thrown away) up to this size and time so that the connection can go
@@ -117,7 +115,7 @@ pub async fn send(
         }
     };
     let mut attempts: u32 = 0;
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = super::Backoff::default();
     let mut last_error = String::from("the deadline had passed before the first attempt");
     loop {
         let now = Instant::now();
@@ -158,21 +156,11 @@ pub async fn send(
                 retry_after
             }
         };
-        let wait = match retry_after {
-            Some(asked) => asked.max(backoff),
-            None => backoff,
-        };
-        backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
-        match Instant::now().checked_add(wait) {
-            Some(resume) if resume < deadline => {
-                tokio::time::sleep_until(tokio::time::Instant::from_std(resume)).await
-            }
-            _ => {
-                return Outcome::GaveUp {
-                    attempts,
-                    last_error,
-                }
-            }
+        if !backoff.wait(retry_after, deadline).await {
+            return Outcome::GaveUp {
+                attempts,
+                last_error,
+            };
         }
     }
 }
