@@ -303,6 +303,10 @@ fn main() {
         section("tm_suspend_ns")
     );
     println!(
+        "  the module's own part (total minus tm):  {}",
+        section("own_suspend_ns")
+    );
+    println!(
         "held call to its push request leaving:     {}",
         section("suspend_to_push_ns")
     );

@@ -63,6 +63,8 @@ pub struct Shared {
     pub suspend_latency: crate::latency::Histogram,
     /// The part of it spent in tm creating and suspending the transaction.
     pub suspend_tm_latency: crate::latency::Histogram,
+    /// push_suspend minus tm's part: the module's own work on the worker.
+    pub suspend_own_latency: crate::latency::Histogram,
     /// From push_suspend holding a call to its push request leaving the dispatcher.
     pub dispatch_latency: crate::latency::Histogram,
 }

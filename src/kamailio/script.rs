@@ -33,6 +33,8 @@ const MAX_UA: usize = 256;
 thread_local! {
     /// Set while the dispatcher continues a call because every push failed; read by push_failed().
     pub static CONTINUING_FAILED: Cell<bool> = const { Cell::new(false) };
+    /// Time the current push_suspend spent in tm (t_newtran + t_suspend).
+    static TM_NS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Copies a Kamailio string view.
@@ -96,9 +98,9 @@ fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
     // SAFETY: msg is the current request; index/label are out-parameters.
     let tm_start = std::time::Instant::now();
     let r = unsafe { sys::push_shim_suspend(msg, g.config.timeout * 1000, &mut index, &mut label) };
-    g.shared
-        .suspend_tm_latency
-        .record(tm_start.elapsed().as_nanos() as u64);
+    let tm_ns = tm_start.elapsed().as_nanos() as u64;
+    TM_NS.with(|t| t.set(tm_ns));
+    g.shared.suspend_tm_latency.record(tm_ns);
     match r as u32 {
         sys::push_suspend_result_PUSH_SUSPEND_OK => {}
         sys::push_suspend_result_PUSH_SUSPEND_RETRANSMISSION => return 0,
@@ -291,12 +293,15 @@ fn resume(msg: *mut sip_msg, aor: Option<String>) -> c_int {
 
 /// Runs push_suspend and records how long the worker spent in it.
 fn timed_suspend(f: impl FnOnce() -> c_int) -> c_int {
+    TM_NS.with(|t| t.set(0));
     let start = std::time::Instant::now();
     let rc = f();
     if let Some(g) = state::get() {
+        let total = start.elapsed().as_nanos() as u64;
+        g.shared.suspend_latency.record(total);
         g.shared
-            .suspend_latency
-            .record(start.elapsed().as_nanos() as u64);
+            .suspend_own_latency
+            .record(total.saturating_sub(TM_NS.with(Cell::get)));
     }
     rc
 }
