@@ -187,33 +187,42 @@ fn apns_certificate_auth_pushes_with_the_client_certificate() {
     if !run_in_private_netns("apns_certificate_auth_pushes_with_the_client_certificate") {
         return;
     }
-    let mut setup = Setup::new("apns-cert");
-    let pki = TestPki::create(&setup.dir.join("pki"));
-    let mock = ApnsMock::start(
-        "127.0.0.1:443".parse().unwrap(),
-        &pki,
-        ApnsAuth::Certificate,
-        apns_always_ok(),
-    );
-    setup
-        .env
-        .push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
-    let app = format!(
-        "\"id={APP};provider=apns;cert_file={};cert_password=p12pass\"",
-        pki.client_p12.display()
-    );
-    let k = start(setup, &app, 20, &[]);
-    iphone().register_then_sleep(&k);
-    let call = caller_cancelling(&k, "alice");
-    let reqs = mock.wait_for(1, Duration::from_secs(10));
-    assert_eq!(reqs.len(), 1);
-    assert!(
-        reqs[0].client_cert && reqs[0].status == 200,
-        "{:?}",
-        reqs[0]
-    );
-    let (ok, out) = call.wait(Duration::from_secs(20));
-    assert!(ok, "{out}");
+    // The same certificate as a PKCS#12 file with its password, and as one PEM file.
+    for form in ["p12", "pem"] {
+        let mut setup = Setup::new(&format!("apns-cert-{form}"));
+        let pki = TestPki::create(&setup.dir.join("pki"));
+        let mock = ApnsMock::start(
+            "127.0.0.1:443".parse().unwrap(),
+            &pki,
+            ApnsAuth::Certificate,
+            apns_always_ok(),
+        );
+        setup
+            .env
+            .push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
+        let app = match form {
+            "p12" => format!(
+                "\"id={APP};provider=apns;cert_file={};cert_password=p12pass\"",
+                pki.client_p12.display()
+            ),
+            _ => format!(
+                "\"id={APP};provider=apns;cert_file={}\"",
+                pki.client_pem.display()
+            ),
+        };
+        let k = start(setup, &app, 20, &[]);
+        iphone().register_then_sleep(&k);
+        let call = caller_cancelling(&k, "alice");
+        let reqs = mock.wait_for(1, Duration::from_secs(10));
+        assert_eq!(reqs.len(), 1, "{form}");
+        assert!(
+            reqs[0].client_cert && reqs[0].status == 200,
+            "{form}: {:?}",
+            reqs[0]
+        );
+        let (ok, out) = call.wait(Duration::from_secs(20));
+        assert!(ok, "{form}: {out}");
+    }
 }
 
 #[test]
