@@ -102,6 +102,7 @@ const ALLOW_TYPES: &[&str] = &[
     "modparam_t",
     "sip_msg",
     "push_.*",
+    "stat_export_t",
 ];
 const ALLOW_FUNCTIONS: &[&str] = &[
     "register_procs",
@@ -110,6 +111,7 @@ const ALLOW_FUNCTIONS: &[&str] = &[
     "cfg_child_init",
     "push_shim_.*",
     "fixup_spve_null",
+    "register_module_stats",
     "fixup_free_spve_null",
 ];
 const ALLOW_VARS: &[&str] = &[
@@ -130,6 +132,8 @@ const ALLOW_VARS: &[&str] = &[
     "BRANCH_ROUTE",
     "ANY_ROUTE",
     "PUSH_.*",
+    "STAT_IS_FUNC",
+    "STAT_NO_RESET",
 ];
 
 fn fail(msg: &str) -> ! {

@@ -6,6 +6,7 @@
 #include "core/sr_module.h"
 #include "core/pt.h"
 #include "core/rpc.h"
+#include "core/counters.h"
 #include "core/dprint.h"
 #include "core/mod_fix.h"
 #include "core/route.h"

@@ -66,6 +66,16 @@ fn wake_call(transport: &'static str) {
     assert_eq!(stat(&k, "resumed"), 1);
     assert_eq!(stat(&k, "pushes_sent"), 1);
     assert_eq!(stat(&k, "held_now"), 0);
+    // The same counters as Kamailio statistics (what xhttp_prom exports to Prometheus).
+    let stats = k.kamcmd(&["stats.get_statistics", "push:"]).unwrap();
+    for line in [
+        "push:suspended = 1",
+        "push:resumed = 1",
+        "push:pushes_sent = 1",
+        "push:held_now = 0",
+    ] {
+        assert!(stats.contains(line), "no '{line}' in:\n{stats}");
+    }
 }
 
 #[test]

@@ -164,7 +164,8 @@ fn init() -> Result<(), String> {
         shared,
         index,
         resume_route,
-    })
+    })?;
+    super::stats::register()
 }
 
 unsafe extern "C" fn child_init(rank: c_int) -> c_int {

@@ -17,4 +17,5 @@ mod params;
 mod rpc;
 mod script;
 mod state;
+mod stats;
 mod sys;
