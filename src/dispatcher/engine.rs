@@ -21,6 +21,27 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// How long a push.send test push may take.
+const TEST_PUSH_WAIT: Duration = Duration::from_secs(10);
+
+/// The key of pushes that belong to no call (push.send).
+const NO_CALL: CallKey = (u32::MAX, u32::MAX);
+
+/// A provider's answer in words, for push.send.
+fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Sent { status, attempts } => format!("sent ({status}, {attempts} attempt(s))"),
+        Outcome::TokenDead { status, body } => {
+            format!("token dead ({status} {}): device forgotten", body.trim())
+        }
+        Outcome::Rejected { status, body } => format!("rejected ({status} {})", body.trim()),
+        Outcome::GaveUp {
+            attempts,
+            last_error,
+        } => format!("failed after {attempts} attempt(s): {last_error}"),
+    }
+}
+
 /// How long a transaction tm told us has ended is remembered, to drop a late `Held` for it.
 const ENDED_MEMORY: Duration = Duration::from_secs(60);
 
@@ -152,6 +173,10 @@ impl Engine {
 
     pub fn handle(&mut self, message: ToDispatcher, host: &dyn Host) {
         match message {
+            ToDispatcher::Ask {
+                reply_to,
+                question: Question::Send { aor },
+            } => self.send_test(reply_to, aor),
             ToDispatcher::Ask { reply_to, question } => {
                 let answer = self.answer(question, host);
                 if let Err(e) = reply::answer(&reply_to, &answer) {
@@ -223,6 +248,13 @@ impl Engine {
                     .map(|(id, r)| (id, r.err().unwrap_or_default()))
                     .collect(),
             ),
+            Question::Remove { aor, device } => {
+                let Some(aor) = normalize_aor(&aor, use_domain) else {
+                    return Answer::Error(format!("'{aor}' is not an AOR"));
+                };
+                self.remove_devices(&aor, device.as_deref())
+            }
+            Question::Send { .. } => Answer::Error("push.send is answered by its own task".into()),
             Question::Resume { aor } => {
                 let Some(aor) = normalize_aor(&aor, use_domain) else {
                     return Answer::Error(format!("'{aor}' is not an AOR"));
@@ -580,6 +612,115 @@ impl Engine {
                 self.sync_index(&ev.aor);
             }
         }
+    }
+
+    fn remove_devices(&mut self, aor: &str, device: Option<&str>) -> Answer {
+        let Some(store) = &self.store else {
+            return Answer::Error("the device store is not open".into());
+        };
+        let devices = match store.devices(aor) {
+            Ok(d) => d,
+            Err(e) => return Answer::Error(e.to_string()),
+        };
+        let mut removed = 0;
+        for d in devices.iter().filter(|d| {
+            device.is_none_or(|wanted| {
+                wanted == d.device_id || wanted == d.prid || wanted == loggable_device(&d.device_id)
+            })
+        }) {
+            match store.remove(aor, &d.device_id) {
+                Ok(true) => removed += 1,
+                Ok(false) => {}
+                Err(e) => return Answer::Error(e.to_string()),
+            }
+        }
+        for _ in 0..removed {
+            self.count(|c| &c.devices_removed);
+        }
+        self.sync_index(aor);
+        if removed == 0 {
+            return Answer::Error(format!("no such device for {aor}"));
+        }
+        crate::notice!("{removed} device(s) of {aor} removed by push.remove");
+        Answer::Removed(removed)
+    }
+
+    /// push.send: a test push to every device of the AOR; a task waits for the answers and
+    /// replies to the asker itself, so the main thread never waits.
+    fn send_test(&mut self, reply_to: String, aor: String) {
+        let Some(aor) = normalize_aor(&aor, self.config().use_domain) else {
+            let _ = reply::answer(&reply_to, &Answer::Error(format!("'{aor}' is not an AOR")));
+            return;
+        };
+        let devices = match &self.store {
+            Some(store) => store.devices(&aor).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        if devices.is_empty() {
+            let _ = reply::answer(
+                &reply_to,
+                &Answer::Error(format!("no push device for {aor}")),
+            );
+            return;
+        }
+        let now = unix_now();
+        let deadline = Instant::now() + TEST_PUSH_WAIT;
+        let mut jobs = Vec::new();
+        for device in devices {
+            let named = device.app_id.as_deref().or(device.param.as_deref());
+            let app = self.config().app_for(named).map(|a| a.id.clone());
+            let sender = app.as_ref().and_then(|id| self.senders.get(id)).cloned();
+            let push = CallPush {
+                call_id: format!("push.send-{}", now.as_millis()),
+                caller_uri: "sip:push.send@localhost".into(),
+                caller_name: Some("push.send".into()),
+                callee_aor: aor.clone(),
+                token: device.prid.clone(),
+                app_id: app.clone().unwrap_or_default(),
+                provider: device.provider.clone(),
+                sent_at: now.as_millis() as u64,
+                expires_at: (now + TEST_PUSH_WAIT).as_secs(),
+            };
+            let target = providers::Target {
+                token: device.prid.clone(),
+                device_provider: device.provider.clone(),
+                param: device.param.clone(),
+            };
+            jobs.push((
+                loggable_device(&device.device_id),
+                device.device_id,
+                app,
+                sender,
+                push,
+                target,
+            ));
+        }
+        let main = self.main.clone();
+        self.runtime.spawn(async move {
+            let mut report = Vec::new();
+            for (shown, device_id, app, sender, push, target) in jobs {
+                let app_id = app.clone().unwrap_or_default();
+                let answer = match sender {
+                    Some(Ok(sender)) => {
+                        let outcome = sender.send(&push, &target, deadline).await;
+                        let text = describe(&outcome);
+                        // Dead tokens are forgotten as after any push.
+                        let _ = main.send(MainJob::PushDone(PushDone {
+                            key: NO_CALL,
+                            aor: push.callee_aor.clone(),
+                            app_id: app_id.clone(),
+                            device_id,
+                            outcome,
+                        }));
+                        text
+                    }
+                    Some(Err(e)) => format!("not sent: {e}"),
+                    None => "not sent: no app for this device".to_string(),
+                };
+                report.push((shown, app_id, answer));
+            }
+            let _ = reply::answer(&reply_to, &Answer::Sent(report));
+        });
     }
 
     /// Drops the AOR from the shared index once its last device is gone.

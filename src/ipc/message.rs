@@ -90,6 +90,10 @@ pub enum Question {
     Apps,
     /// Re-read every app's credential files.
     Reload,
+    /// Forget the devices of an AOR (all, or the one whose id, token or shortened id matches).
+    Remove { aor: String, device: Option<String> },
+    /// Push every device of an AOR now (a test push) and report each provider's answer.
+    Send { aor: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -101,6 +105,9 @@ pub enum Answer {
     Apps(Vec<AppView>),
     /// Per app: its id and an error text (empty when the credentials were loaded).
     Reloaded(Vec<(String, String)>),
+    Removed(u32),
+    /// Per device: its shortened id, the app and the provider's answer.
+    Sent(Vec<(String, String, String)>),
     Error(String),
 }
 

@@ -34,6 +34,17 @@ static RELOAD_DOC: Docs<2> = Docs([
     null(),
 ]);
 
+static REMOVE_DOC: Docs<2> = Docs([
+    c"Forgets the push devices of an AOR: push.remove <aor> [device id, token or shortened id]."
+        .as_ptr(),
+    null(),
+]);
+
+static SEND_DOC: Docs<2> = Docs([
+    c"Sends a test push to every device of an AOR and returns each provider's answer: push.send <aor>.".as_ptr(),
+    null(),
+]);
+
 /// A null-terminated array of C strings that may live in a static.
 #[repr(transparent)]
 pub struct Docs<const N: usize>([*const c_char; N]);
@@ -60,7 +71,9 @@ const fn method(
 }
 
 /// The null-terminated table `exports.rpc_methods` points at.
-pub static mut RPC_METHODS: [rpc_export_t; 6] = [
+pub static mut RPC_METHODS: [rpc_export_t; 8] = [
+    method(c"push.remove", rpc_remove, &REMOVE_DOC),
+    method(c"push.send", rpc_send, &SEND_DOC),
     method(c"push.apps", rpc_apps, &APPS_DOC),
     method(c"push.reload", rpc_reload, &RELOAD_DOC),
     method(c"push.stats", rpc_stats, &STATS_DOC),
@@ -109,14 +122,15 @@ impl Reply {
     /// The next string parameter, if the caller gave one.
     fn optional_str(&self) -> Option<String> {
         let mut value: *mut c_char = null_mut();
-        // SAFETY: "*s" makes the rest optional and stores a C string owned by the RPC layer.
+        // SAFETY: "*.s" makes the rest optional (a number is converted: numeric users are common) and
+        // stores a C string owned by the RPC layer.
         let n = unsafe {
             (*self.api)
                 .scan
                 .map(|scan| {
                     scan(
                         self.ctx,
-                        c"*s".as_ptr() as *mut c_char,
+                        c"*.s".as_ptr() as *mut c_char,
                         &mut value as *mut *mut c_char,
                     )
                 })
@@ -131,6 +145,40 @@ impl Reply {
                 .to_string_lossy()
                 .into_owned(),
         )
+    }
+
+    /// Up to two string parameters, in one scan (a second scan after an optional one reads nothing).
+    fn optional_two(&self) -> (Option<String>, Option<String>) {
+        let mut first: *mut c_char = null_mut();
+        let mut second: *mut c_char = null_mut();
+        // SAFETY: "*.s.s" makes both optional (with numbers converted to strings) and stores C
+        // strings owned by the RPC layer.
+        let n = unsafe {
+            (*self.api)
+                .scan
+                .map(|scan| {
+                    scan(
+                        self.ctx,
+                        c"*.s.s".as_ptr() as *mut c_char,
+                        &mut first as *mut *mut c_char,
+                        &mut second as *mut *mut c_char,
+                    )
+                })
+                .unwrap_or(-1)
+        };
+        // SAFETY: NUL-terminated strings valid during this RPC call, copied here.
+        let take = |p: *mut c_char| {
+            (!p.is_null()).then(|| {
+                unsafe { std::ffi::CStr::from_ptr(p) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
+        };
+        match n {
+            n if n >= 2 => (take(first), take(second)),
+            1 => (take(first), None),
+            _ => (None, None),
+        }
     }
 
     fn add_struct(&self) -> Option<Struct> {
@@ -301,8 +349,12 @@ unsafe extern "C" fn rpc_stats(api: *mut rpc_t, ctx: *mut c_void) {
 }
 
 fn ask(question: Question) -> Result<Answer, (c_int, String)> {
+    ask_within(question, DISPATCHER_TIMEOUT)
+}
+
+fn ask_within(question: Question, timeout: Duration) -> Result<Answer, (c_int, String)> {
     let globals = state::get().ok_or((500, "the push module is not initialised".to_string()))?;
-    match reply::ask(&globals.sender(), question, DISPATCHER_TIMEOUT) {
+    match reply::ask(&globals.sender(), question, timeout) {
         Ok(Answer::Error(e)) => Err((400, e)),
         Ok(answer) => Ok(answer),
         Err(e) => Err((500, e.to_string())),
@@ -393,6 +445,46 @@ unsafe extern "C" fn rpc_reload(api: *mut rpc_t, ctx: *mut c_void) {
                 .ok_or((500, "cannot build the reply".to_string()))?;
             s.str("id", &id);
             s.str("result", "reloaded");
+        }
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn rpc_remove(api: *mut rpc_t, ctx: *mut c_void) {
+    serve("push.remove", api, ctx, |reply| {
+        let (aor, device) = reply.optional_two();
+        let aor = aor.ok_or((
+            400,
+            "push.remove needs an AOR: push.remove <aor> [device]".to_string(),
+        ))?;
+        let Answer::Removed(n) = ask(Question::Remove { aor, device })? else {
+            return Err((500, "unexpected answer".to_string()));
+        };
+        let s = reply
+            .add_struct()
+            .ok_or((500, "cannot build the reply".to_string()))?;
+        s.uint("removed", n as u64);
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn rpc_send(api: *mut rpc_t, ctx: *mut c_void) {
+    serve("push.send", api, ctx, |reply| {
+        let aor = reply
+            .optional_str()
+            .ok_or((400, "push.send needs an AOR: push.send <aor>".to_string()))?;
+        // The providers' own retries are bounded by the test push's 10 s.
+        let Answer::Sent(results) = ask_within(Question::Send { aor }, Duration::from_secs(12))?
+        else {
+            return Err((500, "unexpected answer".to_string()));
+        };
+        for (device, app, answer) in results {
+            let s = reply
+                .add_struct()
+                .ok_or((500, "cannot build the reply".to_string()))?;
+            s.str("device", &device);
+            s.str("app", &app);
+            s.str("answer", &answer);
         }
         Ok(())
     })

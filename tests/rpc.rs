@@ -1,0 +1,117 @@
+//! Every push.* RPC command through kamcmd, with good and bad arguments.
+
+mod common;
+
+use common::push_server::PushServer;
+use common::wake::*;
+use common::*;
+use std::time::Duration;
+
+const TOKEN: &str = "beef0000111122223333444455556666777788889999aaaabbbbccccddddeeee";
+
+fn phone(user: &str, token: &str) -> Phone {
+    Phone::new(user, token, "udp")
+}
+
+#[test]
+fn rpc_commands_answer_and_refuse_bad_arguments() {
+    let server = PushServer::start(
+        Box::new(|n| (if n == 0 { 200 } else { 410 }, Duration::ZERO)),
+        None,
+    );
+    let k = registrar("rpc", &server.url(), 20);
+    phone("alice", TOKEN).register_then_sleep(&k);
+
+    // push.stats and push.pending (nothing held).
+    assert!(field(&k.kamcmd(&["push.stats"]).unwrap(), "pid").is_some());
+    assert!(!k.kamcmd(&["push.pending"]).unwrap().contains("call_id"));
+    assert!(!k
+        .kamcmd(&["push.pending", "alice"])
+        .unwrap()
+        .contains("call_id"));
+
+    // push.devices: needs an AOR; shows tokens shortened.
+    let err = k.kamcmd(&["push.devices"]).unwrap_err();
+    assert!(err.contains("needs an AOR"), "{err}");
+    let devices = k.kamcmd(&["push.devices", "alice"]).unwrap();
+    assert!(
+        devices.contains("beef00…eeee") && !devices.contains(TOKEN),
+        "{devices}"
+    );
+    assert!(!k
+        .kamcmd(&["push.devices", "nobody"])
+        .unwrap()
+        .contains("provider"));
+    // Numeric users are common; kamcmd sends them as numbers.
+    assert!(!k
+        .kamcmd(&["push.devices", "1001"])
+        .unwrap()
+        .contains("provider"));
+
+    // push.apps and push.reload.
+    let apps = k.kamcmd(&["push.apps"]).unwrap();
+    assert!(
+        apps.contains(&format!("id: {APP}")) && apps.contains("provider: webhook"),
+        "{apps}"
+    );
+    assert!(!apps.contains(SECRET), "push.apps shows the secret: {apps}");
+    assert!(k.kamcmd(&["push.reload"]).unwrap().contains("reloaded"));
+
+    // push.send: a test push with the provider's answer.
+    let err = k.kamcmd(&["push.send"]).unwrap_err();
+    assert!(err.contains("needs an AOR"), "{err}");
+    let err = k.kamcmd(&["push.send", "nobody"]).unwrap_err();
+    assert!(err.contains("no push device for nobody"), "{err}");
+    let sent = k.kamcmd(&["push.send", "alice"]).unwrap();
+    assert!(sent.contains("answer: sent (200"), "{sent}");
+    assert_eq!(server.requests().len(), 1);
+    assert_eq!(server.requests()[0].json()["token"], TOKEN);
+    // The endpoint now says the token is dead: the device is forgotten.
+    let sent = k.kamcmd(&["push.send", "alice"]).unwrap();
+    assert!(sent.contains("token dead (410"), "{sent}");
+    assert!(eventually(Duration::from_secs(3), || !k
+        .kamcmd(&["push.devices", "alice"])
+        .unwrap()
+        .contains("beef00")));
+
+    // push.remove: needs an AOR; unknown device refused; a device by id, then all of an AOR.
+    phone(
+        "bob",
+        "1111000011112222333344445555666677778888999900001111222233334444",
+    )
+    .register_then_sleep(&k);
+    Phone {
+        instance: "00000000-0000-4000-8000-0000000000b2".into(),
+        ..phone(
+            "bob",
+            "2222000011112222333344445555666677778888999900001111222233334444",
+        )
+    }
+    .register_then_sleep(&k);
+    let err = k.kamcmd(&["push.remove"]).unwrap_err();
+    assert!(err.contains("needs an AOR"), "{err}");
+    let err = k
+        .kamcmd(&["push.remove", "bob", "no-such-device"])
+        .unwrap_err();
+    assert!(err.contains("no such device"), "{err}");
+    let removed = k
+        .kamcmd(&[
+            "push.remove",
+            "bob",
+            "s:2222000011112222333344445555666677778888999900001111222233334444",
+        ])
+        .unwrap();
+    assert!(removed.contains("removed: 1"), "{removed}");
+    let devices = k.kamcmd(&["push.devices", "bob"]).unwrap();
+    assert!(
+        devices.contains("111100") && !devices.contains("222200"),
+        "{devices}"
+    );
+    assert!(k
+        .kamcmd(&["push.remove", "bob"])
+        .unwrap()
+        .contains("removed: 1"));
+    // With no device left, a call to bob is refused at once.
+    let (ok, out) = caller_expecting(&k, "bob", "udp", 480).wait(Duration::from_secs(10));
+    assert!(ok, "{out}");
+}
