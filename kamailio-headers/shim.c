@@ -9,6 +9,7 @@
 #include "core/mod_fix.h"
 #include "core/route.h"
 #include "core/script_cb.h"
+#include "core/data_lump_rpl.h"
 #include "core/parser/msg_parser.h"
 #include "core/parser/parse_from.h"
 #include "core/parser/parse_to.h"
@@ -268,16 +269,32 @@ int push_shim_register_ulcb(void)
 			ul_event, 0) < 0 ? -1 : 0;
 }
 
+/* The request whose route is running in this process, for headers added to its replies. */
+static struct sip_msg *current_request = NULL;
+
 static int pre_script(struct sip_msg *msg, unsigned int flags, void *param)
 {
+	current_request = msg;
 	push_rs_script_edge(0);
 	return 1;
 }
 
 static int post_script(struct sip_msg *msg, unsigned int flags, void *param)
 {
+	current_request = NULL;
 	push_rs_script_edge(1);
 	return 1;
+}
+
+/* Adds a header line (with its CRLF) to every reply of the request being routed, e.g. the
+ * Feature-Caps of RFC 8599 to the 2xx that save() is about to send. */
+int push_shim_add_reply_header(struct sip_msg *msg, const char *hdr, int len)
+{
+	if(msg == NULL)
+		msg = current_request;
+	if(msg == NULL || msg->first_line.type != SIP_REQUEST)
+		return -1;
+	return add_lump_rpl(msg, (char *)hdr, len, LUMP_RPL_HDR) ? 0 : -1;
 }
 
 /* Request-route edges: usrloc events seen while a request is processed are sent after the route

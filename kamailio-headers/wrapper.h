@@ -89,6 +89,7 @@ int push_shim_cancel_suspend(unsigned int index, unsigned int label);
 int push_shim_continue(unsigned int index, unsigned int label, int route);
 int push_shim_register_ulcb(void);
 int push_shim_register_script_cbs(void);
+int push_shim_add_reply_header(struct sip_msg *msg, const char *hdr, int len);
 
 /* Defined in Rust (src/kamailio/callbacks.rs), called from shim.c. */
 void push_rs_tm_event(unsigned int index, unsigned int label, int type, int code);

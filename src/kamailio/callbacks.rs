@@ -16,6 +16,31 @@ thread_local! {
     /// has then been sent), so the held INVITE never overtakes the 200 OK.
     static IN_REQUEST: Cell<bool> = const { Cell::new(false) };
     static PENDING: RefCell<Vec<ContactEvent>> = const { RefCell::new(Vec::new()) };
+    /// Providers already announced with Feature-Caps in the replies of the current request.
+    static ANNOUNCED: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// RFC 8599: the 2xx to a REGISTER with push parameters says which push services this server
+/// supports, with `Feature-Caps: +sip.pns="<provider>"` (once per provider). `msg` is the request
+/// (null: the request being routed in this process). `+sip.pnsreg` is left out: this server does
+/// not send binding-refresh pushes.
+pub fn announce_push_support(msg: *mut sys::sip_msg, provider: &str) {
+    if ANNOUNCED.with(|a| a.borrow().iter().any(|p| p == provider)) {
+        return;
+    }
+    let header = format!("Feature-Caps: +sip.pns=\"{provider}\"\r\n");
+    // SAFETY: msg is null or the request Kamailio is routing in this process; the header text is
+    // copied by add_lump_rpl.
+    let r = unsafe {
+        sys::push_shim_add_reply_header(
+            msg,
+            header.as_ptr() as *const std::ffi::c_char,
+            header.len() as i32,
+        )
+    };
+    if r == 0 {
+        ANNOUNCED.with(|a| a.borrow_mut().push(provider.to_string()));
+    }
 }
 
 fn send(message: ToDispatcher) {
@@ -77,6 +102,11 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
                 return;
             }
         };
+        if let (ContactChange::Registered, Some(b)) = (change, &binding) {
+            if g.config.app_for(b.param.as_deref()).is_some() {
+                announce_push_support(std::ptr::null_mut(), &b.provider);
+            }
+        }
         let event = ContactEvent {
             change,
             aor: bounded(aor, 256),
@@ -99,6 +129,9 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
 pub extern "C" fn push_rs_script_edge(post: c_int) {
     guard::call("script callback", (), || {
         IN_REQUEST.with(|r| r.set(post == 0));
+        if post == 0 {
+            ANNOUNCED.with(|a| a.borrow_mut().clear());
+        }
         if post != 0 {
             let events = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
             for event in events {

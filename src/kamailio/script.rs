@@ -206,7 +206,12 @@ fn register(msg: *mut sip_msg) -> c_int {
             match (change, &binding, &contact.instance) {
                 (ContactChange::Removed, None, None) => continue,
                 (ContactChange::Removed, _, _) => removed = true,
-                (_, Some(_), _) => stored = true,
+                (_, Some(b), _) => {
+                    stored = true;
+                    if g.config.app_for(b.param.as_deref()).is_some() && info.is_reply == 0 {
+                        super::callbacks::announce_push_support(msg, &b.provider);
+                    }
+                }
                 // No push parameters (-1), but this instance's record, if any, goes.
                 (_, None, Some(_)) => {}
                 (_, None, None) => continue,
