@@ -89,6 +89,10 @@ pub const PARAMS: &[Param] = &[
         name: c"fcm_url",
         kind: Kind::Str,
     },
+    Param {
+        name: c"ua_profile",
+        kind: Kind::Str,
+    },
 ];
 
 /// A parameter whose value cannot be used, with what is wrong.
@@ -316,6 +320,8 @@ pub struct Config {
     pub aor_index_size: usize,
     /// Base URL of the FCM HTTP v1 API.
     pub fcm_url: String,
+    /// User-Agent profiles naming apps' own Contact parameters, in declaration order.
+    pub profiles: Vec<crate::devices::profile::UaProfile>,
 }
 
 impl Default for Config {
@@ -334,6 +340,7 @@ impl Default for Config {
             location_table: "location".to_string(),
             aor_index_size: 1 << 20,
             fcm_url: "https://fcm.googleapis.com".to_string(),
+            profiles: Vec::new(),
         }
     }
 }
@@ -391,6 +398,12 @@ impl Config {
                 "default_app" => config.default_app = Some(text(value).map_err(err)?),
                 "aor_index_size" => {
                     config.aor_index_size = int_in(value, AOR_INDEX_RANGE).map_err(err)? as usize
+                }
+                "ua_profile" => {
+                    let profile =
+                        crate::devices::profile::UaProfile::parse(&text(value).map_err(err)?)
+                            .map_err(err)?;
+                    config.profiles.push(profile);
                 }
                 "fcm_url" => {
                     let url = text(value).map_err(err)?;

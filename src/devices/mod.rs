@@ -3,6 +3,7 @@
 
 pub mod contact;
 pub mod index;
+pub mod profile;
 pub mod store;
 
 /// The key under which an AOR's devices and calls are kept: `user` or, with use_domain, `user@host`

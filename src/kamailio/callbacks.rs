@@ -5,7 +5,8 @@
 use super::script::text;
 use super::sys::{self, push_contact_event_t};
 use super::{guard, state};
-use crate::devices::contact::{parse_contact_uri, push_binding};
+use crate::devices::contact::parse_contact_uri;
+use crate::devices::profile::binding_for;
 use crate::ipc::message::{ContactChange, ContactEvent, TmChange, TmEvent, ToDispatcher};
 use crate::worker::bounded;
 use std::cell::{Cell, RefCell};
@@ -95,7 +96,10 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
         let (Some(aor), Some(contact)) = (text(&ev.aor), text(&ev.contact)) else {
             return;
         };
-        let binding = match parse_contact_uri(&contact).and_then(|info| push_binding(&info)) {
+        let user_agent = text(&ev.user_agent);
+        let binding = match parse_contact_uri(&contact)
+            .and_then(|info| binding_for(&info, user_agent.as_deref(), &g.config.profiles))
+        {
             Ok(b) => b,
             Err(e) => {
                 crate::warn!("push parameters in a Contact of {aor} ignored: {e}");

@@ -58,7 +58,7 @@ const NULL_ENTRY: param_export_t = param_export_t {
     param_pointer: std::ptr::null_mut(),
 };
 
-const COUNT: usize = 13;
+const COUNT: usize = 14;
 const _: () = assert!(
     COUNT == config::PARAMS.len(),
     "params.rs must list every entry of config::PARAMS"
@@ -79,5 +79,6 @@ pub static mut PARAMS: [param_export_t; COUNT + 1] = [
     entry::<10>(),
     entry::<11>(),
     entry::<12>(),
+    entry::<13>(),
     NULL_ENTRY,
 ];

@@ -2,8 +2,9 @@
 
 use super::sys::{self, cmd_export_t, push_strv_t, sip_msg};
 use super::{guard, state};
-use crate::devices::contact::{parse_contact_header, push_binding};
+use crate::devices::contact::parse_contact_header;
 use crate::devices::normalize_aor;
+use crate::devices::profile::binding_for;
 use crate::ipc::message::{Answer, ContactChange, ContactEvent, HeldCall, Question, ToDispatcher};
 use crate::ipc::reply;
 use crate::worker::bounded;
@@ -188,7 +189,7 @@ fn register(msg: *mut sip_msg) -> c_int {
             continue;
         }
         for contact in contacts {
-            let binding = match push_binding(&contact) {
+            let binding = match binding_for(&contact, user_agent.as_deref(), &g.config.profiles) {
                 Ok(b) => b,
                 Err(e) => {
                     crate::warn!(
