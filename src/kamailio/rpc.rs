@@ -119,32 +119,9 @@ impl Reply {
         }
     }
 
-    /// The next string parameter, if the caller gave one.
+    /// The first string parameter, if the caller gave one.
     fn optional_str(&self) -> Option<String> {
-        let mut value: *mut c_char = null_mut();
-        // SAFETY: "*.s" makes the rest optional (a number is converted: numeric users are common) and
-        // stores a C string owned by the RPC layer.
-        let n = unsafe {
-            (*self.api)
-                .scan
-                .map(|scan| {
-                    scan(
-                        self.ctx,
-                        c"*.s".as_ptr() as *mut c_char,
-                        &mut value as *mut *mut c_char,
-                    )
-                })
-                .unwrap_or(-1)
-        };
-        if n < 1 || value.is_null() {
-            return None;
-        }
-        // SAFETY: a NUL-terminated string valid during this RPC call, copied here.
-        Some(
-            unsafe { std::ffi::CStr::from_ptr(value) }
-                .to_string_lossy()
-                .into_owned(),
-        )
+        self.optional_two().0
     }
 
     /// Up to two string parameters, in one scan (a second scan after an optional one reads nothing).
