@@ -65,6 +65,8 @@ pub struct Shared {
     pub suspend_tm_latency: crate::latency::Histogram,
     /// push_suspend minus tm's part: the module's own work on the worker.
     pub suspend_own_latency: crate::latency::Histogram,
+    /// Wake time: from a call's pushes going out to its device registering (the call resumed).
+    pub wake_latency: crate::latency::Histogram,
     /// From push_suspend holding a call to its push request leaving the dispatcher.
     pub dispatch_latency: crate::latency::Histogram,
 }

@@ -76,6 +76,16 @@ fn wake_call(transport: &'static str) {
     ] {
         assert!(stats.contains(line), "no '{line}' in:\n{stats}");
     }
+    // The wake time (pushes out to the device registering) of this one call.
+    let wake_ms: u64 = stats
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("push:wake_ms_max = "))
+        .unwrap_or_else(|| panic!("no push:wake_ms_max in:\n{stats}"))
+        .parse()
+        .unwrap();
+    assert!(wake_ms > 0 && wake_ms < 10_000, "{stats}");
+    let wake = k.kamcmd(&["push.stats"]).unwrap();
+    assert!(wake.contains("wake_ns: {"), "{wake}");
 }
 
 #[test]

@@ -488,6 +488,14 @@ impl Engine {
     fn continue_calls(&mut self, keys: &[CallKey], failed: bool, host: &dyn Host) -> u32 {
         let mut ok = 0;
         for key in keys {
+            if !failed {
+                if let Some(call) = self.calls.get(*key) {
+                    self.ctx
+                        .shared
+                        .wake_latency
+                        .record(call.held_at.elapsed().as_nanos() as u64);
+                }
+            }
             match host.continue_call(*key, failed) {
                 Ok(()) => {
                     ok += 1;

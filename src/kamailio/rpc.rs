@@ -306,6 +306,7 @@ unsafe extern "C" fn rpc_stats(api: *mut rpc_t, ctx: *mut c_void) {
             ("tm_suspend_ns", &globals.shared.suspend_tm_latency),
             ("own_suspend_ns", &globals.shared.suspend_own_latency),
             ("suspend_to_push_ns", &globals.shared.dispatch_latency),
+            ("wake_ns", &globals.shared.wake_latency),
         ] {
             if let Some(l) = top.child(name) {
                 let s = histogram.summary();

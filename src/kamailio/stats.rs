@@ -8,20 +8,37 @@ use super::{guard, state};
 use std::ffi::{c_char, c_long, CString};
 use std::sync::atomic::Ordering;
 
-/// Counter `I` of the shared counters' snapshot, or `held_now` past the last one.
+/// The statistics after the counters: the held gauge and the wake time in milliseconds.
+const EXTRA: [&str; 5] = [
+    "held_now",
+    "wake_ms_p50",
+    "wake_ms_p99",
+    "wake_ms_avg",
+    "wake_ms_max",
+];
+
+/// Counter `I` of the shared counters' snapshot, or one of [`EXTRA`] past the last counter.
 extern "C" fn stat_value<const I: usize>() -> c_long {
     guard::call("statistics", 0, || {
         let Some(g) = state::get() else { return 0 };
         let counters = g.shared.counters.snapshot();
-        match counters.get(I) {
-            Some((_, v)) => (*v).min(c_long::MAX as u64) as c_long,
-            None => g.shared.held_now.load(Ordering::Relaxed) as c_long,
+        if let Some((_, v)) = counters.get(I) {
+            return (*v).min(c_long::MAX as u64) as c_long;
+        }
+        let wake = g.shared.wake_latency.summary();
+        let ms = |ns: u64| (ns / 1_000_000) as c_long;
+        match I - counters.len() {
+            0 => g.shared.held_now.load(Ordering::Relaxed) as c_long,
+            1 => ms(wake.p50_ns),
+            2 => ms(wake.p99_ns),
+            3 => ms(wake.avg_ns),
+            _ => ms(wake.max_ns),
         }
     })
 }
 
 /// One function per statistic (Kamailio's callback is not told which statistic it serves).
-const FUNCTIONS: [extern "C" fn() -> c_long; 10] = [
+const FUNCTIONS: [extern "C" fn() -> c_long; 14] = [
     stat_value::<0>,
     stat_value::<1>,
     stat_value::<2>,
@@ -32,6 +49,10 @@ const FUNCTIONS: [extern "C" fn() -> c_long; 10] = [
     stat_value::<7>,
     stat_value::<8>,
     stat_value::<9>,
+    stat_value::<10>,
+    stat_value::<11>,
+    stat_value::<12>,
+    stat_value::<13>,
 ];
 
 /// Registers the statistics; called from mod_init. The table lives as long as Kamailio.
@@ -44,7 +65,7 @@ pub fn register() -> Result<(), String> {
         .into_iter()
         .map(|(n, _)| n.to_string())
         .collect();
-    names.push("held_now".to_string());
+    names.extend(EXTRA.iter().map(|n| n.to_string()));
     if names.len() != FUNCTIONS.len() {
         return Err(format!(
             "{} statistics but {} statistic functions",
