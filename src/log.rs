@@ -59,9 +59,20 @@ pub fn refresh_level() {
 }
 
 /// Is this the main thread of its process? On Linux the main thread's id is the process id.
+/// Asked once per thread: a thread never changes role, and a process forked from a main thread
+/// continues on its own main thread, so the cached answer stays right across Kamailio's forks.
 pub fn on_main_thread() -> bool {
-    // SAFETY: gettid and getpid have no preconditions.
-    unsafe { libc::gettid() == libc::getpid() }
+    thread_local! {
+        static MAIN: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+    }
+    MAIN.with(|main| {
+        *main.get().get_or_insert_with(|| {
+            // SAFETY: gettid and getpid have no preconditions.
+            let is_main = unsafe { libc::gettid() == libc::getpid() };
+            main.set(Some(is_main));
+            is_main
+        })
+    })
 }
 
 /// Writes a record on the main thread (used by the thread that drains forwarded records).

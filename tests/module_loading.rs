@@ -57,16 +57,21 @@ fn sip_is_served_with_the_module_loaded() {
     assert!(ok, "sipp failed:\n{out}");
 }
 
-#[test]
-fn bad_parameter_value_stops_kamailio_naming_it() {
-    let setup = Setup::new("badparam");
-    let cfg = minimal(&setup, 2, "modparam(\"push\", \"dispatcher_threads\", 0)");
+/// Starts Kamailio with a config it must refuse; returns its log.
+fn refused(name: &str, extra: &str) -> String {
+    let setup = Setup::new(name);
+    let cfg = minimal(&setup, 2, extra);
     let mut k = Kamailio::spawn(setup, &cfg, &[]);
     let status = k
         .wait_exit(Duration::from_secs(15))
         .expect("kamailio did not stop");
     assert!(!status.success());
-    let log = k.log_text();
+    k.log_text()
+}
+
+#[test]
+fn bad_parameter_value_stops_kamailio_naming_it() {
+    let log = refused("badparam", "modparam(\"push\", \"dispatcher_threads\", 0)");
     assert!(
         log.contains("invalid value 0 for modparam(\"push\", \"dispatcher_threads\", ...): must be between 1 and 64"),
         "{log}"
@@ -75,27 +80,14 @@ fn bad_parameter_value_stops_kamailio_naming_it() {
 
 #[test]
 fn parameter_of_the_wrong_type_is_refused_by_kamailio() {
-    let setup = Setup::new("badtype");
-    let cfg = minimal(&setup, 2, "modparam(\"push\", \"queue_size\", \"big\")");
-    let mut k = Kamailio::spawn(setup, &cfg, &[]);
-    let status = k
-        .wait_exit(Duration::from_secs(15))
-        .expect("kamailio did not stop");
-    assert!(!status.success());
-    let log = k.log_text();
+    let log = refused("badtype", "modparam(\"push\", \"queue_size\", \"big\")");
     assert!(log.contains("queue_size"), "{log}");
 }
 
 #[test]
 fn unknown_parameter_is_refused() {
-    let setup = Setup::new("unknown");
-    let cfg = minimal(&setup, 2, "modparam(\"push\", \"no_such_thing\", 1)");
-    let mut k = Kamailio::spawn(setup, &cfg, &[]);
-    let status = k
-        .wait_exit(Duration::from_secs(15))
-        .expect("kamailio did not stop");
-    assert!(!status.success());
-    assert!(k.log_text().contains("no_such_thing"), "{}", k.log_text());
+    let log = refused("unknown", "modparam(\"push\", \"no_such_thing\", 1)");
+    assert!(log.contains("no_such_thing"), "{log}");
 }
 
 #[test]

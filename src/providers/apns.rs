@@ -154,12 +154,7 @@ impl ApnsSender {
     /// Drops the environment's client so the next push builds a new one: a fresh connection and,
     /// for token auth, a fresh JWT.
     fn renew(&self, sandbox: bool) {
-        let mut clients = self.inner.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if sandbox {
-            clients.sandbox = None;
-        } else {
-            clients.production = None;
-        }
+        self.renew_connection(sandbox);
         self.inner.renewals.fetch_add(1, Ordering::Relaxed);
     }
 
