@@ -115,6 +115,7 @@ fn main() {
                 );
                 tasks.push(tokio::spawn(async move {
                     let push = CallPush {
+                        kind: kamailio_push::providers::PushKind::Call,
                         call_id: format!("bench-{i}@127.0.0.1"),
                         caller_uri: "sip:bob@127.0.0.1".into(),
                         caller_name: Some("Bob".into()),

@@ -10,6 +10,7 @@
 #include "core/route.h"
 #include "core/script_cb.h"
 #include "core/data_lump_rpl.h"
+#include "core/kemi.h"
 #include "core/parser/msg_parser.h"
 #include "core/parser/parse_from.h"
 #include "core/parser/parse_to.h"
@@ -204,6 +205,52 @@ int push_shim_continue(unsigned int index, unsigned int label, int route)
 	if(route < 0 || route >= main_rt.entries || main_rt.rlist[route] == NULL)
 		return -10;
 	return tmb.t_continue(index, label, main_rt.rlist[route]);
+}
+
+/* With a KEMI engine (cfgengine "lua", ...): continue into the script function `name`; it runs
+ * like a failure route and gets the event name "push:resume". */
+int push_shim_continue_kemi(unsigned int index, unsigned int label, const char *name, int len)
+{
+	str cbname = {(char *)name, len};
+	str cbparam = str_init("push:resume");
+	return tmb.t_continue_cb(index, label, &cbname, &cbparam);
+}
+
+/* Whether the routing script is written for a KEMI engine rather than in the native language. */
+int push_shim_kemi_engine(void)
+{
+	return sr_kemi_eng_get() != NULL;
+}
+
+/* KSR.push.* for KEMI scripts. The Rust functions take the same arguments as their native
+ * counterparts; `str *` has the layout of push_strv_t. */
+static sr_kemi_t push_kemi_exports[] = {
+	{str_init("push"), str_init("push_suspend"), SR_KEMIP_INT, push_rs_kemi_suspend,
+			{SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+					SR_KEMIP_NONE}},
+	{str_init("push"), str_init("push_suspend_aor"), SR_KEMIP_INT, push_rs_kemi_suspend_aor,
+			{SR_KEMIP_STR, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+					SR_KEMIP_NONE}},
+	{str_init("push"), str_init("push_resume"), SR_KEMIP_INT, push_rs_kemi_resume,
+			{SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+					SR_KEMIP_NONE}},
+	{str_init("push"), str_init("push_resume_aor"), SR_KEMIP_INT, push_rs_kemi_resume_aor,
+			{SR_KEMIP_STR, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+					SR_KEMIP_NONE}},
+	{str_init("push"), str_init("push_register"), SR_KEMIP_INT, push_rs_kemi_register,
+			{SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+					SR_KEMIP_NONE}},
+	{str_init("push"), str_init("push_check"), SR_KEMIP_INT, push_rs_kemi_check,
+			{SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+					SR_KEMIP_NONE}},
+	{str_init("push"), str_init("push_failed"), SR_KEMIP_INT, push_rs_kemi_failed,
+			{SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+					SR_KEMIP_NONE}},
+	{{0, 0}, {0, 0}, 0, NULL, {0, 0, 0, 0, 0, 0}}};
+
+int push_shim_kemi_register(void)
+{
+	return sr_kemi_modules_add(push_kemi_exports);
 }
 
 /* A device registered while a resumed call still rings: add branches for the AOR's current

@@ -90,10 +90,22 @@ int push_shim_continue(unsigned int index, unsigned int label, int route);
 int push_shim_register_ulcb(void);
 int push_shim_register_script_cbs(void);
 int push_shim_add_reply_header(struct sip_msg *msg, const char *hdr, int len);
+int push_shim_kemi_register(void);
+int push_shim_kemi_engine(void);
+int push_shim_continue_kemi(unsigned int index, unsigned int label, const char *name, int len);
 
 /* Defined in Rust (src/kamailio/callbacks.rs), called from shim.c. */
 void push_rs_tm_event(unsigned int index, unsigned int label, int type, int code);
 void push_rs_contact_event(const push_contact_event_t *ev);
 void push_rs_script_edge(int post);
+
+/* KEMI functions, defined in Rust (src/kamailio/script.rs); `str` arguments arrive as views. */
+int push_rs_kemi_suspend(struct sip_msg *msg);
+int push_rs_kemi_suspend_aor(struct sip_msg *msg, push_strv_t *aor);
+int push_rs_kemi_resume(struct sip_msg *msg);
+int push_rs_kemi_resume_aor(struct sip_msg *msg, push_strv_t *aor);
+int push_rs_kemi_register(struct sip_msg *msg);
+int push_rs_kemi_check(struct sip_msg *msg);
+int push_rs_kemi_failed(struct sip_msg *msg);
 
 #endif

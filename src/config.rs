@@ -93,6 +93,10 @@ pub const PARAMS: &[Param] = &[
         name: c"ua_profile",
         kind: Kind::Str,
     },
+    Param {
+        name: c"refresh_window",
+        kind: Kind::Int,
+    },
 ];
 
 /// A parameter whose value cannot be used, with what is wrong.
@@ -322,6 +326,9 @@ pub struct Config {
     pub fcm_url: String,
     /// User-Agent profiles naming apps' own Contact parameters, in declaration order.
     pub profiles: Vec<crate::devices::profile::UaProfile>,
+    /// Binding-refresh pushes (RFC 8599): a device whose binding expires within this many seconds
+    /// gets one background push so it registers again. 0: off.
+    pub refresh_window: u32,
 }
 
 impl Default for Config {
@@ -341,6 +348,7 @@ impl Default for Config {
             aor_index_size: 1 << 20,
             fcm_url: "https://fcm.googleapis.com".to_string(),
             profiles: Vec::new(),
+            refresh_window: 0,
         }
     }
 }
@@ -351,6 +359,8 @@ pub const QUEUE_SIZE_RANGE: (i64, i64) = (64 << 10, 256 << 20);
 pub const TIMEOUT_RANGE: (i64, i64) = (1, 3600);
 pub const MAX_PENDING_RANGE: (i64, i64) = (1, 1_000_000);
 pub const AOR_INDEX_RANGE: (i64, i64) = (1024, 1 << 27);
+/// Up to a day before expiry; 0 turns binding-refresh pushes off.
+pub const REFRESH_WINDOW_RANGE: (i64, i64) = (0, 86_400);
 
 impl Config {
     /// Builds the configuration from the parameters in the order the script set them; a parameter
@@ -374,6 +384,9 @@ impl Config {
                 "timeout" => config.timeout = int_in(value, TIMEOUT_RANGE).map_err(err)? as u32,
                 "max_pending" => {
                     config.max_pending = int_in(value, MAX_PENDING_RANGE).map_err(err)? as u64
+                }
+                "refresh_window" => {
+                    config.refresh_window = int_in(value, REFRESH_WINDOW_RANGE).map_err(err)? as u32
                 }
                 "auto_resume" => config.auto_resume = int_in(value, (0, 1)).map_err(err)? == 1,
                 "use_domain" => config.use_domain = int_in(value, (0, 1)).map_err(err)? == 1,
@@ -454,6 +467,25 @@ impl Config {
                     .as_ref()
                     .and_then(|d| self.apps.iter().find(|a| &a.id == d))
             })
+    }
+}
+
+impl AppProvider {
+    /// Whether this kind of app can push devices of the RFC 8599 `pn-provider` named (a webhook
+    /// hands any provider's token to the operator's endpoint).
+    pub fn serves(&self, provider: &str) -> bool {
+        match self {
+            AppProvider::Webhook { .. } => true,
+            AppProvider::Apns { .. } => provider == "apns" || provider == "apns.dev",
+            AppProvider::Fcm { .. } => provider == "fcm",
+        }
+    }
+}
+
+impl Config {
+    /// RFC 8599 "supported": some configured app can push devices of this `pn-provider`.
+    pub fn supports_provider(&self, provider: &str) -> bool {
+        self.apps.iter().any(|a| a.provider.serves(provider))
     }
 }
 

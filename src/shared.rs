@@ -44,6 +44,8 @@ counters! {
     devices_removed,
     /// Messages a SIP worker could not queue because the dispatcher's queue was full.
     queue_full,
+    /// Binding-refresh (background) pushes a provider accepted.
+    refresh_pushes,
 }
 
 /// The shared block.

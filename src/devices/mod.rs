@@ -37,6 +37,17 @@ pub fn device_id(instance: Option<&str>, prid: &str) -> String {
     }
 }
 
+/// The RFC 8599 `Feature-Caps` header (with its CRLF) a registrar adds to the 2xx of a push
+/// REGISTER: `+sip.pns` names the provider; with binding-refresh pushes on, `+sip.pnsreg` says how
+/// many seconds before the binding expires the refresh push goes out.
+pub fn feature_caps(provider: &str, refresh_window: u32) -> String {
+    if refresh_window > 0 {
+        format!("Feature-Caps: +sip.pns=\"{provider}\";+sip.pnsreg=\"{refresh_window}\"\r\n")
+    } else {
+        format!("Feature-Caps: +sip.pns=\"{provider}\"\r\n")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +76,17 @@ mod tests {
         assert_eq!(device_id(Some("<urn:uuid:1>"), "tok"), "<urn:uuid:1>");
         assert_eq!(device_id(None, "tok"), "token:tok");
         assert_eq!(device_id(Some(""), "tok"), "token:tok");
+    }
+
+    #[test]
+    fn feature_caps_names_provider_and_refresh_window() {
+        assert_eq!(
+            super::feature_caps("apns", 0),
+            "Feature-Caps: +sip.pns=\"apns\"\r\n"
+        );
+        assert_eq!(
+            super::feature_caps("fcm", 300),
+            "Feature-Caps: +sip.pns=\"fcm\";+sip.pnsreg=\"300\"\r\n"
+        );
     }
 }

@@ -33,7 +33,7 @@ pub const DEFAULT_DB_URL: &str = "sqlite:///var/lib/kamailio/push.sqlite";
 const SCHEME: &str = "sqlite://";
 
 /// Schema version this code writes and reads (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// How long a reader (SIP worker) waits for a lock before giving up.
 const READER_BUSY_TIMEOUT: Duration = Duration::from_millis(20);
@@ -59,6 +59,38 @@ CREATE TABLE devices (
 ) WITHOUT ROWID;
 CREATE INDEX devices_aor_prid ON devices (aor, prid);
 ";
+
+/// Version 2: when each device's binding expires and whether its binding-refresh push went out
+/// (RFC 8599). A row is rewritten, with `pushed_at` cleared, whenever the device registers again.
+const SCHEMA_V2: &str = "
+CREATE TABLE refresh (
+    aor        TEXT    NOT NULL,
+    device_id  TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL,
+    pushed_at  INTEGER,
+    PRIMARY KEY (aor, device_id)
+) WITHOUT ROWID;
+CREATE INDEX refresh_due ON refresh (expires_at) WHERE pushed_at IS NULL;
+";
+
+const SET_EXPIRY: &str = "INSERT INTO refresh (aor, device_id, expires_at, pushed_at) \
+     VALUES (?1, ?2, ?3, NULL) ON CONFLICT (aor, device_id) DO UPDATE SET \
+     expires_at = excluded.expires_at, pushed_at = NULL";
+
+const CLEAR_EXPIRY: &str = "DELETE FROM refresh WHERE aor = ?1 AND device_id = ?2";
+
+const DUE_REFRESH: &str =
+    "SELECT d.aor, d.device_id, d.provider, d.prid, d.param, d.app_id, d.instance, d.contact, \
+     d.user_agent, d.updated_at, r.expires_at FROM refresh r JOIN devices d \
+     ON d.aor = r.aor AND d.device_id = r.device_id \
+     WHERE r.pushed_at IS NULL AND r.expires_at > ?1 AND r.expires_at <= ?2 \
+     ORDER BY r.expires_at LIMIT ?3";
+
+/// Drops the refresh rows of an AOR's devices that are gone.
+const PRUNE_REFRESH: &str = "DELETE FROM refresh WHERE aor = ?1 AND NOT EXISTS \
+     (SELECT 1 FROM devices d WHERE d.aor = refresh.aor AND d.device_id = refresh.device_id)";
+
+const MARK_PUSHED: &str = "UPDATE refresh SET pushed_at = ?3 WHERE aor = ?1 AND device_id = ?2";
 
 const SELECT_ONE: &str =
     "SELECT aor, device_id, provider, prid, param, app_id, instance, contact, \
@@ -420,24 +452,36 @@ impl Store {
             .conn
             .prepare_cached(DELETE_ONE)?
             .execute(params![aor, device_id])?;
+        self.prune_refresh(aor)?;
         Ok(n > 0)
+    }
+
+    fn prune_refresh(&self, aor: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(PRUNE_REFRESH)?
+            .execute(params![aor])?;
+        Ok(())
     }
 
     /// Removes the device(s) of this AOR whose token is `prid` (the provider said it is dead).
     /// Returns how many.
     pub fn remove_token(&self, aor: &str, prid: &str) -> Result<usize, StoreError> {
-        Ok(self
+        let n = self
             .conn
             .prepare_cached(DELETE_TOKEN)?
-            .execute(params![aor, prid])?)
+            .execute(params![aor, prid])?;
+        self.prune_refresh(aor)?;
+        Ok(n)
     }
 
     /// Removes all devices of an AOR. Returns how many.
     pub fn remove_aor(&self, aor: &str) -> Result<usize, StoreError> {
-        Ok(self
+        let n = self
             .conn
             .prepare_cached(DELETE_AOR)?
-            .execute(params![aor])?)
+            .execute(params![aor])?;
+        self.prune_refresh(aor)?;
+        Ok(n)
     }
 
     /// The devices of an AOR, most recently updated first (ties by device_id).
@@ -482,6 +526,52 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Records when the device's binding expires (None: unknown or permanent, no refresh push) and
+    /// makes it due for one binding-refresh push again.
+    pub fn set_expiry(
+        &self,
+        aor: &str,
+        device_id: &str,
+        expires_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        match expires_at {
+            Some(at) => self
+                .conn
+                .prepare_cached(SET_EXPIRY)?
+                .execute(params![aor, device_id, at])?,
+            None => self
+                .conn
+                .prepare_cached(CLEAR_EXPIRY)?
+                .execute(params![aor, device_id])?,
+        };
+        Ok(())
+    }
+
+    /// Devices whose binding expires after `now` and by `until` (Unix seconds) and that had no
+    /// refresh push since they last registered, soonest first, at most `limit`; with the expiry.
+    pub fn due_refreshes(
+        &self,
+        now: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<(Device, i64)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(DUE_REFRESH)?;
+        let rows = stmt.query_map(params![now, until, limit as i64], |row| {
+            Ok((Device::from_row(row)?, row.get::<_, i64>(10)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Notes that the device got its refresh push: no other until it registers again.
+    pub fn mark_refreshed(&self, aor: &str, device_id: &str, at: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(MARK_PUSHED)?
+            .execute(params![aor, device_id, at])?;
+        Ok(())
+    }
+}
+
 fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))
 }
@@ -498,11 +588,17 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     match version {
         0 => {
             tx.execute_batch(SCHEMA_V1).map_err(open_err)?;
+            tx.execute_batch(SCHEMA_V2).map_err(open_err)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(open_err)?;
+        }
+        1 => {
+            tx.execute_batch(SCHEMA_V2).map_err(open_err)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(open_err)?;
         }
         SCHEMA_VERSION => {}
-        // Later versions add their steps here: 1 => { ...; user_version = 2 }, and so on.
+        // Later versions add their steps here: 2 => { ...; user_version = 3 }, and so on.
         found => {
             return Err(StoreError::Schema {
                 path: path.to_path_buf(),

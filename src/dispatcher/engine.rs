@@ -14,7 +14,7 @@ use crate::ipc::message::{
     TmChange, TmEvent, ToDispatcher,
 };
 use crate::ipc::reply;
-use crate::providers::{self, webhook, CallPush, Outcome};
+use crate::providers::{self, webhook, CallPush, Outcome, PushKind};
 use crossbeam_channel::Sender;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -41,6 +41,10 @@ fn describe(outcome: &Outcome) -> String {
         } => format!("failed after {attempts} attempt(s): {last_error}"),
     }
 }
+
+/// How often the store is asked for bindings due for a refresh push, and how many per scan.
+const REFRESH_SCAN_EVERY: Duration = Duration::from_secs(1);
+const REFRESH_BATCH: usize = 1000;
 
 /// How long a transaction tm told us has ended is remembered, to drop a late `Held` for it.
 const ENDED_MEMORY: Duration = Duration::from_secs(60);
@@ -69,6 +73,7 @@ pub struct Engine {
     health: HashMap<String, String>,
     /// Apps whose credentials were rejected and already logged (logged once per app).
     credential_alerts: HashSet<String>,
+    last_refresh_scan: Instant,
 }
 
 /// A device id fit for logs: an instance as is, a token-based id shortened.
@@ -116,6 +121,7 @@ impl Engine {
             senders: HashMap::new(),
             health: HashMap::new(),
             credential_alerts: HashSet::new(),
+            last_refresh_scan: Instant::now(),
         };
         engine.build_senders();
         engine
@@ -310,6 +316,7 @@ impl Engine {
                 Some(app) => match self.senders.get(&app.id) {
                     Some(Ok(sender)) => {
                         let push = CallPush {
+                            kind: PushKind::Call,
                             call_id: held.call_id.clone(),
                             caller_uri: held.caller_uri.clone(),
                             caller_name: held.caller_name.clone(),
@@ -538,6 +545,11 @@ impl Engine {
                     let stored = store.upsert(&device);
                     if stored.is_ok() {
                         self.ctx.index.insert(&ev.aor);
+                        if let Err(e) =
+                            store.set_expiry(&ev.aor, &device.device_id, ev.expires_at)
+                        {
+                            crate::error!("cannot note when a binding of {} expires: {e}", ev.aor);
+                        }
                     }
                     match stored {
                         Ok(Upsert::Replaced) => crate::debug!("device of {} updated", ev.aor),
@@ -679,6 +691,7 @@ impl Engine {
             let app = self.config().app_for(named).map(|a| a.id.clone());
             let sender = app.as_ref().and_then(|id| self.senders.get(id)).cloned();
             let push = CallPush {
+                kind: PushKind::Call,
                 call_id: format!("push.send-{}", now.as_millis()),
                 caller_uri: "sip:push.send@localhost".into(),
                 caller_name: Some("push.send".into()),
@@ -776,8 +789,94 @@ impl Engine {
         self.ended.insert(key, Instant::now());
     }
 
+    /// Binding-refresh pushes (RFC 8599): every device whose binding expires within
+    /// `refresh_window` gets one background push so that it registers again. It is marked before
+    /// the push goes out, so a device that does not answer is not pushed again until it registers.
+    fn send_refreshes(&mut self) {
+        let window = self.config().refresh_window as i64;
+        let Some(store) = &self.store else { return };
+        let now = unix_now().as_secs() as i64;
+        let due = match store.due_refreshes(now, now + window, REFRESH_BATCH) {
+            Ok(d) => d,
+            Err(e) => {
+                crate::error!("cannot read the bindings due for a refresh push: {e}");
+                return;
+            }
+        };
+        let mut jobs = Vec::new();
+        for (device, expires_at) in due {
+            if let Err(e) = store.mark_refreshed(&device.aor, &device.device_id, now) {
+                crate::error!("cannot note a refresh push for {}: {e}", device.aor);
+                continue;
+            }
+            let named = device.app_id.as_deref().or(device.param.as_deref());
+            let Some(app) = self.config().app_for(named) else {
+                crate::debug!(
+                    "no app for a device of {}: no refresh push",
+                    device.aor
+                );
+                continue;
+            };
+            let Some(Ok(sender)) = self.senders.get(&app.id) else {
+                continue;
+            };
+            let push = CallPush {
+                kind: PushKind::Refresh,
+                call_id: format!("refresh-{}", device.device_id),
+                caller_uri: String::new(),
+                caller_name: None,
+                callee_aor: device.aor.clone(),
+                token: device.prid.clone(),
+                app_id: app.id.clone(),
+                provider: device.provider.clone(),
+                sent_at: unix_now().as_millis() as u64,
+                expires_at: expires_at.max(0) as u64,
+            };
+            let target = providers::Target {
+                token: device.prid.clone(),
+                device_provider: device.provider.clone(),
+                param: device.param.clone(),
+            };
+            // The push is worth trying until the binding expires (at most a minute).
+            let left = Duration::from_secs((expires_at - now).clamp(1, 60) as u64);
+            crate::info!(
+                "binding of {} device {} expires in {} s: refresh push",
+                device.aor,
+                loggable_device(&device.device_id),
+                expires_at - now
+            );
+            jobs.push((sender.clone(), app.id.clone(), device, push, target, left));
+        }
+        for (sender, app_id, device, push, target, left) in jobs {
+            let main = self.main.clone();
+            let shared = self.ctx.shared;
+            self.runtime.spawn(async move {
+                let outcome = sender.send(&push, &target, Instant::now() + left).await;
+                if matches!(outcome, Outcome::Sent { .. }) {
+                    shared
+                        .counters
+                        .refresh_pushes
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = main.send(MainJob::PushDone(PushDone {
+                    key: NO_CALL,
+                    aor: device.aor,
+                    app_id,
+                    device_id: device.device_id,
+                    outcome,
+                }));
+            });
+        }
+    }
+
     /// Periodic housekeeping on the main thread.
     pub fn tick(&mut self) {
+        if self.config().refresh_window > 0
+            && self.last_refresh_scan.elapsed() >= REFRESH_SCAN_EVERY
+        {
+            self.last_refresh_scan = Instant::now();
+            self.send_refreshes();
+        }
         let now = Instant::now();
         for key in self.calls.stale(now) {
             crate::warn!(

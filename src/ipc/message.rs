@@ -58,6 +58,8 @@ pub struct ContactEvent {
     /// Resume the calls held for this device (usrloc path); push_register leaves that to
     /// push_resume().
     pub resume: bool,
+    /// When the binding expires (Unix seconds), if known: binding-refresh pushes go out before.
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,13 +23,14 @@ thread_local! {
 
 /// RFC 8599: the 2xx to a REGISTER with push parameters says which push services this server
 /// supports, with `Feature-Caps: +sip.pns="<provider>"` (once per provider). `msg` is the request
-/// (null: the request being routed in this process). `+sip.pnsreg` is left out: this server does
-/// not send binding-refresh pushes.
+/// (null: the request being routed in this process). With binding-refresh pushes on
+/// (`refresh_window`), `;+sip.pnsreg="<seconds>"` says how long before expiry they go out.
 pub fn announce_push_support(msg: *mut sys::sip_msg, provider: &str) {
     if ANNOUNCED.with(|a| a.borrow().iter().any(|p| p == provider)) {
         return;
     }
-    let header = format!("Feature-Caps: +sip.pns=\"{provider}\"\r\n");
+    let refresh = state::get().map_or(0, |g| g.config.refresh_window);
+    let header = crate::devices::feature_caps(provider, refresh);
     // SAFETY: msg is null or the request Kamailio is routing in this process; the header text is
     // copied by add_lump_rpl.
     let r = unsafe {
@@ -107,6 +108,13 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
             }
         };
         if let (ContactChange::Registered, Some(b)) = (change, &binding) {
+            if !g.config.supports_provider(&b.provider) {
+                crate::notice!(
+                    "a Contact of {aor} names pn-provider \"{}\", which no configured app serves: not a push device",
+                    b.provider
+                );
+                return;
+            }
             if g.config.app_for(b.param.as_deref()).is_some() {
                 announce_push_support(std::ptr::null_mut(), &b.provider);
             }
@@ -119,6 +127,8 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
             user_agent: text(&ev.user_agent).map(|u| bounded(u, 256)),
             binding,
             resume: true,
+            // usrloc's absolute expiry; 0 is a permanent binding.
+            expires_at: (ev.expires > 0).then_some(ev.expires as i64),
         };
         if IN_REQUEST.with(Cell::get) {
             PENDING.with(|p| p.borrow_mut().push(event));

@@ -5,7 +5,7 @@ use super::logger::KamailioLog;
 use super::params::PARAMS;
 use super::rpc::RPC_METHODS;
 use super::script::{CMDS, CONTINUING_FAILED};
-use super::state::{self, Globals, PARAM_VALUES};
+use super::state::{self, Globals, ResumeTarget, PARAM_VALUES};
 use super::sys;
 use super::{guard, sys::cmd_export_t};
 use crate::config::Config;
@@ -57,6 +57,24 @@ pub static mut exports: sys::module_exports = sys::module_exports {
     destroy_mod_f: Some(mod_destroy),
 };
 
+/// Called by Kamailio right after loading the library: makes KSR.push.* known to KEMI engines.
+#[no_mangle]
+pub unsafe extern "C" fn mod_register(
+    _path: *mut c_char,
+    _dlflags: *mut c_int,
+    _reserved1: *mut std::ffi::c_void,
+    _reserved2: *mut std::ffi::c_void,
+) -> c_int {
+    guard::call("mod_register", -1, || {
+        // SAFETY: the export table is static and lives as long as the library.
+        if unsafe { sys::push_shim_kemi_register() } < 0 {
+            -1
+        } else {
+            0
+        }
+    })
+}
+
 unsafe extern "C" fn mod_init() -> c_int {
     guard::call("mod_init", -1, || match init() {
         Ok(()) => 0,
@@ -80,15 +98,26 @@ fn init() -> Result<(), String> {
             "the push module needs tm: loadmodule \"tm.so\" before \"push.so\"".to_string(),
         );
     }
-    let route = CString::new(config.resume_route.clone()).map_err(|_| "bad resume_route")?;
-    // SAFETY: the routing script is parsed before mod_init; the name is NUL-terminated.
-    let resume_route = unsafe { sys::push_shim_route_lookup(route.as_ptr()) };
-    if resume_route < 0 {
-        return Err(format!(
-            "invalid value \"{0}\" for modparam(\"push\", \"resume_route\", ...): the script has no route[{0}]",
+    let name = CString::new(config.resume_route.clone()).map_err(|_| "bad resume_route")?;
+    // SAFETY: the routing script (or the KEMI engine choice) is parsed before mod_init.
+    let resume = if unsafe { sys::push_shim_kemi_engine() } != 0 {
+        // The KEMI script is loaded per process after fork: its functions cannot be checked here.
+        crate::info!(
+            "held calls continue into the KEMI function {}()",
             config.resume_route
-        ));
-    }
+        );
+        ResumeTarget::Kemi(name)
+    } else {
+        // SAFETY: the name is NUL-terminated; route_lookup only reads the parsed route table.
+        let route = unsafe { sys::push_shim_route_lookup(name.as_ptr()) };
+        if route < 0 {
+            return Err(format!(
+                "invalid value \"{0}\" for modparam(\"push\", \"resume_route\", ...): the script has no route[{0}]",
+                config.resume_route
+            ));
+        }
+        ResumeTarget::Route(route)
+    };
     if config.auto_resume {
         let mut use_domain: c_int = 0;
         // SAFETY: binds usrloc's API if the module is loaded; the out-parameter is a plain int.
@@ -163,7 +192,7 @@ fn init() -> Result<(), String> {
         queue,
         shared,
         index,
-        resume_route,
+        resume,
     })?;
     super::stats::register()
 }
@@ -216,7 +245,7 @@ fn run_dispatcher() -> Result<(), String> {
         .clone_read_end()
         .map_err(|e| format!("cannot open the queue: {e}"))?;
     let host = KamailioHost {
-        resume_route: globals.resume_route,
+        resume: globals.resume.clone(),
         location_table: CString::new(globals.config.location_table.clone())
             .map_err(|_| "bad location_table")?,
     };
@@ -240,7 +269,7 @@ unsafe extern "C" fn mod_destroy() {
 
 /// The dispatcher's main-thread duties towards Kamailio.
 struct KamailioHost {
-    resume_route: c_int,
+    resume: ResumeTarget,
     location_table: CString,
 }
 
@@ -254,7 +283,17 @@ impl Host for KamailioHost {
         CONTINUING_FAILED.with(|f| f.set(failed));
         // SAFETY: t_continue may run in any Kamailio process; it looks the transaction up by its
         // identifiers and fails cleanly if tm no longer holds it. Runs on the main thread.
-        let r = unsafe { sys::push_shim_continue(key.0, key.1, self.resume_route) };
+        let r = unsafe {
+            match &self.resume {
+                ResumeTarget::Route(route) => sys::push_shim_continue(key.0, key.1, *route),
+                ResumeTarget::Kemi(name) => sys::push_shim_continue_kemi(
+                    key.0,
+                    key.1,
+                    name.as_ptr(),
+                    name.as_bytes().len() as c_int,
+                ),
+            }
+        };
         CONTINUING_FAILED.with(|f| f.set(false));
         match r {
             0 => Ok(()),

@@ -58,7 +58,7 @@ const NULL_ENTRY: param_export_t = param_export_t {
     param_pointer: std::ptr::null_mut(),
 };
 
-const COUNT: usize = 14;
+const COUNT: usize = 15;
 const _: () = assert!(
     COUNT == config::PARAMS.len(),
     "params.rs must list every entry of config::PARAMS"
@@ -80,5 +80,6 @@ pub static mut PARAMS: [param_export_t; COUNT + 1] = [
     entry::<11>(),
     entry::<12>(),
     entry::<13>(),
+    entry::<14>(),
     NULL_ENTRY,
 ];

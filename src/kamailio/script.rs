@@ -140,28 +140,49 @@ fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
     HELD
 }
 
-fn register(msg: *mut sip_msg) -> c_int {
-    let Some(g) = state::get() else {
-        return INTERNAL;
-    };
+/// Return code of push_register()/push_check() for a Contact naming a push provider no configured
+/// app serves (the script may answer 555, RFC 8599).
+const UNSUPPORTED: c_int = -2;
+
+/// What the Contacts of a REGISTER (or of its 200 OK) ask for.
+#[derive(Default)]
+struct RegisterContacts {
+    aor: String,
+    events: Vec<ContactEvent>,
+    /// A push binding a configured app serves.
+    stored: bool,
+    /// A binding removed (Expires: 0, `Contact: *`).
+    removed: bool,
+    /// A push binding whose pn-provider no app serves (not stored).
+    unsupported: Vec<String>,
+}
+
+/// Reads the To and Contacts of a REGISTER or of its reply. `announce`: add Feature-Caps to the
+/// reply for the providers found (request route only).
+fn register_contacts(msg: *mut sip_msg, announce: bool) -> Option<RegisterContacts> {
+    let g = state::get()?;
     let mut info: sys::push_register_info_t = Default::default();
     // SAFETY: msg is the current message; info is a plain out-struct.
     if unsafe { sys::push_shim_register_info(msg, &mut info) } < 0 {
         crate::error!("push_register: cannot parse the To or Contact headers");
-        return NO_DEVICE;
+        return None;
     }
     let aor_text = format!(
         "{}@{}",
         text(&info.to_user).unwrap_or_default(),
         text(&info.to_host).unwrap_or_default()
     );
-    let Some(aor) = normalize_aor(&aor_text, g.config.use_domain) else {
-        return NO_DEVICE;
-    };
+    let aor = normalize_aor(&aor_text, g.config.use_domain)?;
     let header_expires = (info.expires >= 0).then_some(info.expires as u32);
     let user_agent = text(&info.user_agent).map(|u| bounded(u, MAX_UA));
-    let (mut stored, mut removed) = (false, false);
-    let mut events = Vec::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut out = RegisterContacts {
+        aor: aor.clone(),
+        ..Default::default()
+    };
     for raw in info
         .contacts
         .iter()
@@ -177,7 +198,7 @@ fn register(msg: *mut sip_msg) -> c_int {
         };
         if contacts.is_empty() {
             // "Contact: *" (with Expires: 0): every binding goes.
-            events.push(event(
+            out.events.push(event(
                 ContactChange::RemovedAll,
                 &aor,
                 String::new(),
@@ -185,7 +206,7 @@ fn register(msg: *mut sip_msg) -> c_int {
                 None,
                 None,
             ));
-            removed = true;
+            out.removed = true;
             continue;
         }
         for contact in contacts {
@@ -206,10 +227,21 @@ fn register(msg: *mut sip_msg) -> c_int {
             };
             match (change, &binding, &contact.instance) {
                 (ContactChange::Removed, None, None) => continue,
-                (ContactChange::Removed, _, _) => removed = true,
+                (ContactChange::Removed, _, _) => out.removed = true,
+                (_, Some(b), _) if !g.config.supports_provider(&b.provider) => {
+                    crate::notice!(
+                        "push_register: a Contact of {aor} names pn-provider \"{}\", which no configured app serves",
+                        b.provider
+                    );
+                    out.unsupported.push(b.provider.clone());
+                    continue;
+                }
                 (_, Some(b), _) => {
-                    stored = true;
-                    if g.config.app_for(b.param.as_deref()).is_some() && info.is_reply == 0 {
+                    out.stored = true;
+                    if announce
+                        && g.config.app_for(b.param.as_deref()).is_some()
+                        && info.is_reply == 0
+                    {
                         super::callbacks::announce_push_support(msg, &b.provider);
                     }
                 }
@@ -217,27 +249,53 @@ fn register(msg: *mut sip_msg) -> c_int {
                 (_, None, Some(_)) => {}
                 (_, None, None) => continue,
             }
-            events.push(event(
+            let mut ev = event(
                 change,
                 &aor,
                 contact.uri.clone(),
                 contact.instance.clone(),
                 user_agent.clone(),
                 binding,
-            ));
+            );
+            ev.expires_at = expires.filter(|e| *e > 0).map(|e| now + e as i64);
+            out.events.push(ev);
         }
     }
-    for ev in events {
+    Some(out)
+}
+
+fn register(msg: *mut sip_msg) -> c_int {
+    let Some(g) = state::get() else {
+        return INTERNAL;
+    };
+    let Some(found) = register_contacts(msg, true) else {
+        return NO_DEVICE;
+    };
+    let aor = &found.aor;
+    for ev in found.events {
         if let Err(e) = g.sender().send(&ToDispatcher::Contact(ev)) {
             crate::error!("push_register: device of {aor} not passed on: {e}");
         }
     }
-    if stored {
+    if found.stored {
         1
-    } else if removed {
+    } else if !found.unsupported.is_empty() {
+        UNSUPPORTED
+    } else if found.removed {
         2
     } else {
         NO_DEVICE
+    }
+}
+
+/// push_check(): whether a REGISTER carries push parameters this server can serve, without
+/// recording anything (the registrar's usrloc callbacks do that after save()).
+fn check(msg: *mut sip_msg) -> c_int {
+    match register_contacts(msg, false) {
+        Some(found) if found.stored => 1,
+        Some(found) if !found.unsupported.is_empty() => UNSUPPORTED,
+        Some(_) => NO_DEVICE,
+        None => INTERNAL,
     }
 }
 
@@ -257,6 +315,7 @@ fn event(
         user_agent,
         binding,
         resume: false,
+        expires_at: None,
     }
 }
 
@@ -345,14 +404,78 @@ unsafe extern "C" fn w_push_register(msg: *mut sip_msg, _: *mut c_char, _: *mut 
     guard::call("push_register", INTERNAL, || register(msg))
 }
 
-unsafe extern "C" fn w_push_failed(_: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
-    guard::call("push_failed", -1, || {
-        if CONTINUING_FAILED.with(Cell::get) {
-            1
-        } else {
-            -1
-        }
+unsafe extern "C" fn w_push_check(msg: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
+    guard::call("push_check", INTERNAL, || check(msg))
+}
+
+fn failed() -> c_int {
+    if CONTINUING_FAILED.with(Cell::get) {
+        1
+    } else {
+        -1
+    }
+}
+
+// KSR.push.* (KEMI): the same functions, called by app_lua, app_python3, ... (see shim.c).
+
+fn kemi_text(v: *const push_strv_t) -> Option<String> {
+    if v.is_null() {
+        return None;
+    }
+    // SAFETY: KEMI passes a pointer to a live `str`, which has push_strv_t's layout.
+    text(unsafe { &*v })
+}
+
+#[no_mangle]
+pub extern "C" fn push_rs_kemi_suspend(msg: *mut sip_msg) -> c_int {
+    guard::call("push_suspend", INTERNAL, || {
+        timed_suspend(|| suspend(msg, None))
     })
+}
+
+#[no_mangle]
+pub extern "C" fn push_rs_kemi_suspend_aor(msg: *mut sip_msg, aor: *mut push_strv_t) -> c_int {
+    guard::call("push_suspend_aor", INTERNAL, || {
+        timed_suspend(|| match kemi_text(aor) {
+            Some(aor) => suspend(msg, Some(aor)),
+            None => {
+                crate::error!("push_suspend_aor: empty AOR");
+                INTERNAL
+            }
+        })
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn push_rs_kemi_resume(msg: *mut sip_msg) -> c_int {
+    guard::call("push_resume", INTERNAL, || resume(msg, None))
+}
+
+#[no_mangle]
+pub extern "C" fn push_rs_kemi_resume_aor(msg: *mut sip_msg, aor: *mut push_strv_t) -> c_int {
+    guard::call("push_resume_aor", INTERNAL, || match kemi_text(aor) {
+        Some(aor) => resume(msg, Some(aor)),
+        None => INTERNAL,
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn push_rs_kemi_register(msg: *mut sip_msg) -> c_int {
+    guard::call("push_register", INTERNAL, || register(msg))
+}
+
+#[no_mangle]
+pub extern "C" fn push_rs_kemi_check(msg: *mut sip_msg) -> c_int {
+    guard::call("push_check", INTERNAL, || check(msg))
+}
+
+#[no_mangle]
+pub extern "C" fn push_rs_kemi_failed(_: *mut sip_msg) -> c_int {
+    guard::call("push_failed", -1, failed)
+}
+
+unsafe extern "C" fn w_push_failed(_: *mut sip_msg, _: *mut c_char, _: *mut c_char) -> c_int {
+    guard::call("push_failed", -1, failed)
 }
 
 const fn cmd(
@@ -383,7 +506,7 @@ const SUSPEND_ROUTES: u32 = sys::REQUEST_ROUTE | sys::FAILURE_ROUTE;
 const RESUME_ROUTES: u32 = sys::REQUEST_ROUTE | sys::FAILURE_ROUTE | sys::ONREPLY_ROUTE;
 
 /// The null-terminated table `exports.cmds` points at.
-pub static mut CMDS: [cmd_export_t; 7] = [
+pub static mut CMDS: [cmd_export_t; 8] = [
     cmd(c"push_suspend", w_push_suspend0, 0, SUSPEND_ROUTES),
     cmd(c"push_suspend", w_push_suspend1, 1, SUSPEND_ROUTES),
     cmd(c"push_resume", w_push_resume0, 0, RESUME_ROUTES),
@@ -391,6 +514,12 @@ pub static mut CMDS: [cmd_export_t; 7] = [
     cmd(
         c"push_register",
         w_push_register,
+        0,
+        sys::REQUEST_ROUTE | sys::ONREPLY_ROUTE,
+    ),
+    cmd(
+        c"push_check",
+        w_push_check,
         0,
         sys::REQUEST_ROUTE | sys::ONREPLY_ROUTE,
     ),

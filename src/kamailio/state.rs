@@ -16,8 +16,17 @@ pub struct Globals {
     pub shared: &'static Shared,
     /// Which AORs have devices (shared, filled before fork).
     pub index: crate::devices::index::AorIndex,
+    /// Where a held call continues.
+    pub resume: ResumeTarget,
+}
+
+/// Where a held call continues: a native route, or a KEMI script function.
+#[derive(Clone, Debug)]
+pub enum ResumeTarget {
     /// Index of resume_route in Kamailio's main route table.
-    pub resume_route: std::ffi::c_int,
+    Route(std::ffi::c_int),
+    /// The function named by resume_route in a KEMI script (app_lua, app_python3, ...).
+    Kemi(std::ffi::CString),
 }
 
 static GLOBALS: OnceCell<Globals> = OnceCell::new();

@@ -38,7 +38,7 @@ extern "C" fn stat_value<const I: usize>() -> c_long {
 }
 
 /// One function per statistic (Kamailio's callback is not told which statistic it serves).
-const FUNCTIONS: [extern "C" fn() -> c_long; 14] = [
+const FUNCTIONS: [extern "C" fn() -> c_long; 15] = [
     stat_value::<0>,
     stat_value::<1>,
     stat_value::<2>,
@@ -53,6 +53,7 @@ const FUNCTIONS: [extern "C" fn() -> c_long; 14] = [
     stat_value::<11>,
     stat_value::<12>,
     stat_value::<13>,
+    stat_value::<14>,
 ];
 
 /// Registers the statistics; called from mod_init. The table lives as long as Kamailio.

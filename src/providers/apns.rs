@@ -2,7 +2,7 @@
 //! environment, reused and multiplexed; token auth (an ES256 JWT from the .p8 key, which the client
 //! reuses for 55 minutes, within Apple's 20 to 60) or certificate auth (PEM or PKCS#12).
 
-use super::webhook::{CallPush, Outcome};
+use super::webhook::{CallPush, Outcome, PushKind};
 use crate::config::ApnsAuth;
 use apns_h2::{
     Client, ClientConfig, CollapseId, DefaultNotificationBuilder, Endpoint, NotificationBuilder,
@@ -164,7 +164,11 @@ impl ApnsSender {
 
     pub async fn send(&self, push: &CallPush, target: &ApnsTarget, deadline: Instant) -> Outcome {
         let sandbox = target.sandbox || self.inner.sandbox_default;
-        let topic = self.topic(target.param.as_deref());
+        // A binding refresh is a background push to the app itself (never a VoIP push, which iOS
+        // reports as a call): the app's own topic, normal priority, content-available only.
+        let refresh = push.kind == PushKind::Refresh;
+        let voip = self.inner.voip && !refresh;
+        let topic = topic_for(&self.inner.bundle_id, voip, target.param.as_deref());
         let collapse = collapse_id(&push.call_id);
         let mut attempts = 0;
         let mut renewed = false;
@@ -183,18 +187,26 @@ impl ApnsSender {
             };
             attempts += 1;
             let options = NotificationOptions {
-                apns_push_type: Some(if self.inner.voip {
+                apns_push_type: Some(if refresh {
+                    PushType::Background
+                } else if voip {
                     PushType::Voip
                 } else {
                     PushType::Alert
                 }),
-                apns_priority: Some(Priority::High),
+                apns_priority: Some(if refresh {
+                    Priority::Normal
+                } else {
+                    Priority::High
+                }),
                 apns_expiration: Some(push.expires_at),
                 apns_topic: Some(&topic),
                 apns_collapse_id: CollapseId::new(&collapse).ok(),
                 ..Default::default()
             };
-            let builder = if self.inner.voip {
+            let builder = if refresh {
+                DefaultNotificationBuilder::new().content_available()
+            } else if voip {
                 DefaultNotificationBuilder::new()
             } else {
                 DefaultNotificationBuilder::new()
@@ -207,6 +219,7 @@ impl ApnsSender {
             };
             let mut payload = builder.build(&target.token, options);
             for (key, value) in [
+                ("type", serde_json::json!(push.kind)),
                 ("call_id", serde_json::json!(push.call_id)),
                 ("caller_uri", serde_json::json!(push.caller_uri)),
                 ("caller_name", serde_json::json!(push.caller_name)),

@@ -10,7 +10,7 @@
 //! the same from the token endpoint) with exponential backoff, but never past the call's deadline,
 //! and reports how the push ended as an [`Outcome`]. This module does not log: the caller does.
 
-use super::webhook::{CallPush, Outcome};
+use super::webhook::{CallPush, Outcome, PushKind};
 use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
@@ -672,6 +672,8 @@ fn message_body(push: &CallPush, left: Duration) -> Result<Vec<u8>, String> {
     }
     #[derive(Serialize)]
     struct Data<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
         call_id: &'a str,
         caller_uri: &'a str,
         caller_name: &'a str,
@@ -690,6 +692,10 @@ fn message_body(push: &CallPush, left: Duration) -> Result<Vec<u8>, String> {
         message: Message {
             token: &push.token,
             data: Data {
+                kind: match push.kind {
+                    PushKind::Call => "call",
+                    PushKind::Refresh => "refresh",
+                },
                 call_id: &push.call_id,
                 caller_uri: &push.caller_uri,
                 caller_name: push.caller_name.as_deref().unwrap_or(""),
@@ -700,7 +706,11 @@ fn message_body(push: &CallPush, left: Duration) -> Result<Vec<u8>, String> {
                 expires_at: push.expires_at.to_string(),
             },
             android: Android {
-                priority: "high",
+                // A binding refresh need not wake the app at once: normal priority.
+                priority: match push.kind {
+                    PushKind::Call => "high",
+                    PushKind::Refresh => "normal",
+                },
                 ttl: format!("{}s", left.as_secs().max(1)),
             },
         },
@@ -1301,6 +1311,7 @@ mod tests {
                     "expires_at",
                     "provider",
                     "sent_at",
+                    "type",
                 ];
                 let mut expected = expected.to_vec();
                 expected.sort_unstable();
@@ -1333,6 +1344,7 @@ mod tests {
 
     fn push() -> CallPush {
         CallPush {
+            kind: crate::providers::webhook::PushKind::Call,
             call_id: "a84b4c76e66710@pc33.example.com".into(),
             caller_uri: "sip:alice@example.com".into(),
             caller_name: Some("Alice \"A\" Ünïcode".into()),

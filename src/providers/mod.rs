@@ -5,7 +5,7 @@ pub mod apns;
 pub mod fcm;
 pub mod webhook;
 
-pub use webhook::{CallPush, Outcome};
+pub use webhook::{CallPush, Outcome, PushKind};
 
 use crate::config::{App, AppProvider};
 use std::time::{Duration, Instant};

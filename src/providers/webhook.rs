@@ -19,9 +19,24 @@ pub struct WebhookApp {
     pub secret: Option<String>,
 }
 
+/// Why a push goes out.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PushKind {
+    /// Wake the app for a held call (APNs: a VoIP push).
+    #[default]
+    Call,
+    /// RFC 8599 binding refresh: the app should only register again (APNs: a background push,
+    /// never a VoIP one, which iOS would show as a call). The call fields are empty.
+    Refresh,
+}
+
 /// What every provider sends about a call (the JSON body of the webhook, field names as below).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct CallPush {
+    /// "call" or "refresh".
+    #[serde(rename = "type")]
+    pub kind: PushKind,
     pub call_id: String,
     pub caller_uri: String,
     pub caller_name: Option<String>,
@@ -503,6 +518,7 @@ mod tests {
 
     fn push() -> CallPush {
         CallPush {
+            kind: PushKind::Call,
             call_id: "a84b4c76e66710@pc33.example.com".into(),
             caller_uri: "sip:alice@example.com".into(),
             caller_name: Some("Alice \"A\" Ünïcode".into()),
@@ -544,6 +560,10 @@ mod tests {
                 .to_string()
         };
         CallPush {
+            kind: match v["type"].as_str() {
+                Some("refresh") => PushKind::Refresh,
+                _ => PushKind::Call,
+            },
             call_id: s("call_id"),
             caller_uri: s("caller_uri"),
             caller_name: v["caller_name"].as_str().map(String::from),

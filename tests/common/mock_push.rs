@@ -1020,6 +1020,15 @@ impl ApnsState {
             if !matches!(p, "1" | "5" | "10") {
                 return Err((400, "BadPriority"));
             }
+            // Background (content-available) pushes may not ask for immediate delivery.
+            if push_type == Some("background") && p == "10" {
+                return Err((400, "BadPriority"));
+            }
+        }
+        if push_type == Some("background")
+            && r.body.pointer("/aps/content-available").and_then(Value::as_u64) != Some(1)
+        {
+            return Err((400, "BadPayload"));
         }
         if let Some(e) = r.header("apns-expiration") {
             if e.parse::<u64>().is_err() {

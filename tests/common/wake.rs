@@ -96,9 +96,16 @@ impl Phone {
     /// Registers with push parameters and a 1 s binding, waits until the module stored the device
     /// and the binding expired: the phone now sleeps.
     pub fn register_then_sleep(&self, k: &Kamailio) {
+        self.register_for(k, 1);
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+
+    /// Registers with push parameters and an `expires` s binding (the 200 OK must announce the
+    /// push service with Feature-Caps) and waits until the module stored the device.
+    pub fn register_for(&self, k: &Kamailio, expires: u32) {
         let port = free_port();
         let port_text = port.to_string();
-        let keys = self.keys(1, port);
+        let keys = self.keys(expires, port);
         let mut args: Vec<&str> = keys.iter().map(String::as_str).collect();
         args.extend(["-p", port_text.as_str()]);
         let (ok, out) = Sipp::spawn("device_register.xml", k.sip_port(), &args, &k.setup.dir)
@@ -113,7 +120,6 @@ impl Phone {
             "device not stored: {:?}",
             k.kamcmd(&["push.devices", &self.user])
         );
-        std::thread::sleep(Duration::from_millis(1500));
     }
 
     /// Starts the woken phone: REGISTER, then expects the INVITE on `call_id` and answers it.
