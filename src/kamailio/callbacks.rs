@@ -128,7 +128,7 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
             binding,
             resume: true,
             // usrloc's absolute expiry; 0 is a permanent binding.
-            expires_at: (ev.expires > 0).then_some(ev.expires as i64),
+            expires_at: (ev.expires > 0).then_some(ev.expires),
         };
         if IN_REQUEST.with(Cell::get) {
             PENDING.with(|p| p.borrow_mut().push(event));
