@@ -23,6 +23,11 @@ struct Apns {
 
 /// Kamailio with an APNs token-auth app, the mock on 127.0.0.1:443 (inside the namespace).
 fn apns_setup(name: &str, script: ApnsScript, timeout: u32) -> Apns {
+    apns_setup_with(name, script, timeout, &[])
+}
+
+/// The same, with more `-A` defines.
+fn apns_setup_with(name: &str, script: ApnsScript, timeout: u32, extra: &[(&str, &str)]) -> Apns {
     let mut setup = Setup::new(name);
     let pki = TestPki::create(&setup.dir.join("pki"));
     let key = apns_signing_key(&setup.dir);
@@ -41,7 +46,7 @@ fn apns_setup(name: &str, script: ApnsScript, timeout: u32) -> Apns {
         key.key_id,
         key.team_id
     );
-    let k = start(setup, &app, timeout, &[]);
+    let k = start(setup, &app, timeout, extra);
     Apns { k, mock, key, pki }
 }
 
@@ -429,4 +434,37 @@ fn fcm_quota_exceeded_waits_for_retry_after() {
     let (ok, out) = call.wait(Duration::from_secs(20));
     assert!(ok, "{out}");
     assert_eq!(stat(&k, "pushes_sent"), 1);
+}
+
+#[test]
+fn apns_binding_refresh_is_a_background_push_not_a_voip_push() {
+    if !run_in_private_netns("apns_binding_refresh_is_a_background_push_not_a_voip_push") {
+        return;
+    }
+    // A 60 s binding, refresh pushes 57 s before it expires.
+    let s = apns_setup_with(
+        "apns-refresh",
+        apns_always_ok(),
+        20,
+        &[("REFRESH_WINDOW", "57")],
+    );
+    let phone = iphone();
+    phone.register_for(&s.k, 60);
+    let reqs = s.mock.wait_for(1, Duration::from_secs(10));
+    assert_eq!(reqs.len(), 1, "no refresh push reached APNs");
+    let r = &reqs[0];
+    // iOS treats every VoIP push as a call: a refresh goes to the app's own topic as a
+    // background push, at the priority Apple requires for those.
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.path, format!("/3/device/{IOS_TOKEN}"));
+    assert_eq!(r.header("apns-push-type"), Some("background"));
+    assert_eq!(r.header("apns-topic"), Some("org.example.phone"));
+    assert_eq!(r.header("apns-priority"), Some("5"));
+    assert_eq!(r.body["aps"]["content-available"], 1);
+    assert!(r.body["aps"].get("alert").is_none(), "{}", r.body_text);
+    assert_eq!(r.body["type"], "refresh");
+    assert_eq!(r.body["callee_aor"], "alice");
+    // Once per binding.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(s.mock.requests().len(), 1);
 }

@@ -130,7 +130,10 @@ fn unsupported_service_gets_555_and_bindings_get_one_refresh_push_before_expiry(
     assert_eq!(m.token(), Some(ANDROID_TOKEN));
     assert_eq!(m.data("type"), Some("refresh"));
     assert_eq!(m.data("callee_aor"), Some("bob"));
-    assert_eq!(m.data("call_id").map(|c| c.starts_with("refresh-")), Some(true));
+    assert_eq!(
+        m.data("call_id").map(|c| c.starts_with("refresh-")),
+        Some(true)
+    );
     // Not a call: normal priority.
     assert_eq!(m.body["message"]["android"]["priority"], "normal");
 

@@ -1150,4 +1150,84 @@ mod tests {
             assert!(e.to_string().contains(&path.display().to_string()));
         }
     }
+
+    #[test]
+    fn refresh_is_due_once_per_registration_inside_the_window() {
+        let tmp = TempDir::new("refresh");
+        let store = Store::open(&tmp.db()).unwrap();
+        let a = dev("alice", "<urn:uuid:a>", "tok-a", 1);
+        let b = dev("bob", "token:tok-b", "tok-b", 1);
+        store.upsert(&a).unwrap();
+        store.upsert(&b).unwrap();
+        store
+            .set_expiry("alice", &a.device_id, Some(1_000))
+            .unwrap();
+        store.set_expiry("bob", &b.device_id, Some(5_000)).unwrap();
+        // At 900 with a 120 s window only alice's binding (expiring at 1000) is due.
+        let due = store.due_refreshes(900, 1_020, 10).unwrap();
+        assert_eq!(due, vec![(a.clone(), 1_000)]);
+        store.mark_refreshed("alice", &a.device_id, 900).unwrap();
+        assert!(store.due_refreshes(901, 1_021, 10).unwrap().is_empty());
+        // An expired binding is never pushed.
+        assert!(store.due_refreshes(1_000, 6_000, 10).unwrap() == vec![(b.clone(), 5_000)]);
+        // Registering again makes the device due again for its new binding.
+        store
+            .set_expiry("alice", &a.device_id, Some(2_000))
+            .unwrap();
+        assert_eq!(
+            store.due_refreshes(1_950, 2_070, 10).unwrap(),
+            vec![(a.clone(), 2_000)]
+        );
+        // No expiry known (a permanent binding): nothing to refresh.
+        store.set_expiry("alice", &a.device_id, None).unwrap();
+        assert!(store
+            .due_refreshes(0, i64::MAX, 10)
+            .unwrap()
+            .iter()
+            .all(|(d, _)| d.aor != "alice"));
+        // A removed device takes its refresh record with it.
+        store.remove_aor("bob").unwrap();
+        assert!(store.due_refreshes(0, i64::MAX, 10).unwrap().is_empty());
+        let left: i64 = store
+            .conn
+            .query_row("SELECT COUNT(*) FROM refresh", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_and_keeps_its_devices() {
+        let tmp = TempDir::new("migrate-v1");
+        {
+            let raw = Connection::open(tmp.db()).unwrap();
+            raw.execute_batch(SCHEMA_V1).unwrap();
+            raw.pragma_update(None, "user_version", 1).unwrap();
+        }
+        {
+            // Written by the version-1 code: a device row.
+            let raw = Connection::open(tmp.db()).unwrap();
+            let d = dev("carol", "token:tok-c", "tok-c", 7);
+            raw.execute(
+                UPSERT,
+                params![
+                    d.aor,
+                    d.device_id,
+                    d.provider,
+                    d.prid,
+                    d.param,
+                    d.app_id,
+                    d.instance,
+                    d.contact,
+                    d.user_agent,
+                    d.updated_at
+                ],
+            )
+            .unwrap();
+        }
+        let store = Store::open(&tmp.db()).unwrap();
+        assert_eq!(user_version(&store.conn).unwrap(), SCHEMA_VERSION);
+        assert_eq!(store.devices("carol").unwrap().len(), 1);
+        store.set_expiry("carol", "token:tok-c", Some(100)).unwrap();
+        assert_eq!(store.due_refreshes(50, 200, 10).unwrap().len(), 1);
+    }
 }

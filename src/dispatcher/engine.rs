@@ -545,8 +545,7 @@ impl Engine {
                     let stored = store.upsert(&device);
                     if stored.is_ok() {
                         self.ctx.index.insert(&ev.aor);
-                        if let Err(e) =
-                            store.set_expiry(&ev.aor, &device.device_id, ev.expires_at)
+                        if let Err(e) = store.set_expiry(&ev.aor, &device.device_id, ev.expires_at)
                         {
                             crate::error!("cannot note when a binding of {} expires: {e}", ev.aor);
                         }
@@ -811,10 +810,7 @@ impl Engine {
             }
             let named = device.app_id.as_deref().or(device.param.as_deref());
             let Some(app) = self.config().app_for(named) else {
-                crate::debug!(
-                    "no app for a device of {}: no refresh push",
-                    device.aor
-                );
+                crate::debug!("no app for a device of {}: no refresh push", device.aor);
                 continue;
             };
             let Some(Ok(sender)) = self.senders.get(&app.id) else {

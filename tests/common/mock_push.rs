@@ -1026,7 +1026,10 @@ impl ApnsState {
             }
         }
         if push_type == Some("background")
-            && r.body.pointer("/aps/content-available").and_then(Value::as_u64) != Some(1)
+            && r.body
+                .pointer("/aps/content-available")
+                .and_then(Value::as_u64)
+                != Some(1)
         {
             return Err((400, "BadPayload"));
         }
