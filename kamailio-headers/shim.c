@@ -10,6 +10,9 @@
 #include "core/route.h"
 #include "core/script_cb.h"
 #include "core/data_lump_rpl.h"
+#include "core/data_lump.h"
+#include "core/mem/mem.h"
+#include "core/mem/shm_mem.h"
 #include "core/kemi.h"
 #include "core/parser/msg_parser.h"
 #include "core/parser/parse_from.h"
@@ -163,6 +166,50 @@ int push_shim_param_str(struct sip_msg *msg, char *param, push_strv_t *out)
 static void tm_event(struct cell *t, int type, struct tmcb_params *ps)
 {
 	push_rs_tm_event(t->hash_index, t->label, type, ps ? ps->code : 0);
+}
+
+/* push_resume() in an onreply_route (a gateway relaying the backend's 200 to a REGISTER): the held
+ * calls are continued only once that reply has gone out, so the INVITE cannot overtake it. */
+static void after_reply_out(struct cell *t, int type, struct tmcb_params *ps)
+{
+	str *aor;
+	if(ps == NULL || ps->param == NULL || *ps->param == NULL || ps->code < 200)
+		return;
+	aor = (str *)*ps->param;
+	if(aor->len > 0) {
+		push_rs_resume_after_reply(aor->s, aor->len);
+		aor->len = 0; /* once */
+	}
+}
+
+static void free_aor(void *param)
+{
+	shm_free(param);
+}
+
+/* Returns 0 when the resume was deferred until the reply is sent, -2 when `msg` is not a reply
+ * relayed by tm (resume at once), -1 on error. */
+int push_shim_resume_after_reply(struct sip_msg *msg, const char *aor, int len)
+{
+	struct cell *t;
+	str *copy;
+
+	if(msg == NULL || msg->first_line.type != SIP_REPLY)
+		return -2;
+	t = tmb.t_gett();
+	if(t == NULL || t == T_UNDEFINED)
+		return -2;
+	copy = shm_malloc(sizeof(str) + len);
+	if(copy == NULL)
+		return -1;
+	copy->s = (char *)(copy + 1);
+	copy->len = len;
+	memcpy(copy->s, aor, len);
+	if(tmb.register_tmcb(0, t, TMCB_RESPONSE_OUT, after_reply_out, copy, free_aor) <= 0) {
+		shm_free(copy);
+		return -1;
+	}
+	return 0;
 }
 
 int push_shim_suspend(struct sip_msg *msg, unsigned int timeout_ms, unsigned int *index,
@@ -335,13 +382,33 @@ static int post_script(struct sip_msg *msg, unsigned int flags, void *param)
 
 /* Adds a header line (with its CRLF) to every reply of the request being routed, e.g. the
  * Feature-Caps of RFC 8599 to the 2xx that save() is about to send. */
+/* Adds a header to the reply Kamailio will send for `msg`: for a request, to the reply the script
+ * sends (a reply lump); for a reply being relayed (onreply_route), to that reply itself. */
 int push_shim_add_reply_header(struct sip_msg *msg, const char *hdr, int len)
 {
+	struct lump *anchor;
+	char *copy;
+
 	if(msg == NULL)
 		msg = current_request;
-	if(msg == NULL || msg->first_line.type != SIP_REQUEST)
+	if(msg == NULL)
 		return -1;
-	return add_lump_rpl(msg, (char *)hdr, len, LUMP_RPL_HDR) ? 0 : -1;
+	if(msg->first_line.type == SIP_REQUEST)
+		return add_lump_rpl(msg, (char *)hdr, len, LUMP_RPL_HDR) ? 0 : -1;
+	if(parse_headers(msg, HDR_EOH_F, 0) < 0)
+		return -1;
+	anchor = anchor_lump(msg, msg->unparsed - msg->buf, 0, 0);
+	if(anchor == NULL)
+		return -1;
+	copy = pkg_malloc(len);
+	if(copy == NULL)
+		return -1;
+	memcpy(copy, hdr, len);
+	if(insert_new_lump_before(anchor, copy, len, 0) == NULL) {
+		pkg_free(copy);
+		return -1;
+	}
+	return 0;
 }
 
 /* Request-route edges: usrloc events seen while a request is processed are sent after the route

@@ -91,6 +91,7 @@ int push_shim_register_ulcb(void);
 int push_shim_register_script_cbs(void);
 int push_shim_add_reply_header(struct sip_msg *msg, const char *hdr, int len);
 int push_shim_kemi_register(void);
+int push_shim_resume_after_reply(struct sip_msg *msg, const char *aor, int len);
 int push_shim_kemi_engine(void);
 int push_shim_continue_kemi(unsigned int index, unsigned int label, const char *name, int len);
 
@@ -98,6 +99,7 @@ int push_shim_continue_kemi(unsigned int index, unsigned int label, const char *
 void push_rs_tm_event(unsigned int index, unsigned int label, int type, int code);
 void push_rs_contact_event(const push_contact_event_t *ev);
 void push_rs_script_edge(int post);
+void push_rs_resume_after_reply(const char *aor, int len);
 
 /* KEMI functions, defined in Rust (src/kamailio/script.rs); `str` arguments arrive as views. */
 int push_rs_kemi_suspend(struct sip_msg *msg);

@@ -192,6 +192,18 @@ impl Engine {
             ToDispatcher::Held(held) => self.on_held(held, host),
             ToDispatcher::Contact(event) => self.on_contact(event, host),
             ToDispatcher::Tm(event) => self.on_tm(event),
+            ToDispatcher::Resume { aor } => {
+                if let Some(aor) = normalize_aor(&aor, self.config().use_domain) {
+                    let keys = self.calls.resume_aor(&aor);
+                    if !keys.is_empty() {
+                        crate::info!(
+                            "{aor} registered (push_resume): resuming {} call(s)",
+                            keys.len()
+                        );
+                        self.continue_calls(&keys, false, host);
+                    }
+                }
+            }
         }
     }
 

@@ -20,6 +20,9 @@ pub enum ToDispatcher {
     Contact(ContactEvent),
     /// Something happened to a held transaction (tm callback).
     Tm(TmEvent),
+    /// Continue the calls held for this AOR (push_resume in an onreply_route, sent once the
+    /// REGISTER's reply has been relayed); nobody waits for an answer.
+    Resume { aor: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

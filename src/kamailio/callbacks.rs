@@ -23,7 +23,7 @@ thread_local! {
 
 /// RFC 8599: the 2xx to a REGISTER with push parameters says which push services this server
 /// supports, with `Feature-Caps: +sip.pns="<provider>"` (once per provider). `msg` is the request
-/// (null: the request being routed in this process). With binding-refresh pushes on
+/// (null: the request being routed in this process), or a reply being relayed (a gateway). With binding-refresh pushes on
 /// (`refresh_window`), `;+sip.pnsreg="<seconds>"` says how long before expiry they go out.
 pub fn announce_push_support(msg: *mut sys::sip_msg, provider: &str) {
     if ANNOUNCED.with(|a| a.borrow().iter().any(|p| p == provider)) {
@@ -43,6 +43,11 @@ pub fn announce_push_support(msg: *mut sys::sip_msg, provider: &str) {
     if r == 0 {
         ANNOUNCED.with(|a| a.borrow_mut().push(provider.to_string()));
     }
+}
+
+/// Starts a new message's announcements (push_register on a reply: each reply is its own).
+pub fn forget_announced() {
+    ANNOUNCED.with(|a| a.borrow_mut().clear());
 }
 
 fn send(message: ToDispatcher) {

@@ -173,6 +173,10 @@ fn register_contacts(msg: *mut sip_msg, announce: bool) -> Option<RegisterContac
         text(&info.to_host).unwrap_or_default()
     );
     let aor = normalize_aor(&aor_text, g.config.use_domain)?;
+    if announce && info.is_reply != 0 {
+        // A reply relayed in onreply_route (a gateway) gets its own Feature-Caps.
+        super::callbacks::forget_announced();
+    }
     let header_expires = (info.expires >= 0).then_some(info.expires as u32);
     let user_agent = text(&info.user_agent).map(|u| bounded(u, MAX_UA));
     let now = std::time::SystemTime::now()
@@ -238,10 +242,7 @@ fn register_contacts(msg: *mut sip_msg, announce: bool) -> Option<RegisterContac
                 }
                 (_, Some(b), _) => {
                     out.stored = true;
-                    if announce
-                        && g.config.app_for(b.param.as_deref()).is_some()
-                        && info.is_reply == 0
-                    {
+                    if announce && g.config.app_for(b.param.as_deref()).is_some() {
                         super::callbacks::announce_push_support(msg, &b.provider);
                     }
                 }
@@ -319,6 +320,20 @@ fn event(
     }
 }
 
+/// tm: the reply push_resume waited for has been relayed; the calls may continue now.
+#[no_mangle]
+pub extern "C" fn push_rs_resume_after_reply(aor: *const c_char, len: c_int) {
+    guard::call("push_resume", (), || {
+        let Some(g) = state::get() else { return };
+        let Some(aor) = text(&push_strv_t { s: aor, len }) else {
+            return;
+        };
+        if let Err(e) = g.sender().send(&ToDispatcher::Resume { aor: aor.clone() }) {
+            crate::error!("push_resume: calls of {aor} not resumed: {e}");
+        }
+    })
+}
+
 fn resume(msg: *mut sip_msg, aor: Option<String>) -> c_int {
     let Some(g) = state::get() else {
         return INTERNAL;
@@ -338,6 +353,44 @@ fn resume(msg: *mut sip_msg, aor: Option<String>) -> c_int {
             )
         }
     };
+    // In an onreply_route the calls continue only after the reply is relayed; the count is of the
+    // calls waiting now.
+    // SAFETY: msg is the current message; the AOR bytes are copied to shared memory.
+    let deferred = unsafe {
+        sys::push_shim_resume_after_reply(msg, aor.as_ptr() as *const c_char, aor.len() as c_int)
+    };
+    if deferred == -1 {
+        crate::error!("push_resume: cannot wait for the reply to be sent; resuming {aor} now");
+    }
+    if deferred == 0 {
+        let Some(key) = normalize_aor(&aor, g.config.use_domain) else {
+            return NO_DEVICE;
+        };
+        return match reply::ask(
+            &g.sender(),
+            Question::Pending {
+                aor: Some(key.clone()),
+            },
+            RESUME_ANSWER_TIMEOUT,
+        ) {
+            Ok(Answer::Pending(calls)) => {
+                let waiting = calls.iter().filter(|c| c.state == "waiting").count();
+                if waiting > 0 {
+                    waiting as c_int
+                } else {
+                    NO_DEVICE
+                }
+            }
+            Ok(other) => {
+                crate::warn!("push_resume: unexpected answer for {key}: {other:?}");
+                NO_DEVICE
+            }
+            Err(e) => {
+                crate::error!("push_resume: {key}: {e}");
+                NO_DEVICE
+            }
+        };
+    }
     match reply::ask(
         &g.sender(),
         Question::Resume { aor: aor.clone() },
