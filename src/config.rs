@@ -421,7 +421,7 @@ impl Config {
                 "fcm_url" => {
                     let url = text(value).map_err(err)?;
                     if !(url.starts_with("https://") || url.starts_with("http://")) {
-                        return Err(err("must be an https:// URL".to_string()));
+                        return Err(err("must be an https:// (or http://) URL".to_string()));
                     }
                     config.fcm_url = url.trim_end_matches('/').to_string();
                 }

@@ -348,9 +348,10 @@ impl FcmSender {
     /// `attempts` counts tries, each being "get an access token (cached or fetched), then post the
     /// message"; a try that failed getting the token counts too.
     ///
-    /// The message is data-only: call_id, caller_uri, caller_name ("" when none), callee_aor,
-    /// app_id, provider, sent_at (Unix ms of this try), expires_at, all as strings; android
-    /// priority "high" and ttl the whole seconds left before the deadline (at least 1).
+    /// The message is data-only: type ("call" or "refresh"), call_id, caller_uri, caller_name
+    /// ("" when none), callee_aor, app_id, provider, sent_at (Unix ms of this try), expires_at, all
+    /// as strings; android priority "high" for a call ("normal" for a binding refresh) and ttl the
+    /// whole seconds left before the deadline (at least 1).
     pub async fn send(&self, push: &CallPush, deadline: Instant) -> Outcome {
         let mut attempts: u32 = 0;
         let mut backoff = super::Backoff::default();
