@@ -483,9 +483,10 @@ impl AppProvider {
 }
 
 impl Config {
-    /// RFC 8599 "supported": some configured app can push devices of this `pn-provider`.
-    pub fn supports_provider(&self, provider: &str) -> bool {
-        self.apps.iter().any(|a| a.provider.serves(provider))
+    /// RFC 8599 "supported": the app a device with this `pn-provider` and `pn-param`/`app-id`
+    /// would be pushed through (see [`Config::app_for`]) exists and can push that provider.
+    pub fn app_serving(&self, provider: &str, named: Option<&str>) -> Option<&App> {
+        self.app_for(named).filter(|a| a.provider.serves(provider))
     }
 }
 
@@ -691,6 +692,47 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.problem.contains("declared twice"));
+    }
+
+    #[test]
+    fn a_push_service_is_supported_when_the_devices_app_can_push_its_provider() {
+        let app = |s: &str| ("app", RawValue::Str(s.to_string()));
+        let c = Config::from_params(&[
+            app("id=com.example.android;provider=fcm;service_account=/nonexistent.json"),
+            app("id=org.example.hook;provider=webhook;url=http://127.0.0.1:1/a"),
+            ("default_app", RawValue::Str("com.example.android".into())),
+        ])
+        .unwrap();
+        // The default FCM app pushes FCM devices, not APNs ones (the webhook app is not theirs).
+        assert_eq!(
+            c.app_serving("fcm", Some("whatever")).unwrap().id,
+            "com.example.android"
+        );
+        assert!(c
+            .app_serving("apns", Some("ABCDE12345.org.example.phone.voip"))
+            .is_none());
+        // A webhook app takes any provider's token.
+        assert_eq!(
+            c.app_serving("apns", Some("org.example.hook")).unwrap().id,
+            "org.example.hook"
+        );
+        assert_eq!(
+            c.app_serving("pushy", Some("org.example.hook")).unwrap().id,
+            "org.example.hook"
+        );
+        // Without a default app, an app nobody declared serves nothing.
+        let c = Config::from_params(&[app(
+            "id=org.example.phone;provider=apns;cert_file=/nonexistent.pem",
+        )])
+        .unwrap();
+        assert!(c
+            .app_serving("apns", Some("TEAMID1234.org.example.phone.voip"))
+            .is_some());
+        assert!(c
+            .app_serving("apns.dev", Some("org.example.phone"))
+            .is_some());
+        assert!(c.app_serving("fcm", Some("org.example.phone")).is_none());
+        assert!(c.app_serving("apns", Some("org.other.app")).is_none());
     }
 
     #[test]

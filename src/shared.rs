@@ -38,11 +38,12 @@ counters! {
     pushes_sent,
     /// Pushes that failed for good.
     pushes_failed,
-    /// Device records stored or replaced.
+    /// New device records stored.
     devices_stored,
     /// Device records removed.
     devices_removed,
-    /// Messages a SIP worker could not queue because the dispatcher's queue was full.
+    /// Messages a Kamailio process could not hand to the dispatcher (its queue full, or the write
+    /// failed): held calls refused, devices or events lost.
     queue_full,
     /// Binding-refresh (background) pushes a provider accepted.
     refresh_pushes,

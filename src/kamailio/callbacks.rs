@@ -113,16 +113,14 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
             }
         };
         if let (ContactChange::Registered, Some(b)) = (change, &binding) {
-            if !g.config.supports_provider(&b.provider) {
+            if g.config.app_serving(&b.provider, b.param.as_deref()).is_none() {
                 crate::notice!(
                     "a Contact of {aor} names pn-provider \"{}\", which no configured app serves: not a push device",
                     b.provider
                 );
                 return;
             }
-            if g.config.app_for(b.param.as_deref()).is_some() {
-                announce_push_support(std::ptr::null_mut(), &b.provider);
-            }
+            announce_push_support(std::ptr::null_mut(), &b.provider);
         }
         let event = ContactEvent {
             change,

@@ -131,6 +131,7 @@ fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
     });
     if let Err(e) = g.sender().send(&held) {
         g.shared.held_now.fetch_sub(1, Ordering::Relaxed);
+        g.shared.counters.queue_full.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the transaction was suspended just now in this route, as t_cancel_suspend requires.
         unsafe { sys::push_shim_cancel_suspend(index, label) };
         crate::error!("push_suspend: call to {aor} not held: {e}");
@@ -232,17 +233,20 @@ fn register_contacts(msg: *mut sip_msg, announce: bool) -> Option<RegisterContac
             match (change, &binding, &contact.instance) {
                 (ContactChange::Removed, None, None) => continue,
                 (ContactChange::Removed, _, _) => out.removed = true,
-                (_, Some(b), _) if !g.config.supports_provider(&b.provider) => {
+                (_, Some(b), _)
+                    if g.config.app_serving(&b.provider, b.param.as_deref()).is_none() =>
+                {
                     crate::notice!(
-                        "push_register: a Contact of {aor} names pn-provider \"{}\", which no configured app serves",
-                        b.provider
+                        "push_register: a Contact of {aor} names pn-provider \"{}\", which no configured app serves (app named: {})",
+                        b.provider,
+                        b.param.as_deref().unwrap_or("none")
                     );
                     out.unsupported.push(b.provider.clone());
                     continue;
                 }
                 (_, Some(b), _) => {
                     out.stored = true;
-                    if announce && g.config.app_for(b.param.as_deref()).is_some() {
+                    if announce {
                         super::callbacks::announce_push_support(msg, &b.provider);
                     }
                 }
@@ -275,6 +279,7 @@ fn register(msg: *mut sip_msg) -> c_int {
     let aor = &found.aor;
     for ev in found.events {
         if let Err(e) = g.sender().send(&ToDispatcher::Contact(ev)) {
+            g.shared.counters.queue_full.fetch_add(1, Ordering::Relaxed);
             crate::error!("push_register: device of {aor} not passed on: {e}");
         }
     }
