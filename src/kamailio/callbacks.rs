@@ -113,7 +113,10 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
             }
         };
         if let (ContactChange::Registered, Some(b)) = (change, &binding) {
-            if g.config.app_serving(&b.provider, b.param.as_deref()).is_none() {
+            if g.config
+                .app_serving(&b.provider, b.param.as_deref())
+                .is_none()
+            {
                 crate::notice!(
                     "a Contact of {aor} names pn-provider \"{}\", which no configured app serves: not a push device",
                     b.provider
