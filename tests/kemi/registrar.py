@@ -14,6 +14,14 @@ class Router:
     def child_init(self, rank):
         return 0
 
+    # app_python3 looks these up on every relayed request and reply; without them a stale
+    # AttributeError surfaces in the next KSR call.
+    def ksr_onsend_route(self, msg):
+        return 1
+
+    def ksr_reply_route(self, msg):
+        return 1
+
     def ksr_request_route(self, msg):
         if KSR.is_CANCEL():
             if KSR.tm.t_check_trans() > 0:
