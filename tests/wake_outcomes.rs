@@ -382,3 +382,27 @@ fn calls_beyond_max_pending_get_503() {
     assert!(ok, "{out}");
     assert_eq!(stat(&k, "suspended"), 1);
 }
+
+#[test]
+fn caller_who_gives_up_stops_the_pushes_still_retrying() {
+    // The push service answers 503 every time: the module retries with backoff inside the call's
+    // 20 s wait, until the caller cancels.
+    let server = PushServer::start(Box::new(|_| (503, Duration::ZERO)), None);
+    let k = registrar("giveup", &server.url(), 20);
+    Phone::new("alice", TOKEN_A, "udp").register_then_sleep(&k);
+    let call = caller_cancelling(&k, "alice");
+    assert!(server.wait_for(2, Duration::from_secs(5)).len() >= 2, "no retry seen");
+    let (ok, out) = call.wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+    assert!(no_call_pending(&k), "{}", pending(&k));
+    std::thread::sleep(Duration::from_millis(300));
+    let after_cancel = server.requests().len();
+    // Backoff is at most 2 s between attempts: without stopping, more would come in 3 s.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        server.requests().len(),
+        after_cancel,
+        "pushes went on after the call ended"
+    );
+    assert_eq!(stat(&k, "cancelled"), 1);
+}

@@ -74,6 +74,8 @@ pub struct Engine {
     /// Apps whose credentials were rejected and already logged (logged once per app).
     credential_alerts: HashSet<String>,
     last_refresh_scan: Instant,
+    /// The push tasks of each held call, stopped when tm is done with the call.
+    push_tasks: HashMap<CallKey, Vec<tokio::task::AbortHandle>>,
 }
 
 /// A device id fit for logs: an instance as is, a token-based id shortened.
@@ -122,6 +124,7 @@ impl Engine {
             health: HashMap::new(),
             credential_alerts: HashSet::new(),
             last_refresh_scan: Instant::now(),
+            push_tasks: HashMap::new(),
         };
         engine.build_senders();
         engine
@@ -399,7 +402,7 @@ impl Engine {
             let main = self.main.clone();
             let (key, aor) = (held.key, held.aor.clone());
             let (shared, held_at_ns) = (self.ctx.shared, held.held_at_ns);
-            self.runtime.spawn(async move {
+            let task = self.runtime.spawn(async move {
                 shared
                     .dispatch_latency
                     .record(crate::latency::monotonic_ns().saturating_sub(held_at_ns));
@@ -412,6 +415,10 @@ impl Engine {
                     outcome,
                 }));
             });
+            self.push_tasks
+                .entry(held.key)
+                .or_default()
+                .push(task.abort_handle());
         }
     }
 
@@ -792,8 +799,22 @@ impl Engine {
         self.forget(ev.key);
     }
 
-    /// Drops a call from the table (tm is done with it).
+    /// Drops a call from the table (tm is done with it) and stops its pushes still running (a
+    /// push retrying a slow or failing service for a call the caller gave up).
     fn forget(&mut self, key: CallKey) {
+        if let Some(tasks) = self.push_tasks.remove(&key) {
+            let running = tasks.iter().filter(|t| !t.is_finished()).count();
+            for task in tasks {
+                task.abort();
+            }
+            if running > 0 {
+                crate::debug!(
+                    "call {}:{} is over: {running} push(es) still running stopped",
+                    key.0,
+                    key.1
+                );
+            }
+        }
         if self.calls.remove(key).is_some() {
             self.ctx.shared.held_now.fetch_sub(1, Ordering::Relaxed);
         }
