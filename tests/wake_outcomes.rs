@@ -391,7 +391,10 @@ fn caller_who_gives_up_stops_the_pushes_still_retrying() {
     let k = registrar("giveup", &server.url(), 20);
     Phone::new("alice", TOKEN_A, "udp").register_then_sleep(&k);
     let call = caller_cancelling(&k, "alice");
-    assert!(server.wait_for(2, Duration::from_secs(5)).len() >= 2, "no retry seen");
+    assert!(
+        server.wait_for(2, Duration::from_secs(5)).len() >= 2,
+        "no retry seen"
+    );
     let (ok, out) = call.wait(Duration::from_secs(20));
     assert!(ok, "{out}");
     assert!(no_call_pending(&k), "{}", pending(&k));
