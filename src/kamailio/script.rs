@@ -239,7 +239,7 @@ fn register_contacts(msg: *mut sip_msg, announce: bool) -> Option<RegisterContac
                         .is_none() =>
                 {
                     crate::notice!(
-                        "push_register: a Contact of {aor} names pn-provider \"{}\", which no configured app serves (app named: {})",
+                        "a Contact of {aor} names pn-provider \"{}\", which no configured app serves (app named: {})",
                         b.provider,
                         b.param.as_deref().unwrap_or("none")
                     );
