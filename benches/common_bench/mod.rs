@@ -112,8 +112,12 @@ pub struct Phones {
     kport: AtomicU16,
     seq: AtomicU64,
     log: Mutex<WakeLog>,
+    /// REGISTERs not answered yet, by Call-ID: retransmitted like a phone's SIP stack does over
+    /// UDP (500 ms, doubling to 4 s), so a REGISTER lost in a burst costs time, not the call.
+    unanswered: Mutex<HashMap<String, Unacked>>,
     pub invites: AtomicU64,
     pub byes: AtomicU64,
+    pub register_retransmissions: AtomicU64,
 }
 
 #[derive(Default)]
@@ -166,8 +170,10 @@ impl Phones {
             kport: AtomicU16::new(0),
             seq: AtomicU64::new(0),
             log: Mutex::new(WakeLog::default()),
+            unanswered: Mutex::new(HashMap::new()),
             invites: AtomicU64::new(0),
             byes: AtomicU64::new(0),
+            register_retransmissions: AtomicU64::new(0),
         });
         let p = phones.clone();
         std::thread::spawn(move || p.serve());
@@ -185,14 +191,21 @@ impl Phones {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let user = format!("u{i}");
         let text = register_text(kport, self.port, self.port, &user, i, n, expires, push);
+        let now = Instant::now();
         if timed {
-            self.log
-                .lock()
-                .unwrap()
-                .register_sent
-                .insert(user, Instant::now());
+            self.log.lock().unwrap().register_sent.insert(user, now);
         }
-        let _ = self.socket.send_to(text.as_bytes(), ("127.0.0.1", kport));
+        let to = SocketAddr::from(([127, 0, 0, 1], kport));
+        let _ = self.socket.send_to(text.as_bytes(), to);
+        self.unanswered.lock().unwrap().insert(
+            format!("benchreg-{n}@127.0.0.1"),
+            Unacked {
+                answer: text,
+                to,
+                next: now + Duration::from_millis(500),
+                tries: 0,
+            },
+        );
     }
 
     /// Forgets the timestamps of the previous step.
@@ -226,11 +239,23 @@ impl Phones {
             if last_sweep.elapsed() >= Duration::from_millis(100) {
                 last_sweep = Instant::now();
                 let now = Instant::now();
-                unacked.retain(|_, u| {
+                let resend = |u: &mut Unacked| {
                     if u.next <= now {
                         let _ = self.socket.send_to(u.answer.as_bytes(), u.to);
                         u.tries += 1;
                         u.next = now + Duration::from_millis(500 << u.tries.min(3));
+                        return true;
+                    }
+                    false
+                };
+                unacked.retain(|_, u| {
+                    resend(u);
+                    u.tries < 7
+                });
+                self.unanswered.lock().unwrap().retain(|_, u| {
+                    if resend(u) {
+                        self.register_retransmissions
+                            .fetch_add(1, Ordering::Relaxed);
                     }
                     u.tries < 7
                 });
@@ -246,7 +271,12 @@ impl Phones {
             .and_then(|l| l.split_once(':'))
             .map(|(_, v)| v.trim().to_string())
             .unwrap_or_default();
-        if first.starts_with("INVITE ") {
+        if first.starts_with("SIP/2.0 ") {
+            // A final answer to a REGISTER ends its retransmissions.
+            if !first.starts_with("SIP/2.0 1") {
+                self.unanswered.lock().unwrap().remove(&call_id);
+            }
+        } else if first.starts_with("INVITE ") {
             if let Some(u) = unacked.get(&call_id) {
                 // A retransmitted INVITE: the same answer again.
                 let _ = self.socket.send_to(u.answer.as_bytes(), from);
