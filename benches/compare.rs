@@ -17,7 +17,7 @@
 //! wakes nobody, memory before and during, then every phone woken and every call checked; and
 //! the APNs push rate (`cargo bench --no-default-features --bench apns_push`, run from here).
 //!
-//! Usage: cargo bench --bench compare [-- --push-delay-ms 100 --seconds 5
+//! Usage: cargo bench --bench compare [-- --push-delay-ms 100 --seconds 5 --slack-ms 2000
 //!        --rates 25,50,100,... --baseline-rates 5,10,20,... --hold 10000 --baseline-hold 300
 //!        --apns-pushes 50000 --skip-apns]
 
@@ -43,6 +43,7 @@ const HOLD_TIMEOUT: u32 = 150;
 struct Opts {
     push_delay: Duration,
     seconds: u64,
+    slack: Duration,
     rates: Vec<u64>,
     baseline_rates: Vec<u64>,
     hold: usize,
@@ -59,9 +60,10 @@ impl Opts {
         Opts {
             push_delay: Duration::from_millis(arg("--push-delay-ms", 100)),
             seconds: arg("--seconds", 5),
+            slack: Duration::from_millis(arg("--slack-ms", 2000)),
             rates: arg_list(
                 "--rates",
-                &[25, 50, 100, 200, 400, 800, 1200, 1600, 2400, 3200],
+                &[25, 50, 100, 200, 400, 800, 1200, 1600, 2400, 3200, 4000],
             ),
             baseline_rates: arg_list("--baseline-rates", &[5, 10, 20, 30, 40, 60, 80]),
             hold: arg("--hold", 10_000) as usize,
@@ -101,6 +103,8 @@ struct Step {
     wake: Vec<Duration>,
     /// REGISTERs the phones had to send again (no answer within 500 ms).
     resent: u64,
+    /// Seconds from the first call placed to the last one ended.
+    took: f64,
     /// Time a held call kept its SIP worker (p50, p99, count in ns), every call up to this step.
     worker: Option<(u64, u64, u64)>,
 }
@@ -292,6 +296,7 @@ fn run_rates(
     phones: &Phones,
     rates: &[u64],
     seconds: u64,
+    slack: Duration,
 ) -> RateRun {
     let users = rates.iter().map(|r| r * seconds).max().unwrap_or(0) as usize;
     let k = start(
@@ -320,12 +325,16 @@ fn run_rates(
         let (ok, out) = caller.wait(Duration::from_secs(seconds + 60));
         let successful = sipp_count(&out, "Successful call").unwrap_or(0);
         let failed = sipp_count(&out, "Failed call").unwrap_or(0);
-        let clean = ok && successful == calls as u64 && failed == 0;
+        // Clean: every call answered, and the proxy kept up (the step ended within `slack` of
+        // its last call being placed: no backlog that a longer step would turn into failures).
+        let kept_up = started.elapsed() <= Duration::from_secs(seconds) + slack;
+        let clean = ok && successful == calls as u64 && failed == 0 && kept_up;
         let wake = phones.wake_delays();
         let resent = phones.register_retransmissions.load(Ordering::Relaxed) - resent0;
         let mut w = wake.clone();
         eprintln!(
             "compare: {}: {rate} calls/s x {calls}: {successful} answered, {failed} failed, \
+             kept up: {kept_up}, \
              REGISTER->INVITE p50 {:?} p99 {:?} ({} woken, {resent} REGISTERs resent), {:.1} s",
             system.label(),
             quantile(&mut w, 0.5),
@@ -344,6 +353,7 @@ fn run_rates(
             clean,
             wake,
             resent,
+            took: started.elapsed().as_secs_f64(),
             worker: worker_time(&k, system),
         });
         if !clean {
@@ -542,14 +552,29 @@ fn main() {
     let phones = Phones::start();
     let endpoint = PushEndpoint::start(phones.clone(), o.push_delay);
 
-    let ceiling = run_rates(System::Ceiling, &endpoint, &phones, &o.rates, o.seconds);
-    let module = run_rates(System::Module, &endpoint, &phones, &o.rates, o.seconds);
+    let ceiling = run_rates(
+        System::Ceiling,
+        &endpoint,
+        &phones,
+        &o.rates,
+        o.seconds,
+        o.slack,
+    );
+    let module = run_rates(
+        System::Module,
+        &endpoint,
+        &phones,
+        &o.rates,
+        o.seconds,
+        o.slack,
+    );
     let baseline = run_rates(
         System::Baseline,
         &endpoint,
         &phones,
         &o.baseline_rates,
         o.seconds,
+        o.slack,
     );
     let hold_module = (o.hold > 0).then(|| {
         run_hold(
@@ -580,9 +605,11 @@ fn main() {
 
     println!(
         "\nPush endpoint: answers {} ms after each push, the woken phone's REGISTER leaving just \
-         before the answer. {} s per rate step.",
+         before the answer. {} s per rate step; a step is clean when every call is answered and \
+         it ends within {:.1} s of its last call being placed.",
         o.push_delay.as_millis(),
-        o.seconds
+        o.seconds,
+        o.slack.as_secs_f64()
     );
     for (system, run) in [
         (System::Module, &module),
@@ -591,10 +618,10 @@ fn main() {
     ] {
         println!("\n{}: rate steps", system.label());
         println!(
-            "| rate (calls/s) | calls | answered | failed | REGISTER -> INVITE p50 / p99 \
+            "| rate (calls/s) | calls | answered | failed | step took | REGISTER -> INVITE p50 / p99 \
              | REGISTERs resent | SIP worker time p50 / p99, every call so far |"
         );
-        println!("| --- | --- | --- | --- | --- | --- | --- |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
         for s in &run.steps {
             let mut w = s.wake.clone();
             let wake = if w.is_empty() {
@@ -612,15 +639,18 @@ fn main() {
                 .map(|w| format!("{} / {}", ns_text(w.0), ns_text(w.1)))
                 .unwrap_or_else(|| "-".into());
             println!(
-                "| {} | {} | {} | {} | {wake} | {} | {worker} |",
+                "| {} | {} | {} | {} | {:.1} s | {wake} | {} | {worker} |",
                 s.rate,
                 s.calls,
                 s.successful,
                 if s.clean {
                     "0".to_string()
-                } else {
+                } else if s.failed > 0 || s.successful < s.calls as u64 {
                     format!("{} (step failed)", s.failed)
+                } else {
+                    "0, but it fell behind (step failed)".to_string()
                 },
+                s.took,
                 s.resent
             );
         }

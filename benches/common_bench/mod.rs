@@ -196,16 +196,17 @@ impl Phones {
             self.log.lock().unwrap().register_sent.insert(user, now);
         }
         let to = SocketAddr::from(([127, 0, 0, 1], kport));
-        let _ = self.socket.send_to(text.as_bytes(), to);
+        // Remembered before it leaves: its answer may come back before send_to returns.
         self.unanswered.lock().unwrap().insert(
             format!("benchreg-{n}@127.0.0.1"),
             Unacked {
-                answer: text,
+                answer: text.clone(),
                 to,
                 next: now + Duration::from_millis(500),
                 tries: 0,
             },
         );
+        let _ = self.socket.send_to(text.as_bytes(), to);
     }
 
     /// Forgets the timestamps of the previous step.
