@@ -107,6 +107,8 @@ struct Step {
     took: f64,
     /// Time a held call kept its SIP worker (p50, p99, count in ns), every call up to this step.
     worker: Option<(u64, u64, u64)>,
+    /// `kamcmd push.stats` after this step (the module only).
+    push_stats: Option<String>,
 }
 
 #[derive(Default)]
@@ -133,6 +135,13 @@ impl RateRun {
     /// Worker time over every call up to the last clean step at or below `max_rate`.
     fn worker(&self, max_rate: u64) -> Option<(u64, u64, u64)> {
         self.clean_steps(max_rate).last().and_then(|s| s.worker)
+    }
+
+    /// `push.stats` after the last clean step at or below `max_rate`.
+    fn push_stats(&self, max_rate: u64) -> Option<&str> {
+        self.clean_steps(max_rate)
+            .last()
+            .and_then(|s| s.push_stats.as_deref())
     }
 
     /// The highest step rate at or below half the clean rate ("with headroom").
@@ -355,6 +364,8 @@ fn run_rates(
             resent,
             took: started.elapsed().as_secs_f64(),
             worker: worker_time(&k, system),
+            push_stats: (system == System::Module)
+                .then(|| k.kamcmd(&["push.stats"]).unwrap_or_default()),
         });
         if !clean {
             break;
@@ -671,6 +682,7 @@ fn main() {
         ratio(module.clean_rate as f64, baseline.clean_rate as f64),
         yes(baseline.clean_rate > 0 && rate_ratio >= 10.0)
     );
+    let mut splits = Vec::new();
     // Latencies twice: over every clean step, and over the steps with headroom (at most half
     // the system's clean rate).
     for (view, mr, br) in [
@@ -723,6 +735,20 @@ fn main() {
             ratio(wm99.as_secs_f64(), wb99.as_secs_f64()),
             yes(!wm.is_empty() && wm99 < Duration::from_millis(2))
         );
+        if let Some(stats) = module.push_stats(mr) {
+            let (tm, own) = (
+                stats_section(stats, "tm_suspend_ns"),
+                stats_section(stats, "own_suspend_ns"),
+            );
+            splits.push(format!(
+                "(a) push_suspend, {view}: tm's t_newtran + t_suspend p50 {} / p99 {}, \
+                 the module's own part p50 {} / p99 {}",
+                ns_text(tm.p50),
+                ns_text(tm.p99),
+                ns_text(own.p50),
+                ns_text(own.p99)
+            ));
+        }
     }
     let hold_text = |h: &Option<HoldRun>| match h {
         Some(h) => format!(
@@ -784,6 +810,10 @@ fn main() {
             .unwrap_or_else(|| "not run".into()),
         yes(apns.map(|r| r >= 10_000.0).unwrap_or(false))
     );
+    println!();
+    for line in splits {
+        println!("{line}");
+    }
     println!(
         "\nwhole run: {:.0} s; pushes served by the endpoint: {}",
         begun.elapsed().as_secs_f64(),
