@@ -121,35 +121,24 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
     };
-    // UDP without retransmissions: a REGISTER lost in a burst is simply sent again (a repeated
-    // REGISTER of a stored device changes nothing).
-    for round in 0..5 {
-        for i in 0..users {
+    register_all(
+        users,
+        |i, round| {
             let text = register_text(
                 kport,
                 me,
                 uas_port,
                 &format!("u{i}"),
                 i,
-                (round * users + i) as u64,
+                round * users as u64 + i as u64,
                 1,
                 true,
             );
             reg_socket
                 .send_to(text.as_bytes(), ("127.0.0.1", kport))
                 .unwrap();
-            if i % 100 == 99 {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        if eventually(Duration::from_secs(5), || stored(&k) >= users as u64) {
-            break;
-        }
-    }
-    assert!(
-        stored(&k) >= users as u64,
-        "only {} of {users} devices stored",
-        stored(&k)
+        },
+        || stored(&k),
     );
     std::thread::sleep(Duration::from_millis(2500));
 

@@ -85,8 +85,9 @@ pub fn register_text(
     )
 }
 
-/// Registers `users` phones (REGISTERs from `send`), paced, until `registered()` counts them all;
-/// UDP without retransmissions, so a REGISTER lost in a burst is simply sent again.
+/// Registers `users` phones (`send(i, round)` sends phone i's REGISTER), paced, until
+/// `registered()` counts them all: a REGISTER lost in a burst is simply sent again in the next
+/// round (a repeated REGISTER of a stored device changes nothing).
 pub fn register_all(users: usize, send: impl Fn(usize, u64), registered: impl Fn() -> u64) {
     for round in 0..5u64 {
         for i in 0..users {
@@ -115,8 +116,6 @@ pub struct Phones {
     /// REGISTERs not answered yet, by Call-ID: retransmitted like a phone's SIP stack does over
     /// UDP (500 ms, doubling to 4 s), so a REGISTER lost in a burst costs time, not the call.
     unanswered: Mutex<HashMap<String, Unacked>>,
-    pub invites: AtomicU64,
-    pub byes: AtomicU64,
     pub register_retransmissions: AtomicU64,
 }
 
@@ -171,8 +170,6 @@ impl Phones {
             seq: AtomicU64::new(0),
             log: Mutex::new(WakeLog::default()),
             unanswered: Mutex::new(HashMap::new()),
-            invites: AtomicU64::new(0),
-            byes: AtomicU64::new(0),
             register_retransmissions: AtomicU64::new(0),
         });
         let p = phones.clone();
@@ -284,7 +281,6 @@ impl Phones {
                 return;
             }
             let at = Instant::now();
-            self.invites.fetch_add(1, Ordering::Relaxed);
             if let Some(user) = request_user(first) {
                 self.log.lock().unwrap().invite_in.entry(user).or_insert(at);
             }
@@ -302,7 +298,6 @@ impl Phones {
         } else if first.starts_with("ACK ") {
             unacked.remove(&call_id);
         } else if first.starts_with("BYE ") || first.starts_with("CANCEL ") {
-            self.byes.fetch_add(1, Ordering::Relaxed);
             let _ = self
                 .socket
                 .send_to(self.answer(head, 200, false).as_bytes(), from);
