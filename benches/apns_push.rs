@@ -7,27 +7,21 @@
 //! listens on 443 (root, `unshare`). The server runs in the same process and shares the 2 cores.
 //! Usage: cargo bench --no-default-features --bench apns_push [-- --pushes 50000 --in-flight 500]
 
-#[path = "../tests/common/mock_push.rs"]
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "common_bench/mod.rs"]
 #[allow(dead_code)]
-mod mock_push;
+mod common_bench;
 
+use common::mock_push::{self, *};
+use common_bench::arg;
 use kamailio_push::latency::Histogram;
 use kamailio_push::providers::apns::{ApnsSender, ApnsTarget};
 use kamailio_push::providers::{CallPush, Outcome};
-use mock_push::*;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Re-runs this benchmark inside a private namespace; returns false in the outer process.
 fn in_namespace() -> bool {

@@ -9,57 +9,17 @@
 //! Usage: cargo bench --bench wake [-- --max-rate 800 --seconds 5]
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
+#[path = "common_bench/mod.rs"]
+#[allow(dead_code)]
+mod common_bench;
 
 use common::*;
-use std::fs;
+use common_bench::*;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn token(i: usize) -> String {
-    format!("{:064x}", 0xfeed_0000_0000u64 + i as u64)
-}
-
-fn instance(i: usize) -> String {
-    format!("00000000-0000-4000-8000-{i:012}")
-}
-
-fn register_text(
-    kport: u16,
-    me: u16,
-    uas: u16,
-    user: &str,
-    i: usize,
-    n: u64,
-    expires: u32,
-) -> String {
-    format!(
-        "REGISTER sip:127.0.0.1:{kport} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-bench-{n}\r\n\
-         From: <sip:{user}@127.0.0.1>;tag=b{n}\r\n\
-         To: <sip:{user}@127.0.0.1>\r\n\
-         Call-ID: benchreg-{n}@127.0.0.1\r\n\
-         CSeq: 1 REGISTER\r\n\
-         Contact: <sip:{user}@127.0.0.1:{uas};pn-provider=apns;pn-prid={};pn-param=ABCDE12345.org.example.phone.voip>;+sip.instance=\"<urn:uuid:{}>\"\r\n\
-         Expires: {expires}\r\n\
-         Max-Forwards: 70\r\n\
-         Content-Length: 0\r\n\r\n",
-        token(i),
-        instance(i)
-    )
-}
 
 fn main() {
     // Room for thousands of held transactions and bindings.
@@ -75,7 +35,7 @@ fn main() {
         steps.push(r);
         r *= 2;
     }
-    let users_needed: u64 = steps.iter().map(|r| r * seconds).max().unwrap_or(0) as u64;
+    let users_needed: u64 = steps.iter().map(|r| r * seconds).max().unwrap_or(0);
     let users = users_needed as usize;
 
     // The phones' SIP stack: one sipp UAS that answers every INVITE.
@@ -124,6 +84,7 @@ fn main() {
                     i,
                     1_000_000 + n,
                     2,
+                    true,
                 );
                 let _ = s.send_to(
                     text.as_bytes(),
@@ -160,54 +121,32 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
     };
-    // UDP without retransmissions: a REGISTER lost in a burst is simply sent again (a repeated
-    // REGISTER of a stored device changes nothing).
-    for round in 0..5 {
-        for i in 0..users {
+    register_all(
+        users,
+        |i, round| {
             let text = register_text(
                 kport,
                 me,
                 uas_port,
                 &format!("u{i}"),
                 i,
-                (round * users + i) as u64,
+                round * users as u64 + i as u64,
                 1,
+                true,
             );
             reg_socket
                 .send_to(text.as_bytes(), ("127.0.0.1", kport))
                 .unwrap();
-            if i % 100 == 99 {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        if eventually(Duration::from_secs(5), || stored(&k) >= users as u64) {
-            break;
-        }
-    }
-    assert!(
-        stored(&k) >= users as u64,
-        "only {} of {users} devices stored",
-        stored(&k)
+        },
+        || stored(&k),
     );
     std::thread::sleep(Duration::from_millis(2500));
 
-    let template = fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/sipp/caller.xml"
-    ))
-    .unwrap();
-    let scenario = dir.join("caller_csv.xml");
-    fs::write(&scenario, template.replace("[user]", "[field0]")).unwrap();
+    let scenario = caller_scenario(&dir);
 
     let mut results = Vec::new();
     for rate in steps {
         let calls = (rate * seconds) as usize;
-        let csv = dir.join(format!("callees-{rate}.csv"));
-        let mut text = String::from("SEQUENTIAL\n");
-        for i in 0..calls {
-            text.push_str(&format!("u{i};\n"));
-        }
-        fs::write(&csv, text).unwrap();
         let uas_port_text = uas_port.to_string();
         let calls_text = calls.to_string();
         let answering = Sipp::spawn(
@@ -217,23 +156,8 @@ fn main() {
             &dir,
         );
         std::thread::sleep(Duration::from_millis(300));
-        let rate_text = rate.to_string();
         let started = Instant::now();
-        let caller = Sipp::spawn(
-            scenario.to_str().unwrap(),
-            kport,
-            &[
-                "-inf",
-                csv.to_str().unwrap(),
-                "-r",
-                rate_text.as_str(),
-                "-m",
-                calls_text.as_str(),
-                "-l",
-                "100000",
-            ],
-            &dir,
-        );
+        let caller = spawn_callers(&k, &scenario, rate, calls, Duration::from_secs(40));
         let (ok, out) = caller.wait(Duration::from_secs(seconds * 4 + 60));
         let elapsed = started.elapsed();
         let (uas_ok, _) = answering.wait(Duration::from_secs(5));
@@ -278,20 +202,10 @@ fn main() {
     }
     println!("\nlast clean wake-call rate: {clean} calls/s");
     let section = |name: &str| -> String {
-        let part: String = stats
-            .split(&format!("{name}: {{"))
-            .nth(1)
-            .and_then(|rest| rest.split('}').next())
-            .unwrap_or("")
-            .to_string();
-        let f = |k: &str| field(&part, k).unwrap_or_else(|| "?".into());
+        let s = stats_section(&stats, name);
         format!(
             "p50 {} ns, p99 {} ns, avg {} ns, max {} ns over {} calls",
-            f("p50"),
-            f("p99"),
-            f("avg"),
-            f("max"),
-            f("count")
+            s.p50, s.p99, s.avg, s.max, s.count
         )
     };
     println!(

@@ -165,10 +165,16 @@ impl Kamailio {
         let cfg = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("cfg-examples")
             .join(example);
+        Kamailio::start_file(setup, &cfg, defines)
+    }
+
+    /// Starts Kamailio with any config file that takes `-A SIP_PORT=<port>` (set here) and more
+    /// defines, and waits until it answers.
+    pub fn start_file(setup: Setup, cfg: &Path, defines: &[(&str, &str)]) -> Kamailio {
         let port = setup.sip_port.to_string();
         let mut all: Vec<(&str, &str)> = vec![("SIP_PORT", port.as_str())];
         all.extend_from_slice(defines);
-        let mut k = Kamailio::spawn_file(setup, &cfg, &all);
+        let mut k = Kamailio::spawn_file(setup, cfg, &all);
         k.wait_ready();
         k
     }
