@@ -411,7 +411,7 @@ fn fcm_unregistered_token_forgets_the_device() {
 
 #[test]
 fn fcm_quota_exceeded_waits_for_retry_after() {
-    let (k, mock, _phone) = fcm_setup(
+    let (k, mock, phone) = fcm_setup(
         "fcm-429",
         Box::new(|n, _| match n {
             0 => FcmAnswer::Status {
@@ -422,7 +422,8 @@ fn fcm_quota_exceeded_waits_for_retry_after() {
             _ => FcmAnswer::Ok,
         }),
     );
-    let call = caller_cancelling(&k, "bob");
+    // A caller that waits (one that cancels would stop the retry: pushes end with the call).
+    let call = caller(&k, "bob", "udp", "fcm429-%u");
     let sends = mock.wait_for_sends(2, Duration::from_secs(10));
     assert_eq!(sends.len(), 2, "{sends:?}");
     assert_eq!((sends[0].status, sends[1].status), (429, 200));
@@ -431,6 +432,8 @@ fn fcm_quota_exceeded_waits_for_retry_after() {
         waited >= Duration::from_millis(950),
         "Retry-After ignored: {waited:?}"
     );
+    let (ok, out) = phone.wake(&k, "fcm429-%u").wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
     let (ok, out) = call.wait(Duration::from_secs(20));
     assert!(ok, "{out}");
     assert_eq!(stat(&k, "pushes_sent"), 1);

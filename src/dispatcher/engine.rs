@@ -543,11 +543,44 @@ impl Engine {
     }
 
     fn on_contact(&mut self, ev: ContactEvent, host: &dyn Host) {
-        let Some(store) = &self.store else {
-            return;
-        };
         match ev.change {
             ContactChange::Registered => {
+                // Calls first: the woken device's INVITE must not wait for the store.
+                if ev.resume {
+                    let joins = self.calls.late_joiners(
+                        &ev.aor,
+                        ev.binding.as_ref(),
+                        ev.instance.as_deref(),
+                    );
+                    for key in joins {
+                        match host.append_branches(key) {
+                            Ok(0) => {}
+                            Ok(n) => crate::info!(
+                                "device of {} woke late: {n} branch(es) added to its ringing call",
+                                ev.aor
+                            ),
+                            Err(e) => {
+                                crate::debug!("no branch added to call {}:{}: {e}", key.0, key.1)
+                            }
+                        }
+                    }
+                    let keys = self.calls.device_registered(
+                        &ev.aor,
+                        ev.binding.as_ref(),
+                        ev.instance.as_deref(),
+                    );
+                    if !keys.is_empty() {
+                        crate::info!(
+                            "device of {} registered: resuming {} call(s)",
+                            ev.aor,
+                            keys.len()
+                        );
+                        self.continue_calls(&keys, false, host);
+                    }
+                }
+                let Some(store) = &self.store else {
+                    return;
+                };
                 if let Some(binding) = &ev.binding {
                     let device = Device {
                         aor: ev.aor.clone(),
@@ -564,9 +597,16 @@ impl Engine {
                     let stored = store.upsert(&device);
                     if stored.is_ok() {
                         self.ctx.index.insert(&ev.aor);
-                        if let Err(e) = store.set_expiry(&ev.aor, &device.device_id, ev.expires_at)
-                        {
-                            crate::error!("cannot note when a binding of {} expires: {e}", ev.aor);
+                        // Expiry is kept only for refresh pushes (one write less per REGISTER).
+                        if self.ctx.config.refresh_window > 0 {
+                            if let Err(e) =
+                                store.set_expiry(&ev.aor, &device.device_id, ev.expires_at)
+                            {
+                                crate::error!(
+                                    "cannot note when a binding of {} expires: {e}",
+                                    ev.aor
+                                );
+                            }
                         }
                     }
                     match stored {
@@ -592,37 +632,11 @@ impl Engine {
                     }
                     self.sync_index(&ev.aor);
                 }
-                if !ev.resume {
-                    return;
-                }
-                let joins =
-                    self.calls
-                        .late_joiners(&ev.aor, ev.binding.as_ref(), ev.instance.as_deref());
-                for key in joins {
-                    match host.append_branches(key) {
-                        Ok(0) => {}
-                        Ok(n) => crate::info!(
-                            "device of {} woke late: {n} branch(es) added to its ringing call",
-                            ev.aor
-                        ),
-                        Err(e) => crate::debug!("no branch added to call {}:{}: {e}", key.0, key.1),
-                    }
-                }
-                let keys = self.calls.device_registered(
-                    &ev.aor,
-                    ev.binding.as_ref(),
-                    ev.instance.as_deref(),
-                );
-                if !keys.is_empty() {
-                    crate::info!(
-                        "device of {} registered: resuming {} call(s)",
-                        ev.aor,
-                        keys.len()
-                    );
-                    self.continue_calls(&keys, false, host);
-                }
             }
             ContactChange::Removed => {
+                let Some(store) = &self.store else {
+                    return;
+                };
                 let removed = match (&ev.instance, &ev.binding) {
                     (Some(instance), _) => store.remove(&ev.aor, instance).map(|r| r as usize),
                     (None, Some(b)) => store.remove_token(&ev.aor, &b.prid),
@@ -639,6 +653,9 @@ impl Engine {
                 self.sync_index(&ev.aor);
             }
             ContactChange::RemovedAll => {
+                let Some(store) = &self.store else {
+                    return;
+                };
                 match store.remove_aor(&ev.aor) {
                     Ok(n) => {
                         for _ in 0..n {
