@@ -32,6 +32,9 @@ pub const DEFAULT_DB_URL: &str = "sqlite:///var/lib/kamailio/push.sqlite";
 /// The URL scheme `db_url` must use.
 const SCHEME: &str = "sqlite://";
 
+/// Seconds within which an unchanged device's `updated_at` is not rewritten.
+pub const UPDATED_AT_RESOLUTION: i64 = 60;
+
 /// Schema version this code writes and reads (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 2;
 
@@ -405,10 +408,33 @@ impl Store {
     }
 
     /// Inserts the device or replaces the record with the same (aor, device_id); see [`Upsert`].
-    /// `updated_at` is always written. When the device has an instance, the record of the same
-    /// AOR with device_id `token:<its prid>` is removed: that was the same phone before it sent an
+    /// `updated_at` is written unless the record is the same and was written less than
+    /// [`UPDATED_AT_RESOLUTION`] seconds before: then nothing is written (a phone that registers
+    /// often costs no commit). When the device has an instance, the record of the same AOR with
+    /// device_id `token:<its prid>` is removed: that was the same phone before it sent an
     /// instance, and then the result is at least [`Upsert::Replaced`].
     pub fn upsert(&self, device: &Device) -> Result<Upsert, StoreError> {
+        let existing = self
+            .conn
+            .prepare_cached(SELECT_ONE)?
+            .query_row(params![device.aor, device.device_id], Device::from_row)
+            .optional()?;
+        if let Some(old) = existing {
+            let recent = (device.updated_at - old.updated_at).abs() < UPDATED_AT_RESOLUTION;
+            let token_record = device.instance.is_some()
+                && self
+                    .conn
+                    .prepare_cached(SELECT_ONE)?
+                    .query_row(
+                        params![device.aor, format!("token:{}", device.prid)],
+                        Device::from_row,
+                    )
+                    .optional()?
+                    .is_some();
+            if recent && !token_record && old.same_apart_from_time(device) {
+                return Ok(Upsert::Unchanged);
+            }
+        }
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let existing = tx
             .prepare_cached(SELECT_ONE)?
@@ -745,12 +771,19 @@ mod tests {
         assert_eq!(store.upsert(&d).unwrap(), Upsert::New);
         assert_eq!(store.devices(aor).unwrap(), vec![d.clone()]);
 
-        // Identical apart from the time: Unchanged, but the time is refreshed.
+        // Identical apart from the time: Unchanged, but the time is refreshed...
         let later = Device {
             updated_at: 200,
             ..d.clone()
         };
         assert_eq!(store.upsert(&later).unwrap(), Upsert::Unchanged);
+        assert_eq!(store.devices(aor).unwrap(), vec![later.clone()]);
+        // ...unless it was written less than a minute before: then nothing is written.
+        let soon = Device {
+            updated_at: 200 + UPDATED_AT_RESOLUTION - 1,
+            ..later.clone()
+        };
+        assert_eq!(store.upsert(&soon).unwrap(), Upsert::Unchanged);
         assert_eq!(store.devices(aor).unwrap(), vec![later.clone()]);
 
         // Same instance, new token: Replaced, still one record.
@@ -868,8 +901,10 @@ mod tests {
             .collect();
         assert_eq!(ids, ["<urn:uuid:new>", "<urn:uuid:mid>", "<urn:uuid:old>"]);
 
-        // Refreshing the oldest moves it to the front.
-        store.upsert(&dev(a, "<urn:uuid:old>", "t1", 50)).unwrap();
+        // Refreshing the oldest (a minute or more later) moves it to the front.
+        store
+            .upsert(&dev(a, "<urn:uuid:old>", "t1", 10 + UPDATED_AT_RESOLUTION))
+            .unwrap();
         assert_eq!(store.devices(a).unwrap()[0].device_id, "<urn:uuid:old>");
         assert!(store.devices("sip:nobody@example.com").unwrap().is_empty());
     }
