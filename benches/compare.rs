@@ -176,7 +176,7 @@ fn start(
     let timeout = timeout.to_string();
     match system {
         System::Module | System::Ceiling => {
-            let db = format!("\"sqlite://{}/push.sqlite\"", setup.dir.display());
+            let db = setup.db_define();
             let app = format!(
                 "\"id=org.example.phone;provider=webhook;url={}\"",
                 endpoint.url()

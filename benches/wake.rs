@@ -94,7 +94,7 @@ fn main() {
         });
     }
 
-    let db = format!("\"sqlite://{}/push.sqlite\"", dir.display());
+    let db = setup.db_define();
     let app =
         format!("\"id=org.example.phone;provider=webhook;url=http://127.0.0.1:{push_port}/push\"");
     let k = Kamailio::start_example(

@@ -51,7 +51,7 @@ fn apns_setup_with(name: &str, script: ApnsScript, timeout: u32, extra: &[(&str,
 }
 
 fn start(setup: Setup, app: &str, timeout: u32, extra: &[(&str, &str)]) -> Kamailio {
-    let db = format!("\"sqlite://{}/push.sqlite\"", setup.dir.display());
+    let db = setup.db_define();
     let timeout = timeout.to_string();
     let mut defines = vec![
         ("PUSH_DB", db.as_str()),
@@ -349,7 +349,7 @@ fn unusable_apns_key_stops_kamailio_naming_the_app() {
         "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
     )
     .unwrap();
-    let db = format!("\"sqlite://{}/push.sqlite\"", setup.dir.display());
+    let db = setup.db_define();
     let app = format!(
         "\"id={APP};provider=apns;key_file={};key_id=ABCDE12345;team_id=TEAM123456\"",
         bad.display()

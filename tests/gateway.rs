@@ -50,7 +50,7 @@ fn push_gateway_in_front_of_a_plain_registrar_wakes_a_sleeping_phone() {
     let backend = Kamailio::start(backend_setup, &cfg);
 
     let setup = Setup::new("gw-gateway");
-    let db = format!("\"sqlite://{}/push.sqlite\"", setup.dir.display());
+    let db = setup.db_define();
     let app = format!(
         "\"id={APP};provider=webhook;url={};secret={SECRET}\"",
         server.url()

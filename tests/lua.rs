@@ -13,28 +13,17 @@ use std::time::Duration;
 #[test]
 fn lua_routing_script_wakes_a_sleeping_phone() {
     let server = PushServer::ok(None);
-    let setup = Setup::new("lua");
-    let db = format!("\"sqlite://{}/push.sqlite\"", setup.dir.display());
-    let app = format!(
-        "\"id={APP};provider=webhook;url={};secret={SECRET}\"",
-        server.url()
-    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let script = format!(
         "\"{}\"",
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("cfg-examples/push-registrar.lua")
-            .display()
+        root.join("cfg-examples/push-registrar.lua").display()
     );
-    let k = Kamailio::start_example(
-        setup,
-        "push-lua.cfg",
-        &[
-            ("LUA_SCRIPT", script.as_str()),
-            ("PUSH_DB", db.as_str()),
-            ("PUSH_APP", app.as_str()),
-            ("MIN_EXPIRES", "1"),
-            ("PUSH_TIMEOUT", "20"),
-        ],
+    let k = registrar_from(
+        Setup::new("lua"),
+        &root.join("cfg-examples/push-lua.cfg"),
+        &server.url(),
+        20,
+        &[("LUA_SCRIPT", script.as_str())],
     );
     assert!(
         k.log_text()

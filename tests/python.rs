@@ -29,25 +29,13 @@ fn python_routing_script_wakes_a_sleeping_phone() {
     let cfg_path = setup.dir.join("push-python.cfg");
     fs::write(&cfg_path, cfg).unwrap();
     let script = format!("\"{}\"", root.join("tests/kemi/registrar.py").display());
-    let db = format!("\"sqlite://{}/push.sqlite\"", setup.dir.display());
-    let app = format!(
-        "\"id={APP};provider=webhook;url={};secret={SECRET}\"",
-        server.url()
-    );
-    let port = setup.sip_port.to_string();
-    let mut k = Kamailio::spawn_file(
+    let k = registrar_from(
         setup,
         &cfg_path,
-        &[
-            ("SIP_PORT", port.as_str()),
-            ("LUA_SCRIPT", script.as_str()),
-            ("PUSH_DB", db.as_str()),
-            ("PUSH_APP", app.as_str()),
-            ("MIN_EXPIRES", "1"),
-            ("PUSH_TIMEOUT", "20"),
-        ],
+        &server.url(),
+        20,
+        &[("LUA_SCRIPT", script.as_str())],
     );
-    k.wait_ready();
 
     let phone = Phone::new(
         "alice",

@@ -70,7 +70,7 @@ fn unsupported_service_gets_555_and_bindings_get_one_refresh_push_before_expiry(
     setup
         .env
         .push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
-    let db = format!("\"sqlite://{}/push.sqlite\"", setup.dir.display());
+    let db = setup.db_define();
     let app = format!(
         "\"id=com.example.android;provider=fcm;service_account={}\"",
         account.display()

@@ -260,7 +260,7 @@ fn push_refused_with_400_fails_the_call_fast() {
 fn devices_survive_a_kamailio_restart() {
     let server = PushServer::ok(None);
     let setup = Setup::new("restart");
-    let db = format!("\"sqlite://{}/push.sqlite\"", setup.dir.display());
+    let db = setup.db_define();
     let app = format!(
         "\"id={APP};provider=webhook;url={};secret={SECRET}\"",
         server.url()

@@ -100,6 +100,11 @@ impl Setup {
         }
     }
 
+    /// The `PUSH_DB` define of the example configs: this run's own device store.
+    pub fn db_define(&self) -> String {
+        format!("\"sqlite://{}/push.sqlite\"", self.dir.display())
+    }
+
     /// The preamble every generated config starts with: listeners, ctl, the push module.
     pub fn preamble(&self, debug: i32) -> String {
         format!(
@@ -229,7 +234,7 @@ impl Kamailio {
         self.setup.sip_port
     }
 
-    pub fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {

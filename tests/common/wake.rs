@@ -21,13 +21,25 @@ pub fn registrar_with(
     timeout: u32,
     extra: &[(&str, &str)],
 ) -> Kamailio {
-    let setup = Setup::new(name);
-    let db = format!("\"sqlite://{}/push.sqlite\"", setup.dir.display());
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("cfg-examples/push-registrar.cfg");
+    registrar_from(Setup::new(name), &cfg, push_url, timeout, extra)
+}
+
+/// A Kamailio running `cfg` (push-registrar.cfg or a config with the same defines, such as the
+/// KEMI ones) with the webhook app at `push_url`, its own store and 1 s minimum bindings.
+pub fn registrar_from(
+    setup: Setup,
+    cfg: &Path,
+    push_url: &str,
+    timeout: u32,
+    extra: &[(&str, &str)],
+) -> Kamailio {
+    let db = setup.db_define();
     let app = format!("\"id={APP};provider=webhook;url={push_url};secret={SECRET}\"");
     let timeout = timeout.to_string();
-    Kamailio::start_example(
+    Kamailio::start_file(
         setup,
-        "push-registrar.cfg",
+        cfg,
         &[
             ("PUSH_DB", db.as_str()),
             ("PUSH_APP", app.as_str()),
