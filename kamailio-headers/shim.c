@@ -271,28 +271,22 @@ int push_shim_kemi_engine(void)
 
 /* KSR.push.* for KEMI scripts. The Rust functions take the same arguments as their native
  * counterparts; `str *` has the layout of push_strv_t. */
+#define PUSH_KEMI(name, fn, p1)                                                        \
+	{                                                                                  \
+		str_init("push"), str_init(name), SR_KEMIP_INT, fn,                            \
+		{                                                                              \
+			p1, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE \
+		}                                                                              \
+	}
+
 static sr_kemi_t push_kemi_exports[] = {
-	{str_init("push"), str_init("push_suspend"), SR_KEMIP_INT, push_rs_kemi_suspend,
-			{SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
-					SR_KEMIP_NONE}},
-	{str_init("push"), str_init("push_suspend_aor"), SR_KEMIP_INT, push_rs_kemi_suspend_aor,
-			{SR_KEMIP_STR, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
-					SR_KEMIP_NONE}},
-	{str_init("push"), str_init("push_resume"), SR_KEMIP_INT, push_rs_kemi_resume,
-			{SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
-					SR_KEMIP_NONE}},
-	{str_init("push"), str_init("push_resume_aor"), SR_KEMIP_INT, push_rs_kemi_resume_aor,
-			{SR_KEMIP_STR, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
-					SR_KEMIP_NONE}},
-	{str_init("push"), str_init("push_register"), SR_KEMIP_INT, push_rs_kemi_register,
-			{SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
-					SR_KEMIP_NONE}},
-	{str_init("push"), str_init("push_check"), SR_KEMIP_INT, push_rs_kemi_check,
-			{SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
-					SR_KEMIP_NONE}},
-	{str_init("push"), str_init("push_failed"), SR_KEMIP_INT, push_rs_kemi_failed,
-			{SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
-					SR_KEMIP_NONE}},
+	PUSH_KEMI("push_suspend", push_rs_kemi_suspend, SR_KEMIP_NONE),
+	PUSH_KEMI("push_suspend_aor", push_rs_kemi_suspend_aor, SR_KEMIP_STR),
+	PUSH_KEMI("push_resume", push_rs_kemi_resume, SR_KEMIP_NONE),
+	PUSH_KEMI("push_resume_aor", push_rs_kemi_resume_aor, SR_KEMIP_STR),
+	PUSH_KEMI("push_register", push_rs_kemi_register, SR_KEMIP_NONE),
+	PUSH_KEMI("push_check", push_rs_kemi_check, SR_KEMIP_NONE),
+	PUSH_KEMI("push_failed", push_rs_kemi_failed, SR_KEMIP_NONE),
 	{{0, 0}, {0, 0}, 0, NULL, {0, 0, 0, 0, 0, 0}}};
 
 int push_shim_kemi_register(void)

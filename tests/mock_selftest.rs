@@ -32,7 +32,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// A 64-hex-digit device token made of one repeated digit (the scripts below key on it).
 fn device(digit: char) -> String {
-    std::iter::repeat(digit).take(64).collect()
+    std::iter::repeat_n(digit, 64).collect()
 }
 
 fn ca_cert(pki: &TestPki) -> reqwest::Certificate {

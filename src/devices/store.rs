@@ -414,32 +414,32 @@ impl Store {
     /// device_id `token:<its prid>` is removed: that was the same phone before it sent an
     /// instance, and then the result is at least [`Upsert::Replaced`].
     pub fn upsert(&self, device: &Device) -> Result<Upsert, StoreError> {
-        let existing = self
-            .conn
-            .prepare_cached(SELECT_ONE)?
-            .query_row(params![device.aor, device.device_id], Device::from_row)
-            .optional()?;
-        if let Some(old) = existing {
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let select = |device_id: &str| {
+            tx.prepare_cached(SELECT_ONE)?
+                .query_row(params![device.aor, device_id], Device::from_row)
+                .optional()
+        };
+        let existing = select(&device.device_id)?;
+        // The same phone's record from before it sent an instance, if any.
+        let token_id = device
+            .instance
+            .as_ref()
+            .map(|_| format!("token:{}", device.prid))
+            .filter(|id| *id != device.device_id);
+        if let Some(old) = &existing {
             let recent = (device.updated_at - old.updated_at).abs() < UPDATED_AT_RESOLUTION;
-            let token_record = device.instance.is_some()
-                && self
-                    .conn
-                    .prepare_cached(SELECT_ONE)?
-                    .query_row(
-                        params![device.aor, format!("token:{}", device.prid)],
-                        Device::from_row,
-                    )
-                    .optional()?
-                    .is_some();
-            if recent && !token_record && old.same_apart_from_time(device) {
-                return Ok(Upsert::Unchanged);
+            if recent && old.same_apart_from_time(device) {
+                let token_record = match &token_id {
+                    Some(id) => select(id)?.is_some(),
+                    None => false,
+                };
+                if !token_record {
+                    // Nothing to write: the transaction ends without a commit.
+                    return Ok(Upsert::Unchanged);
+                }
             }
         }
-        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        let existing = tx
-            .prepare_cached(SELECT_ONE)?
-            .query_row(params![device.aor, device.device_id], Device::from_row)
-            .optional()?;
         tx.prepare_cached(UPSERT)?.execute(params![
             device.aor,
             device.device_id,
@@ -457,15 +457,12 @@ impl Store {
             Some(old) if old.same_apart_from_time(device) => Upsert::Unchanged,
             Some(_) => Upsert::Replaced,
         };
-        if device.instance.is_some() {
-            let token_id = format!("token:{}", device.prid);
-            if token_id != device.device_id {
-                let dropped = tx
-                    .prepare_cached(DELETE_ONE)?
-                    .execute(params![device.aor, token_id])?;
-                if dropped > 0 {
-                    outcome = Upsert::Replaced;
-                }
+        if let Some(token_id) = token_id {
+            let dropped = tx
+                .prepare_cached(DELETE_ONE)?
+                .execute(params![device.aor, token_id])?;
+            if dropped > 0 {
+                outcome = Upsert::Replaced;
             }
         }
         tx.commit()?;

@@ -196,15 +196,8 @@ impl Engine {
             ToDispatcher::Contact(event) => self.on_contact(event, host),
             ToDispatcher::Tm(event) => self.on_tm(event),
             ToDispatcher::Resume { aor } => {
-                if let Some(aor) = normalize_aor(&aor, self.config().use_domain) {
-                    let keys = self.calls.resume_aor(&aor);
-                    if !keys.is_empty() {
-                        crate::info!(
-                            "{aor} registered (push_resume): resuming {} call(s)",
-                            keys.len()
-                        );
-                        self.continue_calls(&keys, false, host);
-                    }
+                if let Err(e) = self.resume_aor(&aor, host) {
+                    crate::warn!("push_resume: {e}");
                 }
             }
         }
@@ -276,14 +269,28 @@ impl Engine {
                 self.remove_devices(&aor, device.as_deref())
             }
             Question::Send { .. } => Answer::Error("push.send is answered by its own task".into()),
-            Question::Resume { aor } => {
-                let Some(aor) = normalize_aor(&aor, use_domain) else {
-                    return Answer::Error(format!("'{aor}' is not an AOR"));
-                };
-                let keys = self.calls.resume_aor(&aor);
-                Answer::Resumed(self.continue_calls(&keys, false, host))
-            }
+            Question::Resume { aor } => match self.resume_aor(&aor, host) {
+                Ok(n) => Answer::Resumed(n),
+                Err(e) => Answer::Error(e),
+            },
         }
+    }
+
+    /// push_resume(): continues every call held for the AOR, whichever device registered.
+    /// Returns how many tm accepted.
+    fn resume_aor(&mut self, aor: &str, host: &dyn Host) -> Result<u32, String> {
+        let Some(aor) = normalize_aor(aor, self.config().use_domain) else {
+            return Err(format!("'{aor}' is not an AOR"));
+        };
+        let keys = self.calls.resume_aor(&aor);
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        crate::info!(
+            "{aor} registered (push_resume): resuming {} call(s)",
+            keys.len()
+        );
+        Ok(self.continue_calls(&keys, false, host))
     }
 
     fn on_held(&mut self, held: HeldCall, host: &dyn Host) {
@@ -342,11 +349,7 @@ impl Engine {
                             sent_at: unix_now().as_millis() as u64,
                             expires_at,
                         };
-                        let target = providers::Target {
-                            token: device.prid.clone(),
-                            device_provider: device.provider.clone(),
-                            param: device.param.clone(),
-                        };
+                        let target = providers::Target::of(device);
                         launches.push((
                             sender.clone(),
                             app.id.clone(),
@@ -737,11 +740,7 @@ impl Engine {
                 sent_at: now.as_millis() as u64,
                 expires_at: (now + TEST_PUSH_WAIT).as_secs(),
             };
-            let target = providers::Target {
-                token: device.prid.clone(),
-                device_provider: device.provider.clone(),
-                param: device.param.clone(),
-            };
+            let target = providers::Target::of(&device);
             jobs.push((
                 loggable_device(&device.device_id),
                 device.device_id,
@@ -878,11 +877,7 @@ impl Engine {
                 sent_at: unix_now().as_millis() as u64,
                 expires_at: expires_at.max(0) as u64,
             };
-            let target = providers::Target {
-                token: device.prid.clone(),
-                device_provider: device.provider.clone(),
-                param: device.param.clone(),
-            };
+            let target = providers::Target::of(&device);
             // The push is worth trying until the binding expires (at most a minute).
             let left = Duration::from_secs((expires_at - now).clamp(1, 60) as u64);
             crate::info!(

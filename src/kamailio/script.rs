@@ -155,7 +155,7 @@ struct RegisterContacts {
     /// A binding removed (Expires: 0, `Contact: *`).
     removed: bool,
     /// A push binding whose pn-provider no app serves (not stored).
-    unsupported: Vec<String>,
+    unsupported: bool,
 }
 
 /// Reads the To and Contacts of a REGISTER or of its reply. `announce`: add Feature-Caps to the
@@ -243,7 +243,7 @@ fn register_contacts(msg: *mut sip_msg, announce: bool) -> Option<RegisterContac
                         b.provider,
                         b.param.as_deref().unwrap_or("none")
                     );
-                    out.unsupported.push(b.provider.clone());
+                    out.unsupported = true;
                     continue;
                 }
                 (_, Some(b), _) => {
@@ -287,7 +287,7 @@ fn register(msg: *mut sip_msg) -> c_int {
     }
     if found.stored {
         1
-    } else if !found.unsupported.is_empty() {
+    } else if found.unsupported {
         UNSUPPORTED
     } else if found.removed {
         2
@@ -301,7 +301,7 @@ fn register(msg: *mut sip_msg) -> c_int {
 fn check(msg: *mut sip_msg) -> c_int {
     match register_contacts(msg, false) {
         Some(found) if found.stored => 1,
-        Some(found) if !found.unsupported.is_empty() => UNSUPPORTED,
+        Some(found) if found.unsupported => UNSUPPORTED,
         Some(_) => NO_DEVICE,
         None => INTERNAL,
     }

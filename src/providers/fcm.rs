@@ -1295,7 +1295,7 @@ mod tests {
             return vec!["body is not JSON".into()];
         };
         let message = &v["message"];
-        if message["token"].as_str().map_or(true, str::is_empty) {
+        if message["token"].as_str().is_none_or(str::is_empty) {
             problems.push("no token".into());
         }
         match message["data"].as_object() {

@@ -52,6 +52,17 @@ pub struct Target {
     pub param: Option<String>,
 }
 
+impl Target {
+    /// Where a push to this stored device goes.
+    pub fn of(device: &crate::devices::store::Device) -> Target {
+        Target {
+            token: device.prid.clone(),
+            device_provider: device.provider.clone(),
+            param: device.param.clone(),
+        }
+    }
+}
+
 /// A configured app, ready to push. Cheap to clone into a task.
 #[derive(Clone)]
 pub enum Sender {

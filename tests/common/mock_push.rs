@@ -1675,7 +1675,7 @@ fn check_assertion(
             header
                 .kid
                 .as_deref()
-                .map_or(true, |kid| kid == a.private_key_id)
+                .is_none_or(|kid| kid == a.private_key_id)
         })
         .cloned()
         .collect();
