@@ -5,23 +5,21 @@
 //! APNs is reached at its real host name: the benchmark re-runs itself in a private mount and
 //! network namespace where /etc/hosts sends api.push.apple.com to 127.0.0.1 and the local server
 //! listens on 443 (root, `unshare`). The server runs in the same process and shares the 2 cores.
-//! Usage: cargo bench --no-default-features --bench apns_push [-- --pushes 50000 --in-flight 500]
+//! Usage: cargo bench --bench apns_push [-- --pushes 50000 --in-flight 500]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
 #[path = "common_bench/mod.rs"]
 #[allow(dead_code)]
 mod common_bench;
 
-use common::mock_push::{self, *};
 use common_bench::arg;
-use kamailio_push::latency::Histogram;
-use kamailio_push::providers::apns::{ApnsSender, ApnsTarget};
-use kamailio_push::providers::{CallPush, Outcome};
+use push_core::latency::Histogram;
+use push_core::providers::apns::{ApnsSender, ApnsTarget};
+use push_core::providers::{CallPush, Outcome};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::mock_push::{self, *};
 
 /// Re-runs this benchmark inside a private namespace; returns false in the outer process.
 fn in_namespace() -> bool {
@@ -82,7 +80,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let auth = kamailio_push::config::ApnsAuth::Token {
+    let auth = push_core::config::ApnsAuth::Token {
         key_file: key.p8_path.clone(),
         key_id: key.key_id.clone(),
         team_id: key.team_id.clone(),
@@ -109,7 +107,7 @@ fn main() {
                 );
                 tasks.push(tokio::spawn(async move {
                     let push = CallPush {
-                        kind: kamailio_push::providers::PushKind::Call,
+                        kind: push_core::providers::PushKind::Call,
                         call_id: format!("bench-{i}@127.0.0.1"),
                         caller_uri: "sip:bob@127.0.0.1".into(),
                         caller_name: Some("Bob".into()),

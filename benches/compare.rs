@@ -15,24 +15,21 @@
 //! leaving to its held INVITE arriving is measured from outside either proxy.
 //! Then: as many calls held at once as asked (`--hold`, `--baseline-hold`) with an endpoint that
 //! wakes nobody, memory before and during, then every phone woken and every call checked; and
-//! the APNs push rate (`cargo bench --no-default-features --bench apns_push`, run from here).
+//! the APNs push rate (`cargo bench --bench apns_push`, run from here).
 //!
 //! Usage: cargo bench --bench compare [-- --push-delay-ms 100 --seconds 5 --slack-ms 2000
 //!        --rates 25,50,100,... --baseline-rates 5,10,20,... --hold 10000 --baseline-hold 300
 //!        --apns-pushes 50000 --skip-apns]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
 #[path = "common_bench/mod.rs"]
 #[allow(dead_code)]
 mod common_bench;
 
-use common::*;
 use common_bench::*;
-use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use testkit::*;
 
 /// Seconds a held call waits in the rate steps (a step that fails ends soon after).
 const STEP_HOLD_TIMEOUT: u32 = 15;
@@ -197,7 +194,7 @@ fn start(
         }
         System::Baseline => {
             let url = format!("\"{}\"", endpoint.url());
-            let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/baseline.cfg");
+            let cfg = testkit::repo_root().join("benches/baseline.cfg");
             Kamailio::start_file(
                 setup,
                 &cfg,
@@ -488,21 +485,20 @@ fn run_hold(
     }
 }
 
-/// Pushes per second of `cargo bench --no-default-features --bench apns_push`.
+/// Pushes per second of `cargo bench --bench apns_push`.
 fn apns_rate(pushes: u64) -> Option<f64> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("compare: running the APNs push benchmark ({pushes} pushes)");
     let out = Command::new(cargo)
         .args([
             "bench",
-            "--no-default-features",
             "--bench",
             "apns_push",
             "--",
             "--pushes",
             &pushes.to_string(),
         ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(testkit::repo_root())
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();

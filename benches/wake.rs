@@ -8,18 +8,16 @@
 //! distinct users at a fixed rate; the rate steps up until a step has a failed call.
 //! Usage: cargo bench --bench wake [-- --max-rate 800 --seconds 5]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
 #[path = "common_bench/mod.rs"]
 #[allow(dead_code)]
 mod common_bench;
 
-use common::*;
 use common_bench::*;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::*;
 
 fn main() {
     // Room for thousands of held transactions and bindings.

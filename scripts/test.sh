@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-echo "test: cargo test --release"
-cargo test --release --locked -- --test-threads="${TEST_THREADS:-2}"
+echo "test: cargo test --release --workspace"
+cargo test --release --locked --workspace -- --test-threads="${TEST_THREADS:-2}"

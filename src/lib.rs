@@ -1,27 +1,22 @@
-//! kamailio-push: a Kamailio module that holds calls to sleeping mobile apps, wakes them with push
-//! notifications and delivers the call once they register again.
+//! kamailio-push, the module Kamailio loads (`push.so`): the Kamailio boundary. This crate is the
+//! only code with `unsafe` that touches Kamailio and the only one that sees raw Kamailio types;
+//! everything else is plain Rust in `crates/core` (`push_core`), which this crate drives. Every `extern "C"` function here runs its body through
+//! [`guard::call`], so no panic crosses into Kamailio's C code.
 //!
-//! Layout (see README.md, "Architecture"):
-//! - [`kamailio`] is the only place with `unsafe` and raw Kamailio types: the `exports` table, the
-//!   init hooks, RPC trampolines, the logger backend and the C shim's functions. It is left out of
-//!   unit-test builds, so everything else is plain Rust that tests reach without Kamailio.
-//! - [`config`] parses and checks the module parameters.
-//! - [`ipc`] carries messages from Kamailio's processes to the dispatcher process and answers back.
-//! - [`dispatcher`] is the body of the "push dispatcher" process: a tokio runtime for network work
-//!   and a main thread that alone calls Kamailio.
-//! - [`shared`] is the memory all Kamailio processes of this module share (state and counters).
-//! - [`log`] routes log lines to Kamailio's logger from whichever thread they are written on.
+//! - [`sys`]: bindgen's view of the Kamailio headers and the version strings, from build.rs.
+//! - [`exports`]: the `exports` table Kamailio looks up, `module_version` / `module_flags`, the init hooks.
+//! - [`params`]: one trampoline per module parameter, collecting values for mod_init.
+//! - [`rpc`]: the `push.*` RPC commands.
+//! - [`logger`]: the log backend over Kamailio's logger.
+//! - [`state`]: what mod_init sets up before fork and every process inherits.
 
-pub mod calls;
-pub mod config;
-pub mod devices;
-pub mod dispatcher;
-pub mod ipc;
-pub mod latency;
-pub mod log;
-pub mod providers;
-pub mod shared;
-pub mod worker;
-
-#[cfg(all(feature = "kamailio", not(test)))]
-mod kamailio;
+mod callbacks;
+mod exports;
+mod guard;
+mod logger;
+mod params;
+mod rpc;
+mod script;
+mod state;
+mod stats;
+mod sys;

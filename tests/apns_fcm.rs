@@ -3,13 +3,11 @@
 //! local HTTP/2-over-TLS server that checks what Apple checks) and through FCM HTTP v1 (a local
 //! server checking the OAuth2 assertion and the message), trusting a test CA via SSL_CERT_FILE.
 
-mod common;
-
-use common::mock_push::*;
-use common::netns::run_in_private_netns;
-use common::wake::*;
-use common::*;
 use std::time::{Duration, Instant};
+use testkit::mock_push::*;
+use testkit::netns::run_in_private_netns;
+use testkit::wake::*;
+use testkit::*;
 
 const IOS_TOKEN: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const ANDROID_TOKEN: &str = "fcmtoken:APA91bH-abcdefghijklmnopqrstuvwxyz0123456789";

@@ -3,12 +3,10 @@
 //! gateway and gets Feature-Caps on the backend's 200 OK; its binding expires; a call through the
 //! gateway fails at the backend, is held and pushed; the phone registers again and gets the call.
 
-mod common;
-
-use common::push_server::PushServer;
-use common::wake::*;
-use common::*;
 use std::time::Duration;
+use testkit::push_server::PushServer;
+use testkit::wake::*;
+use testkit::*;
 
 /// A registrar without the push module.
 fn backend(setup: &Setup) -> String {

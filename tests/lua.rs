@@ -2,13 +2,11 @@
 //! cfg-examples/push-registrar.lua, which calls KSR.push.push_suspend(); the push module continues
 //! the held call into the Lua function ksr_push_resume() when the phone registers again.
 
-mod common;
-
-use common::push_server::PushServer;
-use common::wake::*;
-use common::*;
 use std::path::Path;
 use std::time::Duration;
+use testkit::push_server::PushServer;
+use testkit::wake::*;
+use testkit::*;
 
 #[test]
 fn lua_routing_script_wakes_a_sleeping_phone() {

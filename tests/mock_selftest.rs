@@ -1,20 +1,18 @@
 //! The push-service mocks check what the real services check: proven with an independent client
 //! (reqwest, rustls) and tokens signed here with jsonwebtoken.
 
-mod common;
-
 use std::fs;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::mock_push::{
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use testkit::mock_push::{
     apns_always_ok, apns_signing_key, fcm_always_ok, write_service_account, ApnsAnswer, ApnsAuth,
     ApnsKey, ApnsMock, FcmAnswer, FcmMock, TestPki, FCM_CLIENT_EMAIL, FCM_PROJECT_ID, FCM_SCOPE,
     JWT_BEARER_GRANT,
 };
-use common::netns::run_in_private_netns;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::{json, Value};
+use testkit::netns::run_in_private_netns;
 
 fn now() -> u64 {
     SystemTime::now()
@@ -150,7 +148,7 @@ const STD: &[(&str, &str)] = &[
 
 #[test]
 fn apns_token_auth() {
-    let dir = common::run_dir("apns_token_auth");
+    let dir = testkit::run_dir("apns_token_auth");
     let pki = TestPki::create(&dir);
     let key = apns_signing_key(&dir);
     let mock = ApnsMock::start(
@@ -478,7 +476,7 @@ fn apns_token_auth() {
 
 #[test]
 fn apns_certificate_auth() {
-    let dir = common::run_dir("apns_certificate_auth");
+    let dir = testkit::run_dir("apns_certificate_auth");
     let pki = TestPki::create(&dir);
     let mock = ApnsMock::start(
         "127.0.0.1:0".parse().unwrap(),
@@ -656,7 +654,7 @@ fn message(token: &str) -> Value {
 
 #[test]
 fn fcm_oauth_and_send() {
-    let dir = common::run_dir("fcm_oauth_and_send");
+    let dir = testkit::run_dir("fcm_oauth_and_send");
     let pki = TestPki::create(&dir);
     let mock = FcmMock::start(
         &pki,
@@ -914,7 +912,7 @@ fn apns_on_real_hostname_in_private_netns() {
     if run_in_private_netns("apns_on_real_hostname_in_private_netns") {
         let hosts = fs::read_to_string("/etc/hosts").unwrap();
         assert!(hosts.contains("api.push.apple.com"), "{hosts}");
-        let dir = common::run_dir("apns_netns");
+        let dir = testkit::run_dir("apns_netns");
         let pki = TestPki::create(&dir);
         let key = apns_signing_key(&dir);
         let mock = ApnsMock::start(
@@ -948,7 +946,7 @@ fn apns_on_real_hostname_in_private_netns() {
 #[test]
 fn fcm_default_script_is_ok() {
     // fcm_always_ok and a concurrent burst: every send answered, one token.
-    let dir = common::run_dir("fcm_default_script_is_ok");
+    let dir = testkit::run_dir("fcm_default_script_is_ok");
     let pki = TestPki::create(&dir);
     let mock = FcmMock::start(&pki, fcm_always_ok());
     let sa: Value =

@@ -1,11 +1,9 @@
 //! The foundation: push.so loads into the real Kamailio, forks its dispatcher, answers RPC, refuses
 //! bad parameters and goes away with Kamailio.
 
-mod common;
-
-use common::*;
 use std::path::Path;
 use std::time::Duration;
+use testkit::*;
 
 fn minimal(setup: &Setup, debug: i32, extra: &str) -> String {
     format!(

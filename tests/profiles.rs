@@ -1,13 +1,11 @@
 //! A Kazoo-style User-Agent profile: an app that names its push parameters its own way is
 //! recognised by its User-Agent, stored and pushed like any other.
 
-mod common;
-
-use common::push_server::PushServer;
-use common::wake::*;
-use common::*;
 use std::fs;
 use std::time::Duration;
+use testkit::push_server::PushServer;
+use testkit::wake::*;
+use testkit::*;
 
 const TOKEN: &str = "d00d0000111122223333444455556666777788889999aaaabbbbccccddddeeee";
 

@@ -1,13 +1,11 @@
 //! Setups that do not save() locally (a push gateway in front of another registrar): the script
 //! tells the module about devices with push_register() and resumes held calls with push_resume().
 
-mod common;
-
-use common::push_server::PushServer;
-use common::wake::{caller_expecting, stat};
-use common::*;
 use std::fs;
 use std::time::Duration;
+use testkit::push_server::PushServer;
+use testkit::wake::{caller_expecting, stat};
+use testkit::*;
 
 const TOKEN: &str = "cafe0000111122223333444455556666777788889999aaaabbbbccccddddeeee";
 

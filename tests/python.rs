@@ -2,14 +2,12 @@
 //! tests/kemi/registrar.py; a sleeping phone is woken and gets the call, which the push module
 //! continued into the Python method ksr_push_resume().
 
-mod common;
-
-use common::push_server::PushServer;
-use common::wake::*;
-use common::*;
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
+use testkit::push_server::PushServer;
+use testkit::wake::*;
+use testkit::*;
 
 #[test]
 fn python_routing_script_wakes_a_sleeping_phone() {

@@ -2,13 +2,11 @@
 //! of a push REGISTER, 555 for a push service no app serves, and binding-refresh pushes sent once
 //! before a binding expires (through the local FCM HTTP v1 server, which checks the message).
 
-mod common;
-
-use common::mock_push::*;
-use common::wake::*;
-use common::*;
 use std::fs;
 use std::time::Duration;
+use testkit::mock_push::*;
+use testkit::wake::*;
+use testkit::*;
 
 const ANDROID_TOKEN: &str = "fcmtoken:APA91bH-refresh0123456789abcdefghijklmnopqrstuvwxyz";
 

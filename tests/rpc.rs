@@ -1,11 +1,9 @@
 //! Every push.* RPC command through kamcmd, with good and bad arguments.
 
-mod common;
-
-use common::push_server::PushServer;
-use common::wake::*;
-use common::*;
 use std::time::Duration;
+use testkit::push_server::PushServer;
+use testkit::wake::*;
+use testkit::*;
 
 const TOKEN: &str = "beef0000111122223333444455556666777788889999aaaabbbbccccddddeeee";
 

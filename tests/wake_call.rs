@@ -2,13 +2,11 @@
 //! the module holds the call, pushes through the webhook, the device registers again, and the call
 //! is delivered after the REGISTER's 200, answered and hung up.
 
-mod common;
-
-use common::push_server::{PushServer, Request};
-use common::wake::*;
-use common::*;
 use std::sync::mpsc;
 use std::time::Duration;
+use testkit::push_server::{PushServer, Request};
+use testkit::wake::*;
+use testkit::*;
 
 fn wake_call(transport: &'static str) {
     let (tx, rx) = mpsc::channel::<Request>();

@@ -2,18 +2,16 @@
 //! the caller gives up, the push endpoint is down, slow, flaky or refuses; several calls and
 //! devices; a challenged REGISTER; a restart.
 
-mod common;
-
-use common::push_server::{PushServer, Request};
-use common::wake::*;
-use common::*;
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
+use testkit::push_server::{PushServer, Request};
+use testkit::wake::*;
+use testkit::*;
 
 const TOKEN_A: &str = "aaaa0000111122223333444455556666777788889999aaaabbbbccccddddeeee";
 const TOKEN_B: &str = "bbbb0000111122223333444455556666777788889999aaaabbbbccccddddeeee";
 
-fn notifier() -> (mpsc::Receiver<Request>, Box<common::push_server::OnPush>) {
+fn notifier() -> (mpsc::Receiver<Request>, Box<testkit::push_server::OnPush>) {
     let (tx, rx) = mpsc::channel::<Request>();
     let tx = Mutex::new(tx);
     (

@@ -2,10 +2,9 @@
 //! small UDP user agent that answers every INVITE and timestamps it), the push endpoint that
 //! wakes them, sipp callers stepping a rate, and readers for kamcmd output.
 //!
-//! Included with `#[path = "common_bench/mod.rs"] mod common_bench;` next to
-//! `#[path = "../tests/common/mod.rs"] mod common;` (the test harness).
+//! Included with `#[path = "common_bench/mod.rs"] mod common_bench;`, beside the test kit
+//! (`testkit`, crates/testkit).
 
-use crate::common::*;
 use std::collections::HashMap;
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
@@ -13,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use testkit::*;
 
 /// `--name <number>` from the command line, or `default`.
 pub fn arg(name: &str, default: u64) -> u64 {
@@ -437,11 +437,7 @@ impl PushEndpoint {
 
 /// tests/sipp/caller.xml calling the users listed in a CSV (`[field0]`).
 pub fn caller_scenario(dir: &Path) -> PathBuf {
-    let template = fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/sipp/caller.xml"
-    ))
-    .unwrap();
+    let template = fs::read_to_string(testkit::repo_root().join("tests/sipp/caller.xml")).unwrap();
     let scenario = dir.join("caller_csv.xml");
     fs::write(&scenario, template.replace("[user]", "[field0]")).unwrap();
     scenario

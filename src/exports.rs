@@ -8,13 +8,13 @@ use super::script::{CMDS, CONTINUING_FAILED};
 use super::state::{self, Globals, ResumeTarget, PARAM_VALUES};
 use super::sys;
 use super::{guard, sys::cmd_export_t};
-use crate::config::Config;
-use crate::devices::index::AorIndex;
-use crate::devices::store::Store;
-use crate::dispatcher::{self, Host};
-use crate::ipc::message::CallKey;
-use crate::ipc::queue::Queue;
-use crate::shared::Shared;
+use push_core::config::Config;
+use push_core::devices::index::AorIndex;
+use push_core::devices::store::Store;
+use push_core::dispatcher::{self, Host};
+use push_core::ipc::message::CallKey;
+use push_core::ipc::queue::Queue;
+use push_core::shared::Shared;
 use std::ffi::{c_char, c_int, CString};
 use std::ptr::{addr_of_mut, null_mut};
 
@@ -79,7 +79,7 @@ unsafe extern "C" fn mod_init() -> c_int {
     guard::call("mod_init", -1, || match init() {
         Ok(()) => 0,
         Err(message) => {
-            crate::error!("{message}");
+            push_core::error!("{message}");
             -1
         }
     })
@@ -88,7 +88,7 @@ unsafe extern "C" fn mod_init() -> c_int {
 /// Checks the parameters and builds what every process will inherit. Runs once, in the main
 /// process, before any fork: no thread may be started here.
 fn init() -> Result<(), String> {
-    crate::log::set_backend(Box::new(KamailioLog));
+    push_core::log::set_backend(Box::new(KamailioLog));
     guard::install_panic_hook();
     let params = std::mem::take(&mut *PARAM_VALUES.lock().map_err(|_| "parameter list poisoned")?);
     let mut config = Config::from_params(&params).map_err(|e| e.to_string())?;
@@ -102,7 +102,7 @@ fn init() -> Result<(), String> {
     // SAFETY: the routing script (or the KEMI engine choice) is parsed before mod_init.
     let resume = if unsafe { sys::push_shim_kemi_engine() } != 0 {
         // The KEMI script is loaded per process after fork: its functions cannot be checked here.
-        crate::info!(
+        push_core::info!(
             "held calls continue into the KEMI function {}()",
             config.resume_route
         );
@@ -125,7 +125,7 @@ fn init() -> Result<(), String> {
             config.use_domain = use_domain != 0;
             // SAFETY: binds registrar's API if loaded (used to add branches for late devices).
             if unsafe { sys::push_shim_bind_registrar() } < 0 {
-                crate::warn!("registrar is not loaded: a device that wakes after another one took the call will not join it");
+                push_core::warn!("registrar is not loaded: a device that wakes after another one took the call will not join it");
             }
             // SAFETY: usrloc is bound; registering callbacks in mod_init is what usrloc expects.
             if unsafe { sys::push_shim_register_ulcb() } < 0
@@ -134,7 +134,7 @@ fn init() -> Result<(), String> {
                 return Err("cannot register the usrloc and script callbacks".to_string());
             }
         } else {
-            crate::warn!(
+            push_core::warn!(
                 "usrloc is not loaded: devices are learned only through push_register(), calls resumed \
                  only through push_resume() (set auto_resume to 0 to silence this)"
             );
@@ -157,7 +157,7 @@ fn init() -> Result<(), String> {
         for aor in &aors {
             index.insert(aor);
         }
-        crate::info!(
+        push_core::info!(
             "device store {}: {} AOR(s) with push devices",
             config.db_path.display(),
             aors.len()
@@ -165,9 +165,9 @@ fn init() -> Result<(), String> {
     }
     // Every app's credentials must be usable now: a bad key stops Kamailio with the app's name.
     // The clients built here are dropped before fork; the dispatcher builds its own.
-    let http = crate::providers::webhook::client()?;
+    let http = push_core::providers::webhook::client()?;
     for app in &config.apps {
-        crate::providers::Sender::build(app, &config.fcm_url, &http)
+        push_core::providers::AppPusher::build(app, &config.fcm_url, &http)
             .map_err(|e| format!("modparam(\"push\", \"app\", ...) id={}: {e}", app.id))?;
     }
     drop(http);
@@ -186,7 +186,7 @@ fn init() -> Result<(), String> {
         }
         sys::cfg_register_child(1);
     }
-    crate::debug!("push module initialised: {config:?}");
+    push_core::debug!("push module initialised: {config:?}");
     state::set(Globals {
         config,
         queue,
@@ -208,7 +208,7 @@ unsafe extern "C" fn child_init(rank: c_int) -> c_int {
             sys::fork_process(sys::PROC_RPC, c"push dispatcher".as_ptr() as *mut c_char, 1)
         };
         if pid < 0 {
-            crate::error!("cannot fork the push dispatcher process");
+            push_core::error!("cannot fork the push dispatcher process");
             return -1;
         }
         if pid == 0 {
@@ -222,13 +222,13 @@ unsafe extern "C" fn child_init(rank: c_int) -> c_int {
 fn dispatcher_process() -> ! {
     // SAFETY: a process forked by fork_process with cfg_register_child must call this first.
     let code = if unsafe { sys::cfg_child_init() } != 0 {
-        crate::error!("cfg_child_init failed in the push dispatcher");
+        push_core::error!("cfg_child_init failed in the push dispatcher");
         1
     } else {
         match run_dispatcher() {
             Ok(()) => 0,
             Err(e) => {
-                crate::error!("the push dispatcher stopped: {e}");
+                push_core::error!("the push dispatcher stopped: {e}");
                 1
             }
         }
@@ -259,12 +259,14 @@ fn run_dispatcher() -> Result<(), String> {
             &host,
         )
     })
-    .map_err(|p| format!("panic: {}", guard::describe(&*p)))?
+    .map_err(|p| format!("panic: {}", guard::panic_message(&*p)))?
     .map_err(|e| e.to_string())
 }
 
 unsafe extern "C" fn mod_destroy() {
-    guard::call("mod_destroy", (), || crate::debug!("push module destroyed"))
+    guard::call("mod_destroy", (), || {
+        push_core::debug!("push module destroyed")
+    })
 }
 
 /// The dispatcher's main-thread duties towards Kamailio.

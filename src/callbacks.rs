@@ -5,10 +5,10 @@
 use super::script::text;
 use super::sys::{self, push_contact_event_t};
 use super::{guard, state};
-use crate::devices::contact::parse_contact_uri;
-use crate::devices::profile::binding_for;
-use crate::ipc::message::{ContactChange, ContactEvent, TmChange, TmEvent, ToDispatcher};
-use crate::worker::bounded;
+use push_core::devices::contact::parse_contact_uri;
+use push_core::devices::profile::binding_for;
+use push_core::ipc::limits::{bounded, MAX_AOR, MAX_CONTACT, MAX_INSTANCE, MAX_USER_AGENT};
+use push_core::ipc::message::{ContactChange, ContactEvent, TmChange, TmEvent, ToDispatcher};
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_int, c_uint};
 
@@ -30,7 +30,7 @@ pub fn announce_push_support(msg: *mut sys::sip_msg, provider: &str) {
         return;
     }
     let refresh = state::get().map_or(0, |g| g.config.refresh_window);
-    let header = crate::devices::feature_caps(provider, refresh);
+    let header = push_core::devices::feature_caps(provider, refresh);
     // SAFETY: msg is null or the request Kamailio is routing in this process; the header text is
     // copied by add_lump_rpl.
     let r = unsafe {
@@ -57,7 +57,7 @@ fn send(message: ToDispatcher) {
                 .counters
                 .queue_full
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            crate::error!("event for the push dispatcher lost: {e}");
+            push_core::error!("event for the push dispatcher lost: {e}");
         }
     }
 }
@@ -108,7 +108,7 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
         {
             Ok(b) => b,
             Err(e) => {
-                crate::warn!("push parameters in a Contact of {aor} ignored: {e}");
+                push_core::warn!("push parameters in a Contact of {aor} ignored: {e}");
                 return;
             }
         };
@@ -117,7 +117,7 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
                 .app_serving(&b.provider, b.param.as_deref())
                 .is_none()
             {
-                crate::notice!(
+                push_core::notice!(
                     "a Contact of {aor} names pn-provider \"{}\", which no configured app serves: not a push device",
                     b.provider
                 );
@@ -127,10 +127,10 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
         }
         let event = ContactEvent {
             change,
-            aor: bounded(aor, 256),
-            contact: bounded(contact, 1024),
-            instance: text(&ev.instance).map(|i| bounded(i, 256)),
-            user_agent: text(&ev.user_agent).map(|u| bounded(u, 256)),
+            aor: bounded(aor, MAX_AOR),
+            contact: bounded(contact, MAX_CONTACT),
+            instance: text(&ev.instance).map(|i| bounded(i, MAX_INSTANCE)),
+            user_agent: text(&ev.user_agent).map(|u| bounded(u, MAX_USER_AGENT)),
             binding,
             resume: true,
             // usrloc's absolute expiry; 0 is a permanent binding.

@@ -11,16 +11,16 @@ pub fn call<R>(entry: &str, on_panic: R, f: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(payload) => {
-            crate::error!(
+            push_core::error!(
                 "internal error in {entry}: {}; returning an error to Kamailio",
-                describe(&*payload)
+                panic_message(&*payload)
             );
             on_panic
         }
     }
 }
 
-pub fn describe(payload: &(dyn Any + Send)) -> String {
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -37,6 +37,6 @@ pub fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        crate::error!("panic{place}: {}", describe(info.payload()));
+        push_core::error!("panic{place}: {}", panic_message(info.payload()));
     }));
 }

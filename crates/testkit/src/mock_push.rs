@@ -10,10 +10,10 @@
 //! functions; it stops (and drops every connection) when its handle drops.
 //!
 //! ```ignore
-//! let dir = common::run_dir("my_test");
+//! let dir = testkit::run_dir("my_test");
 //! let pki = TestPki::create(&dir);
 //! let key = apns_signing_key(&dir); // key.p8_path, key.key_id, key.team_id for the module
-//! // 127.0.0.1:443 inside common::netns::run_in_private_netns, where api.push.apple.com is 127.0.0.1
+//! // 127.0.0.1:443 inside testkit::netns::run_in_private_netns, where api.push.apple.com is 127.0.0.1
 //! let apns = ApnsMock::start("127.0.0.1:443".parse().unwrap(), &pki, ApnsAuth::token(&key),
 //!     Box::new(|n, _req| if n == 0 { ApnsAnswer::status(410, "Unregistered") } else { ApnsAnswer::Ok }));
 //! let fcm = FcmMock::start(&pki, fcm_always_ok());

@@ -1,7 +1,13 @@
-//! Test harness: a real Kamailio per test, on its own ports, with its own run directory, ctl socket
-//! and log; stopped (and its whole process group with it) when the handle drops. When a test
-//! fails, the log is printed.
-#![allow(dead_code)]
+//! The test kit every kamailio-push test and benchmark shares.
+//!
+//! - This file: the harness. A real Kamailio per test, on its own ports, with its own run
+//!   directory, ctl socket and log; stopped (and its whole process group with it) when the handle
+//!   drops. When a test fails, the log is printed. sipp and kamcmd drivers.
+//! - [`mock_push`]: local APNs (HTTP/2 over TLS), FCM (OAuth + HTTP v1) servers that check requests
+//!   as the real services do.
+//! - [`push_server`]: the one record-and-answer HTTP server (webhook endpoint).
+//! - [`wake`]: the wake-up call flow (registrar config, phones, callers).
+//! - [`netns`]: re-running a test inside private mount and network namespaces.
 
 pub mod mock_push;
 pub mod netns;
@@ -15,6 +21,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+/// The repository's root: cfg-examples/, tests/sipp/ and the workspace's Cargo.toml live there.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Scratch space under the target directory (`target/tmp`, cargo's CARGO_TARGET_TMPDIR), found
+/// from the running test or benchmark binary (`target/<profile>/deps/<name>`).
+pub fn target_tmpdir() -> PathBuf {
+    let exe = std::env::current_exe().expect("no current executable");
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .expect("a test binary lives in target/<profile>/deps");
+    let dir = target.join("tmp");
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
 
 pub const KAMAILIO: &str = "kamailio";
 pub const SYSTEM_MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules";
@@ -37,7 +62,7 @@ pub fn module_path() -> PathBuf {
 
 /// A directory holding `push.so` (a link to the built module), so configs can say `loadmodule "push.so"`.
 pub fn module_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("modules");
+    let dir = crate::target_tmpdir().join("modules");
     fs::create_dir_all(&dir).unwrap();
     let link = dir.join("push.so");
     let _ = fs::remove_file(&link);
@@ -54,13 +79,11 @@ pub fn module_search_path() -> String {
 /// A fresh directory under the target dir for one test run.
 pub fn run_dir(name: &str) -> PathBuf {
     static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("runs")
-        .join(format!(
-            "{name}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
+    let dir = crate::target_tmpdir().join("runs").join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     dir
@@ -167,9 +190,7 @@ impl Kamailio {
     /// Starts Kamailio with a config file from cfg-examples/ and `-A NAME=value` defines, and waits
     /// until it answers.
     pub fn start_example(setup: Setup, example: &str, defines: &[(&str, &str)]) -> Kamailio {
-        let cfg = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("cfg-examples")
-            .join(example);
+        let cfg = crate::repo_root().join("cfg-examples").join(example);
         Kamailio::start_file(setup, &cfg, defines)
     }
 
@@ -394,9 +415,7 @@ pub fn field(text: &str, key: &str) -> Option<String> {
 
 /// Runs sipp with a scenario from tests/sipp against this Kamailio; returns (success, output).
 pub fn sipp(scenario: &str, target_port: u16, extra: &[&str], dir: &Path) -> (bool, String) {
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sipp")
-        .join(scenario);
+    let scenario = crate::repo_root().join("tests/sipp").join(scenario);
     let out = Command::new("sipp")
         .arg(format!("127.0.0.1:{target_port}"))
         .arg("-sf")
@@ -430,9 +449,7 @@ impl Sipp {
         let path = if scenario.contains('/') {
             PathBuf::from(scenario)
         } else {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/sipp")
-                .join(scenario)
+            crate::repo_root().join("tests/sipp").join(scenario)
         };
         static SEQ: AtomicUsize = AtomicUsize::new(0);
         let name = format!(

@@ -1,10 +1,10 @@
 //! What mod_init builds in Kamailio's main process before it forks; every child inherits a copy
 //! (the queue's descriptors and the shared mapping stay shared).
 
-use crate::config::{Config, RawValue};
-use crate::ipc::queue::{Queue, Sender};
-use crate::shared::Shared;
 use once_cell::sync::OnceCell;
+use push_core::config::{Config, RawValue};
+use push_core::ipc::queue::{Queue, QueueWriter};
+use push_core::shared::Shared;
 use std::sync::Mutex;
 
 /// Parameter values in the order the script set them; taken by mod_init.
@@ -15,7 +15,7 @@ pub struct Globals {
     pub queue: Queue,
     pub shared: &'static Shared,
     /// Which AORs have devices (shared, filled before fork).
-    pub index: crate::devices::index::AorIndex,
+    pub index: push_core::devices::index::AorIndex,
     /// Where a held call continues.
     pub resume: ResumeTarget,
 }
@@ -43,7 +43,7 @@ pub fn get() -> Option<&'static Globals> {
 }
 
 impl Globals {
-    pub fn sender(&self) -> Sender<'_> {
+    pub fn sender(&self) -> QueueWriter<'_> {
         self.queue.sender(&self.shared.queue_depth)
     }
 }

@@ -4,7 +4,7 @@
 //! pushes run as tasks on the runtime and come back as [`MainJob::PushDone`].
 
 use super::{Context, Host, MainJob};
-use crate::calls::{Call, Calls, Phase, PushState, Target};
+use crate::calls::{Call, Calls, Phase, PushState, PushedDevice};
 use crate::config::{AppProvider, Config};
 use crate::devices::contact::shorten_token;
 use crate::devices::store::{Device, Store, Upsert};
@@ -28,7 +28,7 @@ const TEST_PUSH_WAIT: Duration = Duration::from_secs(10);
 const NO_CALL: CallKey = (u32::MAX, u32::MAX);
 
 /// A provider's answer in words, for push.send.
-fn describe(outcome: &Outcome) -> String {
+fn outcome_text(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Sent { status, attempts } => format!("sent ({status}, {attempts} attempt(s))"),
         Outcome::TokenDead { status, body } => {
@@ -68,7 +68,7 @@ pub struct Engine {
     main: Sender<MainJob>,
     http: Option<reqwest::Client>,
     /// Each app's push client, or why it could not be built.
-    senders: HashMap<String, Result<providers::Sender, String>>,
+    senders: HashMap<String, Result<providers::AppPusher, String>>,
     /// What the last push of each app said (push.apps).
     health: HashMap<String, String>,
     /// Apps whose credentials were rejected and already logged (logged once per app).
@@ -140,7 +140,7 @@ impl Engine {
         // Client construction may spawn nothing, but needs the runtime's context for timers.
         let _guard = self.runtime.enter();
         for app in self.ctx.config.apps.clone() {
-            let built = providers::Sender::build(&app, &self.ctx.config.fcm_url, &http);
+            let built = providers::AppPusher::build(&app, &self.ctx.config.fcm_url, &http);
             match &built {
                 Ok(_) => {
                     self.health.insert(app.id.clone(), "ready".into());
@@ -349,7 +349,7 @@ impl Engine {
                             sent_at: unix_now().as_millis() as u64,
                             expires_at,
                         };
-                        let target = providers::Target::of(device);
+                        let target = providers::PushTarget::of(device);
                         launches.push((
                             sender.clone(),
                             app.id.clone(),
@@ -371,7 +371,7 @@ impl Engine {
                 );
                 self.count(|c| &c.pushes_failed);
             }
-            call.targets.push(Target {
+            call.targets.push(PushedDevice {
                 device_id: device.device_id.clone(),
                 binding,
                 instance: device.instance.clone(),
@@ -740,7 +740,7 @@ impl Engine {
                 sent_at: now.as_millis() as u64,
                 expires_at: (now + TEST_PUSH_WAIT).as_secs(),
             };
-            let target = providers::Target::of(&device);
+            let target = providers::PushTarget::of(&device);
             jobs.push((
                 loggable_device(&device.device_id),
                 device.device_id,
@@ -758,7 +758,7 @@ impl Engine {
                 let answer = match sender {
                     Some(Ok(sender)) => {
                         let outcome = sender.send(&push, &target, deadline).await;
-                        let text = describe(&outcome);
+                        let text = outcome_text(&outcome);
                         // Dead tokens are forgotten as after any push.
                         let _ = main.send(MainJob::PushDone(PushDone {
                             key: NO_CALL,
@@ -877,7 +877,7 @@ impl Engine {
                 sent_at: unix_now().as_millis() as u64,
                 expires_at: expires_at.max(0) as u64,
             };
-            let target = providers::Target::of(&device);
+            let target = providers::PushTarget::of(&device);
             // The push is worth trying until the binding expires (at most a minute).
             let left = Duration::from_secs((expires_at - now).clamp(1, 60) as u64);
             crate::info!(

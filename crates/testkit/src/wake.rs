@@ -1,8 +1,8 @@
 //! Helpers for the wake-up tests: a registrar running cfg-examples/push-registrar.cfg, phones
 //! played by sipp, callers, and checks on what the push endpoint received.
 
-use super::push_server::Request;
-use super::*;
+use crate::push_server::Request;
+use crate::*;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -21,7 +21,7 @@ pub fn registrar_with(
     timeout: u32,
     extra: &[(&str, &str)],
 ) -> Kamailio {
-    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("cfg-examples/push-registrar.cfg");
+    let cfg = crate::repo_root().join("cfg-examples/push-registrar.cfg");
     registrar_from(Setup::new(name), &cfg, push_url, timeout, extra)
 }
 
@@ -171,7 +171,7 @@ pub fn stat(k: &Kamailio, name: &str) -> u64 {
 
 /// A caller that must get the final answer `status` (ACKs it).
 pub fn caller_expecting(k: &Kamailio, user: &str, transport: &str, status: u16) -> Sipp {
-    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/caller_rejected.xml");
+    let template = crate::repo_root().join("tests/sipp/caller_rejected.xml");
     let scenario = k.setup.dir.join(format!("caller_{status}.xml"));
     let text = fs::read_to_string(template)
         .unwrap()

@@ -1,7 +1,7 @@
 //! The log backend: Kamailio's logger, through the C shim (LM_* are macros).
 
 use super::sys;
-use crate::log::{short_target, Backend, Level};
+use push_core::log::{short_target, Backend, Level};
 use std::ffi::CString;
 
 pub struct KamailioLog;

@@ -4,7 +4,7 @@
 use super::guard;
 use super::state::PARAM_VALUES;
 use super::sys::{modparam_t, param_export_t, PARAM_INT, PARAM_STRING};
-use crate::config::{self, Kind, RawValue};
+use push_core::config::{self, Kind, RawValue};
 use std::ffi::{c_char, c_int, c_void, CStr};
 
 /// core/sr_module.h: `(1U<<(8*sizeof(int)-1))`, a macro bindgen cannot evaluate.

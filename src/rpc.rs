@@ -4,8 +4,8 @@
 use super::guard;
 use super::state;
 use super::sys::{rpc_export_t, rpc_t};
-use crate::ipc::message::{Answer, Question};
-use crate::ipc::reply;
+use push_core::ipc::message::{Answer, Question};
+use push_core::ipc::reply;
 use std::ffi::{c_char, c_int, c_uint, c_void, CString};
 use std::ptr::{null, null_mut};
 use std::time::Duration;

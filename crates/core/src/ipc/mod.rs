@@ -6,6 +6,7 @@
 //!   asker waits on; the dispatcher answers there.
 //! - [`message`]: what travels.
 
+pub mod limits;
 pub mod message;
 pub mod queue;
 pub mod reply;

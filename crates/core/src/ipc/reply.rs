@@ -3,7 +3,7 @@
 //! Only RPC handlers ask; SIP workers never wait on the dispatcher.
 
 use crate::ipc::message::{Answer, Question, ToDispatcher};
-use crate::ipc::queue::{SendError, Sender};
+use crate::ipc::queue::{QueueWriter, SendError};
 use std::fmt;
 use std::io;
 use std::os::linux::net::SocketAddrExt;
@@ -57,7 +57,11 @@ fn reply_name() -> String {
 }
 
 /// Sends a question through the queue and waits up to `timeout` for the answer.
-pub fn ask(sender: &Sender<'_>, question: Question, timeout: Duration) -> Result<Answer, AskError> {
+pub fn ask(
+    sender: &QueueWriter<'_>,
+    question: Question,
+    timeout: Duration,
+) -> Result<Answer, AskError> {
     let name = reply_name();
     let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(AskError::Socket)?;
     let socket = UnixDatagram::bind_addr(&addr).map_err(AskError::Socket)?;

@@ -44,7 +44,7 @@ impl Backoff {
 
 /// Where one push goes, from the device record.
 #[derive(Clone, Debug)]
-pub struct Target {
+pub struct PushTarget {
     pub token: String,
     /// The device's pn-provider (`apns`, `apns.dev`, `fcm`, ...).
     pub device_provider: String,
@@ -52,10 +52,10 @@ pub struct Target {
     pub param: Option<String>,
 }
 
-impl Target {
+impl PushTarget {
     /// Where a push to this stored device goes.
-    pub fn of(device: &crate::devices::store::Device) -> Target {
-        Target {
+    pub fn of(device: &crate::devices::store::Device) -> PushTarget {
+        PushTarget {
             token: device.prid.clone(),
             device_provider: device.provider.clone(),
             param: device.param.clone(),
@@ -65,7 +65,7 @@ impl Target {
 
 /// A configured app, ready to push. Cheap to clone into a task.
 #[derive(Clone)]
-pub enum Sender {
+pub enum AppPusher {
     Webhook {
         client: reqwest::Client,
         app: webhook::WebhookApp,
@@ -74,12 +74,12 @@ pub enum Sender {
     Fcm(fcm::FcmSender),
 }
 
-impl Sender {
+impl AppPusher {
     /// Reads the app's credentials and builds its client. The error names what is wrong (a file,
     /// a key format) and never contains a secret.
-    pub fn build(app: &App, fcm_url: &str, http: &reqwest::Client) -> Result<Sender, String> {
+    pub fn build(app: &App, fcm_url: &str, http: &reqwest::Client) -> Result<AppPusher, String> {
         match &app.provider {
-            AppProvider::Webhook { url, secret } => Ok(Sender::Webhook {
+            AppProvider::Webhook { url, secret } => Ok(AppPusher::Webhook {
                 client: http.clone(),
                 app: webhook::WebhookApp {
                     id: app.id.clone(),
@@ -91,18 +91,18 @@ impl Sender {
                 auth,
                 sandbox,
                 voip,
-            } => apns::ApnsSender::new(&app.id, auth, *sandbox, *voip).map(Sender::Apns),
+            } => apns::ApnsSender::new(&app.id, auth, *sandbox, *voip).map(AppPusher::Apns),
             AppProvider::Fcm { service_account } => {
                 let account = fcm::ServiceAccount::from_file(service_account)?;
-                fcm::FcmSender::new(account, fcm_url, http.clone()).map(Sender::Fcm)
+                fcm::FcmSender::new(account, fcm_url, http.clone()).map(AppPusher::Fcm)
             }
         }
     }
 
-    pub async fn send(&self, push: &CallPush, target: &Target, deadline: Instant) -> Outcome {
+    pub async fn send(&self, push: &CallPush, target: &PushTarget, deadline: Instant) -> Outcome {
         match self {
-            Sender::Webhook { client, app } => webhook::send(client, app, push, deadline).await,
-            Sender::Apns(apns) => {
+            AppPusher::Webhook { client, app } => webhook::send(client, app, push, deadline).await,
+            AppPusher::Apns(apns) => {
                 let target = apns::ApnsTarget {
                     token: target.token.clone(),
                     sandbox: target.device_provider == "apns.dev",
@@ -110,7 +110,7 @@ impl Sender {
                 };
                 apns.send(push, &target, deadline).await
             }
-            Sender::Fcm(fcm) => {
+            AppPusher::Fcm(fcm) => {
                 let mut push = push.clone();
                 push.token = target.token.clone();
                 fcm.send(&push, deadline).await

@@ -157,16 +157,16 @@ pub async fn send(
         let attempt_end = now + left.min(MAX_ATTEMPT_TIME);
         let answer = attempt(client, &url, app.secret.as_deref(), body, attempt_end).await;
         let retry_after = match answer {
-            Answer::Sent(status) => return Outcome::Sent { status, attempts },
-            Answer::TokenDead(status, body) => return Outcome::TokenDead { status, body },
-            Answer::Rejected(status, body) => return Outcome::Rejected { status, body },
-            Answer::Fatal(error) => {
+            WebhookReply::Sent(status) => return Outcome::Sent { status, attempts },
+            WebhookReply::TokenDead(status, body) => return Outcome::TokenDead { status, body },
+            WebhookReply::Rejected(status, body) => return Outcome::Rejected { status, body },
+            WebhookReply::Fatal(error) => {
                 return Outcome::GaveUp {
                     attempts,
                     last_error: error,
                 }
             }
-            Answer::Retry { error, retry_after } => {
+            WebhookReply::Retry { error, retry_after } => {
                 last_error = error;
                 retry_after
             }
@@ -181,7 +181,7 @@ pub async fn send(
 }
 
 /// How one attempt ended.
-enum Answer {
+enum WebhookReply {
     Sent(u16),
     TokenDead(u16, String),
     Rejected(u16, String),
@@ -200,7 +200,7 @@ async fn attempt(
     secret: Option<&str>,
     body: Vec<u8>,
     end: Instant,
-) -> Answer {
+) -> WebhookReply {
     let time = end.saturating_duration_since(Instant::now());
     let mut request = client
         .post(url.clone())
@@ -216,14 +216,16 @@ async fn attempt(
     // reqwest's own timeout should fire first; this one guarantees the bound whatever happens.
     let response = match tokio::time::timeout_at(end.into(), request.send()).await {
         Err(_) => {
-            return Answer::Retry {
+            return WebhookReply::Retry {
                 error: format!("timed out after {} ms", time.as_millis()),
                 retry_after: None,
             }
         }
-        Ok(Err(error)) if error.is_builder() => return Answer::Fatal(error_text(&error, time)),
+        Ok(Err(error)) if error.is_builder() => {
+            return WebhookReply::Fatal(error_text(&error, time))
+        }
         Ok(Err(error)) => {
-            return Answer::Retry {
+            return WebhookReply::Retry {
                 error: error_text(&error, time),
                 retry_after: None,
             }
@@ -237,12 +239,12 @@ async fn attempt(
             .checked_add(DRAIN_TIME)
             .map_or(end, |t| t.min(end));
         read_limited(response, DRAIN_LIMIT, drain_end).await;
-        return Answer::Sent(code);
+        return WebhookReply::Sent(code);
     }
     let retry_after = parse_retry_after(response.headers());
     let body = body_text(&read_limited(response, MAX_BODY_TEXT, end).await);
     match code {
-        404 | 410 => Answer::TokenDead(code, body),
+        404 | 410 => WebhookReply::TokenDead(code, body),
         408 | 429 | 500..=599 => {
             let mut error = format!("HTTP {code}");
             if let Some(reason) = status.canonical_reason() {
@@ -253,9 +255,9 @@ async fn attempt(
                 error.push_str(": ");
                 error.push_str(&body);
             }
-            Answer::Retry { error, retry_after }
+            WebhookReply::Retry { error, retry_after }
         }
-        _ => Answer::Rejected(code, body),
+        _ => WebhookReply::Rejected(code, body),
     }
 }
 

@@ -86,8 +86,8 @@ impl Queue {
         self.capacity
     }
 
-    pub fn sender<'a>(&'a self, depth: &'a AtomicI64) -> Sender<'a> {
-        Sender {
+    pub fn sender<'a>(&'a self, depth: &'a AtomicI64) -> QueueWriter<'a> {
+        QueueWriter {
             fd: self.write.as_raw_fd(),
             depth,
         }
@@ -105,12 +105,12 @@ impl Queue {
 }
 
 /// Writes messages into the queue; cheap to make, borrows the queue.
-pub struct Sender<'a> {
+pub struct QueueWriter<'a> {
     fd: RawFd,
     depth: &'a AtomicI64,
 }
 
-impl Sender<'_> {
+impl QueueWriter<'_> {
     /// Queues one message, or says at once why it cannot.
     pub fn send(&self, msg: &ToDispatcher) -> Result<(), SendError> {
         let frame = encode(msg)?;

@@ -2,12 +2,16 @@
 
 use super::sys::{self, cmd_export_t, push_strv_t, sip_msg};
 use super::{guard, state};
-use crate::devices::contact::parse_contact_header;
-use crate::devices::normalize_aor;
-use crate::devices::profile::binding_for;
-use crate::ipc::message::{Answer, ContactChange, ContactEvent, HeldCall, Question, ToDispatcher};
-use crate::ipc::reply;
-use crate::worker::bounded;
+use push_core::devices::contact::parse_contact_header;
+use push_core::devices::normalize_aor;
+use push_core::devices::profile::binding_for;
+use push_core::ipc::limits::{
+    bounded, MAX_AOR, MAX_CALL_ID, MAX_CONTACT, MAX_NAME, MAX_URI, MAX_USER_AGENT,
+};
+use push_core::ipc::message::{
+    Answer, ContactChange, ContactEvent, HeldCall, Question, ToDispatcher,
+};
+use push_core::ipc::reply;
 use std::cell::Cell;
 use std::ffi::{c_char, c_int};
 use std::ptr::null_mut;
@@ -22,14 +26,6 @@ const INTERNAL: c_int = -3;
 
 /// How long push_resume waits for the dispatcher's count (gateway setups only; never push_suspend).
 const RESUME_ANSWER_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// Bounds of the strings a message carries, so every message fits one atomic queue write.
-const MAX_AOR: usize = 256;
-const MAX_CALL_ID: usize = 256;
-const MAX_URI: usize = 512;
-const MAX_NAME: usize = 128;
-const MAX_CONTACT: usize = 1024;
-const MAX_UA: usize = 256;
 
 thread_local! {
     /// Set while the dispatcher continues a call because every push failed; read by push_failed().
@@ -69,7 +65,7 @@ fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
     let mut info: sys::push_call_info_t = Default::default();
     // SAFETY: msg is the message Kamailio runs the script for; info is a plain out-struct.
     if unsafe { sys::push_shim_call_info(msg, &mut info) } < 0 {
-        crate::error!("push_suspend: cannot parse Call-ID, From or R-URI of the request");
+        push_core::error!("push_suspend: cannot parse Call-ID, From or R-URI of the request");
         return INTERNAL;
     }
     let aor_text = match aor {
@@ -81,15 +77,15 @@ fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
         ),
     };
     let Some(aor) = normalize_aor(&aor_text, g.config.use_domain) else {
-        crate::warn!("push_suspend: '{aor_text}' names no user");
+        push_core::warn!("push_suspend: '{aor_text}' names no user");
         return NO_DEVICE;
     };
     if !g.index.contains(&aor) {
-        crate::debug!("push_suspend: no push device for {aor}");
+        push_core::debug!("push_suspend: no push device for {aor}");
         return NO_DEVICE;
     }
     if g.shared.held_now.load(Ordering::Relaxed) >= g.config.max_pending as i64 {
-        crate::warn!(
+        push_core::warn!(
             "push_suspend: {} calls already held (max_pending); not holding a call to {aor}",
             g.config.max_pending
         );
@@ -106,15 +102,15 @@ fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
         sys::push_suspend_result_PUSH_SUSPEND_OK => {}
         sys::push_suspend_result_PUSH_SUSPEND_RETRANSMISSION => return 0,
         sys::push_suspend_result_PUSH_SUSPEND_CANCELED => {
-            crate::debug!("push_suspend: the call to {aor} is already cancelled");
+            push_core::debug!("push_suspend: the call to {aor} is already cancelled");
             return NO_DEVICE;
         }
         sys::push_suspend_result_PUSH_SUSPEND_ALREADY_REPLIED => {
-            crate::warn!("push_suspend: the transaction to {aor} already has a final reply");
+            push_core::warn!("push_suspend: the transaction to {aor} already has a final reply");
             return INTERNAL;
         }
         _ => {
-            crate::error!("push_suspend: tm could not hold the call to {aor} (code {r})");
+            push_core::error!("push_suspend: tm could not hold the call to {aor} (code {r})");
             return INTERNAL;
         }
     }
@@ -127,14 +123,14 @@ fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
         caller_name: text(&info.from_name)
             .map(|n| bounded(n.trim_matches('"').to_string(), MAX_NAME)),
         timeout: g.config.timeout,
-        held_at_ns: crate::latency::monotonic_ns(),
+        held_at_ns: push_core::latency::monotonic_ns(),
     });
     if let Err(e) = g.sender().send(&held) {
         g.shared.held_now.fetch_sub(1, Ordering::Relaxed);
         g.shared.counters.queue_full.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the transaction was suspended just now in this route, as t_cancel_suspend requires.
         unsafe { sys::push_shim_cancel_suspend(index, label) };
-        crate::error!("push_suspend: call to {aor} not held: {e}");
+        push_core::error!("push_suspend: call to {aor} not held: {e}");
         return TOO_MANY;
     }
     g.shared.counters.suspended.fetch_add(1, Ordering::Relaxed);
@@ -165,7 +161,7 @@ fn register_contacts(msg: *mut sip_msg, announce: bool) -> Option<RegisterContac
     let mut info: sys::push_register_info_t = Default::default();
     // SAFETY: msg is the current message; info is a plain out-struct.
     if unsafe { sys::push_shim_register_info(msg, &mut info) } < 0 {
-        crate::error!("push_register: cannot parse the To or Contact headers");
+        push_core::error!("push_register: cannot parse the To or Contact headers");
         return None;
     }
     let aor_text = format!(
@@ -179,7 +175,7 @@ fn register_contacts(msg: *mut sip_msg, announce: bool) -> Option<RegisterContac
         super::callbacks::forget_announced();
     }
     let header_expires = (info.expires >= 0).then_some(info.expires as u32);
-    let user_agent = text(&info.user_agent).map(|u| bounded(u, MAX_UA));
+    let user_agent = text(&info.user_agent).map(|u| bounded(u, MAX_USER_AGENT));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -197,7 +193,7 @@ fn register_contacts(msg: *mut sip_msg, announce: bool) -> Option<RegisterContac
         let contacts = match parse_contact_header(&raw) {
             Ok(c) => c,
             Err(e) => {
-                crate::warn!("push_register: Contact of {aor} ignored: {e}");
+                push_core::warn!("push_register: Contact of {aor} ignored: {e}");
                 continue;
             }
         };
@@ -218,7 +214,7 @@ fn register_contacts(msg: *mut sip_msg, announce: bool) -> Option<RegisterContac
             let binding = match binding_for(&contact, user_agent.as_deref(), &g.config.profiles) {
                 Ok(b) => b,
                 Err(e) => {
-                    crate::warn!(
+                    push_core::warn!(
                         "push_register: push parameters of a Contact of {aor} ignored: {e}"
                     );
                     continue;
@@ -238,7 +234,7 @@ fn register_contacts(msg: *mut sip_msg, announce: bool) -> Option<RegisterContac
                         .app_serving(&b.provider, b.param.as_deref())
                         .is_none() =>
                 {
-                    crate::notice!(
+                    push_core::notice!(
                         "a Contact of {aor} names pn-provider \"{}\", which no configured app serves (app named: {})",
                         b.provider,
                         b.param.as_deref().unwrap_or("none")
@@ -282,7 +278,7 @@ fn register(msg: *mut sip_msg) -> c_int {
     for ev in found.events {
         if let Err(e) = g.sender().send(&ToDispatcher::Contact(ev)) {
             g.shared.counters.queue_full.fetch_add(1, Ordering::Relaxed);
-            crate::error!("push_register: device of {aor} not passed on: {e}");
+            push_core::error!("push_register: device of {aor} not passed on: {e}");
         }
     }
     if found.stored {
@@ -313,7 +309,7 @@ fn event(
     contact: String,
     instance: Option<String>,
     user_agent: Option<String>,
-    binding: Option<crate::devices::contact::PushBinding>,
+    binding: Option<push_core::devices::contact::PushBinding>,
 ) -> ContactEvent {
     ContactEvent {
         change,
@@ -336,7 +332,7 @@ pub extern "C" fn push_rs_resume_after_reply(aor: *const c_char, len: c_int) {
             return;
         };
         if let Err(e) = g.sender().send(&ToDispatcher::Resume { aor: aor.clone() }) {
-            crate::error!("push_resume: calls of {aor} not resumed: {e}");
+            push_core::error!("push_resume: calls of {aor} not resumed: {e}");
         }
     })
 }
@@ -367,7 +363,7 @@ fn resume(msg: *mut sip_msg, aor: Option<String>) -> c_int {
         sys::push_shim_resume_after_reply(msg, aor.as_ptr() as *const c_char, aor.len() as c_int)
     };
     if deferred == -1 {
-        crate::error!("push_resume: cannot wait for the reply to be sent; resuming {aor} now");
+        push_core::error!("push_resume: cannot wait for the reply to be sent; resuming {aor} now");
     }
     if deferred == 0 {
         let Some(key) = normalize_aor(&aor, g.config.use_domain) else {
@@ -389,11 +385,11 @@ fn resume(msg: *mut sip_msg, aor: Option<String>) -> c_int {
                 }
             }
             Ok(other) => {
-                crate::warn!("push_resume: unexpected answer for {key}: {other:?}");
+                push_core::warn!("push_resume: unexpected answer for {key}: {other:?}");
                 NO_DEVICE
             }
             Err(e) => {
-                crate::error!("push_resume: {key}: {e}");
+                push_core::error!("push_resume: {key}: {e}");
                 NO_DEVICE
             }
         };
@@ -406,11 +402,11 @@ fn resume(msg: *mut sip_msg, aor: Option<String>) -> c_int {
         Ok(Answer::Resumed(n)) if n > 0 => n as c_int,
         Ok(Answer::Resumed(_)) => NO_DEVICE,
         Ok(other) => {
-            crate::warn!("push_resume: unexpected answer for {aor}: {other:?}");
+            push_core::warn!("push_resume: unexpected answer for {aor}: {other:?}");
             NO_DEVICE
         }
         Err(e) => {
-            crate::error!("push_resume: {aor}: {e}");
+            push_core::error!("push_resume: {aor}: {e}");
             NO_DEVICE
         }
     }
@@ -442,7 +438,7 @@ unsafe extern "C" fn w_push_suspend1(msg: *mut sip_msg, aor: *mut c_char, _: *mu
         timed_suspend(|| match param_text(msg, aor) {
             Some(aor) => suspend(msg, Some(aor)),
             None => {
-                crate::error!("push_suspend: cannot evaluate the AOR parameter");
+                push_core::error!("push_suspend: cannot evaluate the AOR parameter");
                 INTERNAL
             }
         })
@@ -499,7 +495,7 @@ pub extern "C" fn push_rs_kemi_suspend_aor(msg: *mut sip_msg, aor: *mut push_str
         timed_suspend(|| match kemi_text(aor) {
             Some(aor) => suspend(msg, Some(aor)),
             None => {
-                crate::error!("push_suspend_aor: empty AOR");
+                push_core::error!("push_suspend_aor: empty AOR");
                 INTERNAL
             }
         })

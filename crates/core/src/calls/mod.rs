@@ -22,7 +22,7 @@ pub enum PushState {
 
 /// One device pushed for a call.
 #[derive(Clone, Debug)]
-pub struct Target {
+pub struct PushedDevice {
     pub device_id: String,
     pub binding: PushBinding,
     pub instance: Option<String>,
@@ -59,7 +59,7 @@ pub struct Call {
     pub held_at: Instant,
     pub deadline: Instant,
     pub phase: Phase,
-    pub targets: Vec<Target>,
+    pub targets: Vec<PushedDevice>,
 }
 
 impl Call {
@@ -258,7 +258,7 @@ mod tests {
             phase: Phase::Waiting,
             targets: tokens
                 .iter()
-                .map(|t| Target {
+                .map(|t| PushedDevice {
                     device_id: format!("token:{t}"),
                     binding: binding(t),
                     instance: Some(format!("<urn:uuid:{t}>")),

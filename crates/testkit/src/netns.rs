@@ -6,7 +6,7 @@
 //! ```ignore
 //! #[test]
 //! fn wakes_an_iphone() {
-//!     if !common::netns::run_in_private_netns("wakes_an_iphone") {
+//!     if !testkit::netns::run_in_private_netns("wakes_an_iphone") {
 //!         return; // the body ran (and passed) in the namespace
 //!     }
 //!     // ... here: 127.0.0.1:443 is free, api.push.apple.com is 127.0.0.1
@@ -15,7 +15,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -57,7 +57,7 @@ pub fn hosts_file_text() -> String {
 }
 
 fn hosts_path(test_name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("netns");
+    let dir = crate::target_tmpdir().join("netns");
     fs::create_dir_all(&dir).unwrap();
     let safe: String = test_name
         .chars()

@@ -1,0 +1,34 @@
+//! Bounds of the strings a queue message carries, so every message fits one atomic queue write
+//! ([`super::queue::MAX_FRAME`]). SIP workers cut SIP values to these before they queue them.
+
+pub const MAX_AOR: usize = 256;
+pub const MAX_CALL_ID: usize = 256;
+pub const MAX_URI: usize = 512;
+pub const MAX_NAME: usize = 128;
+pub const MAX_CONTACT: usize = 1024;
+pub const MAX_INSTANCE: usize = 256;
+pub const MAX_USER_AGENT: usize = 256;
+
+/// Cuts a string to at most `max` bytes on a character boundary.
+pub fn bounded(s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_cuts_on_char_boundaries() {
+        assert_eq!(bounded("abc".into(), 5), "abc");
+        assert_eq!(bounded("abcdef".into(), 3), "abc");
+        assert_eq!(bounded("ééé".into(), 3), "é");
+    }
+}
