@@ -3,7 +3,7 @@
 //! 1. Finds a Kamailio source tree: `$KAMAILIO_SRC`, or the one `kamailio-headers/fetch-sources.sh`
 //!    fetched into `kamailio-headers/src/` (the Debian source package of the installed binary).
 //! 2. Asks that tree's own build system for the `-D` set Kamailio was compiled with
-//!    (`make printcdefs` plus `CC_PMUTEX_OPTS`, see ../shared/kamailio-facts.md), adding `-DMOD_NAME="push"`.
+//!    (`make printcdefs` plus `CC_PMUTEX_OPTS`, Kamailio's Makefile.defs), adding `-DMOD_NAME="push"`.
 //! 3. Compiles and runs `kamailio-headers/version.c`, which prints the headers' own `SER_FULL_VERSION`
 //!    and `SER_COMPILE_FLAGS`: these become `module_version` / `module_flags`.
 //! 4. Compares them with `kamailio -v` of the installed binary and stops on a mismatch.

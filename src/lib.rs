@@ -1,7 +1,7 @@
 //! kamailio-push, the module Kamailio loads (`push.so`): the Kamailio boundary. This crate is the
-//! only code with `unsafe` that touches Kamailio and the only one that sees raw Kamailio types;
-//! everything else is plain Rust in `crates/core` (`push_core`), which this crate drives. Every `extern "C"` function here runs its body through
-//! [`guard::call`], so no panic crosses into Kamailio's C code.
+//! only code that calls Kamailio and the only one that sees raw Kamailio types; everything else
+//! is plain Rust in `crates/core` (`push_core`), which this crate drives. Every `extern "C"`
+//! function here runs its body through [`guard::call`], so no panic crosses into Kamailio's C code.
 //!
 //! - [`sys`]: bindgen's view of the Kamailio headers and the version strings, from build.rs.
 //! - [`exports`]: the `exports` table Kamailio looks up, `module_version` / `module_flags`, the init hooks.

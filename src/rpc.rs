@@ -1,5 +1,5 @@
 //! The `push.*` RPC commands (kamcmd, jsonrpcs). Handlers run in whichever process serves RPC
-//! (ctl, jsonrpcs); they may wait a bounded time for the dispatcher, never a SIP worker.
+//! (ctl, jsonrpcs) and wait a bounded time for the dispatcher's answer.
 
 use super::guard;
 use super::state;

@@ -1,6 +1,8 @@
 //! Questions that need an answer: the asker binds an abstract Unix datagram socket (no file on
 //! disk, gone when closed), sends its name along with the question, and waits a bounded time.
-//! Only RPC handlers ask; SIP workers never wait on the dispatcher.
+//! RPC handlers ask (in Kamailio's ctl process), and so does push_resume() on a SIP worker in a
+//! gateway setup, for the count of calls it continued (bounded by its own timeout). push_suspend
+//! and the usrloc callbacks never ask: they only queue.
 
 use crate::ipc::message::{Answer, Question, ToDispatcher};
 use crate::ipc::queue::{QueueWriter, SendError};
