@@ -24,8 +24,12 @@ phone_keys=(-key user alice -key token 5a1e0c4fd9b2a7e6c3b8f0e1d2c3b4a5968778695
   -key pnparam ABCDE12345.org.example.phone.voip -key provider apns
   -key instance 6f1c2d3e-0000-4000-8000-00000000a11c)
 
+# push.so is the module just built (an operator installs the package: scripts/package.sh).
+mkdir -p "$run/modules"
+ln -sf "$PWD/target/release/libkamailio_push.so" "$run/modules/push.so"
 echo "demo: starting Kamailio with push.so on 127.0.0.1:$sip (log: $run/kamailio.log)"
-kamailio -DD -E -f cfg-examples/push-registrar.cfg -Y "$run" -P "$run/kamailio.pid" \
+kamailio -DD -E -f cfg-examples/push-registrar.cfg -L "$run/modules:/usr/lib/x86_64-linux-gnu/kamailio/modules" \
+  -Y "$run" -P "$run/kamailio.pid" \
   -A "PUSH_DB=\"sqlite://$run/push.sqlite\"" -A MIN_EXPIRES=1 -A PUSH_TIMEOUT=20 \
   >"$run/kamailio.log" 2>&1 &
 pids+=($!)

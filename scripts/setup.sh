@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Sets up a Debian bookworm machine for kamailio-push: Debian packages (kamailio, sipp, libclang for
-# bindgen), the deb-src entry and Kamailio's sources (for headers and build flags), then builds the
-# module and installs it as push.so in Kamailio's module directory. Safe to run again.
+# Sets up a Debian bookworm machine for building and testing kamailio-push: Debian packages
+# (kamailio, sipp, libclang for bindgen), the deb-src entry and Kamailio's sources (for headers and
+# build flags), then builds the module (target/release/libkamailio_push.so). It installs nothing
+# into Kamailio's module directory: operators install the package (scripts/package.sh). Safe to
+# run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(kamailio kamailio-lua-modules kamailio-python3-modules kamailio-utils-modules sip-tester libclang-dev dpkg-dev make gcc pkg-config ca-certificates python3 bc openssl iproute2 util-linux)
+PACKAGES=(kamailio binutils kamailio-lua-modules kamailio-python3-modules kamailio-utils-modules sip-tester libclang-dev dpkg-dev make gcc pkg-config ca-certificates python3 bc openssl iproute2 util-linux)
 MODULE_DIR=/usr/lib/x86_64-linux-gnu/kamailio/modules
 
 if [ "$(id -u)" != 0 ]; then
@@ -44,5 +46,10 @@ fi
 ./kamailio-headers/fetch-sources.sh
 echo "setup: building the module (cargo build --release)"
 cargo build --release --locked
-install -m 0644 target/release/libkamailio_push.so "$MODULE_DIR/push.so"
-echo "setup: installed $MODULE_DIR/push.so"
+# Earlier versions of this script copied the module into Kamailio's module directory, which dpkg
+# owns; take such a copy away again unless a package installed it.
+if [ -f "$MODULE_DIR/push.so" ] && ! dpkg -S "$MODULE_DIR/push.so" >/dev/null 2>&1; then
+  echo "setup: removing $MODULE_DIR/push.so left by an earlier setup (install the package instead)"
+  rm -f "$MODULE_DIR/push.so"
+fi
+echo "setup: built target/release/libkamailio_push.so"

@@ -77,6 +77,37 @@ fn bad_parameter_value_stops_kamailio_naming_it() {
 }
 
 #[test]
+fn a_store_the_kamailio_user_cannot_write_names_the_user_and_the_fix() {
+    // A directory root owns: the user kamailio (as Debian's kamailio.service runs it) may not
+    // create the store's directory inside it.
+    let root_only = target_tmpdir().join("root-only");
+    std::fs::create_dir_all(&root_only).unwrap();
+    let db = root_only.join("push/push.sqlite");
+    let mut setup = Setup::new("store-permission");
+    setup.run_as = Some("kamailio".into());
+    let cfg = minimal(&setup, 2, "").replace(
+        &format!("sqlite://{}", setup.dir.join("push.sqlite").display()),
+        &format!("sqlite://{}", db.display()),
+    );
+    assert!(cfg.contains(&db.display().to_string()));
+    let mut k = Kamailio::spawn(setup, &cfg, &[]);
+    let status = k
+        .wait_exit(Duration::from_secs(15))
+        .expect("kamailio did not stop");
+    assert!(!status.success());
+    let log = k.log_text();
+    assert!(
+        log.contains("Permission denied")
+            && log.contains("Kamailio runs as user kamailio")
+            && log.contains(&format!(
+                "install -d -o kamailio -g kamailio -m 0750 {}/push",
+                root_only.display()
+            )),
+        "{log}"
+    );
+}
+
+#[test]
 fn parameter_of_the_wrong_type_is_refused_by_kamailio() {
     let log = refused("badtype", "modparam(\"push\", \"queue_size\", \"big\")");
     assert!(log.contains("queue_size"), "{log}");

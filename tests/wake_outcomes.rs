@@ -274,16 +274,7 @@ fn devices_survive_a_kamailio_restart() {
     k.stop().expect("kamailio did not stop");
     drop(k);
     // Same database, new process: the device is still known and a call still pushes it.
-    let setup = Setup {
-        dir,
-        sip_port: free_port(),
-        ctl: std::path::PathBuf::new(),
-        env: Vec::new(),
-    };
-    let setup = Setup {
-        ctl: setup.dir.join("kamailio_ctl"),
-        ..setup
-    };
+    let setup = Setup::in_dir(dir);
     let k = Kamailio::start_example(setup, "push-registrar.cfg", &defines);
     let devices = k.kamcmd(&["push.devices", "alice"]).unwrap();
     assert!(devices.contains("aaaa00"), "{devices}");

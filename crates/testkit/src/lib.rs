@@ -107,11 +107,22 @@ pub struct Setup {
     pub ctl: PathBuf,
     /// Extra environment for Kamailio (e.g. SSL_CERT_FILE to trust a test CA).
     pub env: Vec<(String, String)>,
+    /// Load modules from Kamailio's module directory only (an installed package's push.so),
+    /// not the module built with the tests.
+    pub installed_modules: bool,
+    /// Run Kamailio as this user (as Debian's kamailio.service does), through setpriv (which
+    /// execs, so the harness still holds Kamailio's own pid); the run directory is handed to
+    /// that user.
+    pub run_as: Option<String>,
 }
 
 impl Setup {
     pub fn new(name: &str) -> Setup {
-        let dir = run_dir(name);
+        Setup::in_dir(run_dir(name))
+    }
+
+    /// A setup in an existing run directory (a restart that keeps the device store), on a new port.
+    pub fn in_dir(dir: PathBuf) -> Setup {
         // The ctl module's default socket under Kamailio's runtime dir (-Y), as configs without a
         // binrpc parameter get it.
         let ctl = dir.join("kamailio_ctl");
@@ -120,6 +131,8 @@ impl Setup {
             sip_port: free_port(),
             ctl,
             env: Vec::new(),
+            installed_modules: false,
+            run_as: None,
         }
     }
 
@@ -215,13 +228,40 @@ impl Kamailio {
     pub fn spawn_file(setup: Setup, cfg_path: &Path, defines: &[(&str, &str)]) -> Kamailio {
         let log = setup.dir.join("kamailio.log");
         let log_file = fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(KAMAILIO);
+        let mut cmd = match &setup.run_as {
+            Some(user) => {
+                let owned = Command::new("chown")
+                    .arg("-R")
+                    .arg(format!("{user}:"))
+                    .arg(&setup.dir)
+                    .status()
+                    .expect("cannot run chown");
+                assert!(
+                    owned.success(),
+                    "cannot hand {} to {user}",
+                    setup.dir.display()
+                );
+                let mut c = Command::new("setpriv");
+                c.arg(format!("--reuid={user}"))
+                    .arg(format!("--regid={user}"))
+                    .arg("--init-groups")
+                    .arg("--")
+                    .arg(KAMAILIO);
+                c
+            }
+            None => Command::new(KAMAILIO),
+        };
+        let modules = if setup.installed_modules {
+            SYSTEM_MODULES.to_string()
+        } else {
+            module_search_path()
+        };
         cmd.arg("-DD")
             .arg("-E")
             .arg("-f")
             .arg(cfg_path)
             .arg("-L")
-            .arg(module_search_path())
+            .arg(modules)
             .arg("-Y")
             .arg(&setup.dir)
             .arg("-w")

@@ -205,6 +205,39 @@ pub enum StoreError {
     Sql(rusqlite::Error),
 }
 
+/// What an operator does when the module may not write its store: the user it runs as (Debian's
+/// kamailio.service runs Kamailio as `kamailio`) and the two ways out.
+fn permission_hint(dir: &Path) -> String {
+    let (uid, name) = process_user();
+    format!(
+        " (Kamailio runs as user {name}, uid {uid}: make {dir} writable by that user, e.g. \
+         `install -d -o {name} -g {name} -m 0750 {dir}` (the kamailio-push package does this for \
+         /var/lib/kamailio), or set db_url to a file that user may write)",
+        dir = dir.display()
+    )
+}
+
+/// The effective user of this process, without libc: the owner of /proc/self, named through
+/// /etc/passwd (the uid alone where the name is not found).
+fn process_user() -> (u32, String) {
+    use std::os::unix::fs::MetadataExt;
+    let uid = fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX);
+    let name = fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let id = fields.nth(1)?;
+                (id.parse() == Ok(uid)).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("#{uid}"));
+    (uid, name)
+}
+
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -219,13 +252,32 @@ impl fmt::Display for StoreError {
                 path,
                 action,
                 error,
-            } => write!(f, "cannot {action} {}: {error}", path.display()),
+            } => {
+                write!(f, "cannot {action} {}: {error}", path.display())?;
+                if error.kind() == std::io::ErrorKind::PermissionDenied {
+                    let dir = if action.starts_with("create the directory") {
+                        path.as_path()
+                    } else {
+                        path.parent().unwrap_or(path)
+                    };
+                    write!(f, "{}", permission_hint(dir))?;
+                }
+                Ok(())
+            }
             StoreError::Open { path, error } => {
                 write!(
                     f,
                     "cannot open push device database {}: {error}",
                     path.display()
-                )
+                )?;
+                if matches!(
+                    error,
+                    rusqlite::Error::SqliteFailure(e, _)
+                        if matches!(e.code, rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied)
+                ) {
+                    write!(f, "{}", permission_hint(path.parent().unwrap_or(path)))?;
+                }
+                Ok(())
             }
             StoreError::Schema {
                 path,
