@@ -134,47 +134,37 @@ impl Engine {
     /// is forgotten; a call whose every push failed is failed now.
     pub fn push_done(&mut self, done: PushDone, host: &dyn Host) {
         self.note_health(&done.app_id, &done.outcome);
+        let aor = &done.aor;
         let result = match &done.outcome {
             Outcome::Sent { .. } => {
-                self.count(|c| &c.pushes_sent);
-                debug!(
-                    "push for {} device {} sent",
-                    done.aor,
-                    loggable_device(&done.device_id)
-                );
+                let device = loggable_device(&done.device_id);
+                debug!("push for {aor} device {device} sent");
                 Ok(())
             }
             Outcome::TokenDead { status, body } => {
-                self.count(|c| &c.pushes_failed);
                 notice!(
-                    "push endpoint answered {status} for a device of {}: token dead, device forgotten ({})",
-                    done.aor,
+                    "push endpoint answered {status} for a device of {aor}: token dead, device forgotten ({})",
                     body.trim()
                 );
-                self.forget_dead_device(&done.aor, &done.device_id);
+                self.forget_dead_device(aor, &done.device_id);
                 Err(format!("token dead ({status})"))
             }
             Outcome::Rejected { status, body } => {
-                self.count(|c| &c.pushes_failed);
-                warn!(
-                    "push for {} refused with {status}: {}",
-                    done.aor,
-                    body.trim()
-                );
+                warn!("push for {aor} refused with {status}: {}", body.trim());
                 Err(format!("refused ({status})"))
             }
             Outcome::GaveUp {
                 attempts,
                 last_error,
             } => {
-                self.count(|c| &c.pushes_failed);
-                warn!(
-                    "push for {} failed after {attempts} attempt(s): {last_error}",
-                    done.aor
-                );
+                warn!("push for {aor} failed after {attempts} attempt(s): {last_error}");
                 Err(last_error.clone())
             }
         };
+        match result {
+            Ok(()) => self.count(|c| &c.pushes_sent),
+            Err(_) => self.count(|c| &c.pushes_failed),
+        }
         self.push_ended(done.key, &done.aor, &done.device_id, result, host);
     }
 }
