@@ -40,6 +40,8 @@ mod held;
 mod push;
 mod refresh;
 mod rpc;
+#[cfg(test)]
+mod tests;
 
 use super::{Context, Host, MainJob};
 use crate::calls::Calls;
