@@ -193,6 +193,13 @@ impl Rig {
         outcomes
     }
 
+    /// The usual start: the device registers, a call (1, 1) is held and its push has gone out.
+    fn call_pushed(&mut self, token: &str, instance: Option<&str>) {
+        self.register(token, instance);
+        self.hold((1, 1));
+        self.pushes_done(1);
+    }
+
     /// The server got exactly `n` requests (waiting for them, then a little more for extra ones).
     fn requests(&self, n: usize) -> Vec<Request> {
         self.server.wait_for(n, WAIT);
@@ -294,9 +301,7 @@ fn held_call_is_pushed_then_resumed_once() {
 #[test]
 fn same_device_registering_twice_resumes_once() {
     let mut rig = Rig::ok();
-    rig.register("tokA", Some("<urn:uuid:a>"));
-    rig.hold((1, 1));
-    rig.pushes_done(1);
+    rig.call_pushed("tokA", Some("<urn:uuid:a>"));
     // The REGISTER after the challenge, then one more (a second binding refresh).
     rig.register("tokA", Some("<urn:uuid:a>"));
     rig.register("tokA", Some("<urn:uuid:a>"));
@@ -407,9 +412,7 @@ fn dead_token_forgets_the_device() {
 #[test]
 fn replaced_token_is_stored_and_used() {
     let mut rig = Rig::ok();
-    rig.register("tokA", Some("<urn:uuid:a>"));
-    rig.hold((1, 1));
-    rig.pushes_done(1);
+    rig.call_pushed("tokA", Some("<urn:uuid:a>"));
     // The app got a new token: the same instance registers with it, and that resumes the call.
     rig.register("tokB", Some("<urn:uuid:a>"));
     assert_eq!(rig.continued(), vec![((1, 1), false)]);
@@ -425,9 +428,7 @@ fn replaced_token_is_stored_and_used() {
 #[test]
 fn cancelled_call_is_forgotten_and_not_resumed() {
     let mut rig = Rig::ok();
-    rig.register("tokA", None);
-    rig.hold((1, 1));
-    rig.pushes_done(1);
+    rig.call_pushed("tokA", None);
     rig.tm((1, 1), TmChange::Cancelled);
     assert_eq!(rig.count(|c| &c.cancelled), 1);
     assert_eq!(rig.held_now(), 0);
@@ -466,9 +467,7 @@ fn tm_ending_a_call_stops_its_pushes() {
 #[test]
 fn resume_refused_by_tm_forgets_the_call() {
     let mut rig = Rig::ok();
-    rig.register("tokA", None);
-    rig.hold((1, 1));
-    rig.pushes_done(1);
+    rig.call_pushed("tokA", None);
     rig.host.refuse.set(true);
     rig.register("tokA", None);
     assert_eq!(rig.continued(), vec![((1, 1), false)]);
@@ -526,9 +525,7 @@ async fn refresh_push_is_marked_before_it_is_sent() {
 #[tokio::test(start_paused = true)]
 async fn call_tm_never_ended_is_dropped_after_its_deadline() {
     let mut rig = Rig::ok();
-    rig.register("tokA", None);
-    rig.hold((1, 1));
-    rig.pushes_done(1);
+    rig.call_pushed("tokA", None);
     // The call's timeout (30 s) and the grace: still kept.
     tokio::time::advance(Duration::from_secs(30) + GRACE).await;
     rig.engine.tick();
