@@ -4,7 +4,8 @@
 //! only here and only after the fork:
 //! - a tokio runtime (`dispatcher_threads` threads) reads the queue and does all network work;
 //! - the process's main thread alone calls Kamailio: it runs the [`MainJob`]s the runtime sends it
-//!   over a channel (log lines now, tm and usrloc calls later) and the host's periodic duties.
+//!   over a channel (log lines, messages from the queue, finished pushes) and the host's periodic
+//!   duties. Messages and finished pushes go to the [`engine`], which decides what the host does.
 
 pub mod engine;
 mod reader;

@@ -1,0 +1,148 @@
+//! The apps: each app's push client, built from its credential files at start and again by
+//! push.reload; which app (and client) pushes a device; and each app's health as push.apps shows
+//! it (ready, what its last push said, or why its credentials cannot be used).
+
+use super::Engine;
+use crate::config::{App, AppProvider};
+use crate::devices::store::Device;
+use crate::ipc::message::AppView;
+use crate::providers::{AppPusher, Outcome};
+
+/// Why a device cannot be pushed.
+pub(super) enum NoPusher<'a> {
+    /// No app is configured under the name the device gave (`named`) and there is no default app.
+    NoApp { named: Option<&'a str> },
+    /// The app's credentials could not be used (`why`).
+    Unusable { app: &'a str, why: &'a str },
+    /// The app has no client (the HTTP client could not be built).
+    NoClient { app: &'a str },
+}
+
+/// Why a device of a held call gets no push, as the call's state and the log say it.
+impl std::fmt::Display for NoPusher<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoPusher::NoApp { named } => write!(
+                f,
+                "no app '{}' is configured and there is no default_app",
+                named.unwrap_or("")
+            ),
+            NoPusher::Unusable { app, why } => write!(f, "app {app} cannot push: {why}"),
+            NoPusher::NoClient { app } => write!(f, "app {app} has no push client"),
+        }
+    }
+}
+
+impl Engine {
+    /// (Re)builds every app's push client from its credential files. An app whose files cannot be
+    /// used keeps no client: its pushes fail with the reason, which is logged here.
+    pub(super) fn build_senders(&mut self) -> Vec<(String, Result<(), String>)> {
+        let mut report = Vec::new();
+        let Some(http) = self.http.clone() else {
+            return report;
+        };
+        // Client construction may spawn nothing, but needs the runtime's context for timers.
+        let _guard = self.runtime.enter();
+        for app in self.ctx.config.apps.clone() {
+            let built = AppPusher::build(&app, &self.ctx.config.fcm_url, &http);
+            match &built {
+                Ok(_) => {
+                    self.health.insert(app.id.clone(), "ready".into());
+                    self.credential_alerts.remove(&app.id);
+                    report.push((app.id.clone(), Ok(())));
+                }
+                Err(e) => {
+                    error!("app {}: {e}", app.id);
+                    report.push((app.id.clone(), Err(e.clone())));
+                }
+            }
+            match (built, self.senders.get(&app.id)) {
+                // A reload that fails keeps the client that worked.
+                (Err(e), Some(Ok(_))) => {
+                    self.health.insert(
+                        app.id.clone(),
+                        format!("reload failed, old credentials kept: {e}"),
+                    );
+                }
+                (built, _) => {
+                    if let Err(e) = &built {
+                        self.health
+                            .insert(app.id.clone(), format!("unusable credentials: {e}"));
+                    }
+                    self.senders.insert(app.id.clone(), built);
+                }
+            }
+        }
+        report
+    }
+
+    /// The app that pushes this device (the one its Contact named, else the default app) and its
+    /// client, or why there is none.
+    pub(super) fn pusher_for<'a>(
+        &'a self,
+        device: &'a Device,
+    ) -> Result<(&'a App, &'a AppPusher), NoPusher<'a>> {
+        let named = device.app_id.as_deref().or(device.param.as_deref());
+        let Some(app) = self.config().app_for(named) else {
+            return Err(NoPusher::NoApp { named });
+        };
+        match self.senders.get(&app.id) {
+            Some(Ok(sender)) => Ok((app, sender)),
+            Some(Err(why)) => Err(NoPusher::Unusable { app: &app.id, why }),
+            None => Err(NoPusher::NoClient { app: &app.id }),
+        }
+    }
+
+    /// Notes what an app's last push said (push.apps); credentials the service rejected are
+    /// logged once per app, until a reload builds the app again.
+    pub(super) fn note_health(&mut self, app_id: &str, outcome: &Outcome) {
+        self.health.insert(
+            app_id.to_string(),
+            match outcome {
+                Outcome::Sent { .. } => "ok".to_string(),
+                Outcome::TokenDead { status, .. } => format!("ok (last token dead, {status})"),
+                Outcome::Rejected { status, body } => {
+                    format!("rejected ({status} {})", body.trim())
+                }
+                Outcome::GaveUp { last_error, .. } => format!("failing ({last_error})"),
+            },
+        );
+        if let Outcome::Rejected {
+            status: 401 | 403,
+            body,
+        } = outcome
+        {
+            if self.credential_alerts.insert(app_id.to_string()) {
+                error!(
+                    "app {}: the push service rejected the credentials even after renewing them ({}); \
+                     fix the key, certificate or service account and run kamcmd push.reload",
+                    app_id,
+                    body.trim()
+                );
+            }
+        }
+    }
+
+    /// The configured apps and their health (push.apps).
+    pub(super) fn app_views(&self) -> Vec<AppView> {
+        self.ctx
+            .config
+            .apps
+            .iter()
+            .map(|app| AppView {
+                id: app.id.clone(),
+                provider: app.provider.name().to_string(),
+                environment: match &app.provider {
+                    AppProvider::Apns { sandbox: true, .. } => "sandbox".to_string(),
+                    AppProvider::Apns { .. } => "production".to_string(),
+                    _ => String::new(),
+                },
+                health: self
+                    .health
+                    .get(&app.id)
+                    .cloned()
+                    .unwrap_or_else(|| "unknown".into()),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,285 @@
+//! Held calls: a call push_suspend held is pushed to every device of its AOR, resumed once when
+//! one of them registers (or push_resume says so), joined by a device that wakes late, failed when
+//! no push can reach a device, and forgotten when tm is done with it (CANCEL, final reply,
+//! destroy) or long after its deadline; its pushes still running are stopped then.
+
+use super::push::{About, Purpose};
+use super::{now, unix_now, Engine};
+use crate::calls::{Call, Phase, PushState, PushedDevice};
+use crate::devices::contact::{shorten_token, PushBinding};
+use crate::devices::normalize_aor;
+use crate::dispatcher::Host;
+use crate::ipc::message::{CallKey, ContactEvent, HeldCall, TmChange, TmEvent};
+use crate::providers::PushKind;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// How long a transaction tm told us has ended is remembered, to drop a late `Held` for it.
+const ENDED_MEMORY: Duration = Duration::from_secs(60);
+
+impl Engine {
+    /// push_suspend held a call: every device of its AOR is pushed; when none can be, the call is
+    /// failed at once.
+    pub(super) fn on_held(&mut self, held: HeldCall, host: &dyn Host) {
+        if self.ended.contains_key(&held.key) {
+            // tm finished the transaction before its Held message was read.
+            self.ctx.shared.held_now.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let devices = match &self.store {
+            Some(store) => store.devices(&held.aor).unwrap_or_else(|e| {
+                error!("cannot read the devices of {}: {e}", held.aor);
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        let now = now();
+        let deadline = now + Duration::from_secs(held.timeout as u64);
+        let about = About {
+            kind: PushKind::Call,
+            call_id: held.call_id.clone(),
+            caller_uri: held.caller_uri.clone(),
+            caller_name: held.caller_name.clone(),
+            expires_at: (unix_now() + Duration::from_secs(held.timeout as u64)).as_secs(),
+        };
+        let purpose = Purpose::Call {
+            key: held.key,
+            held_at_ns: held.held_at_ns,
+        };
+        let mut call = Call {
+            key: held.key,
+            aor: held.aor.clone(),
+            call_id: held.call_id.clone(),
+            caller_uri: held.caller_uri.clone(),
+            caller_name: held.caller_name.clone(),
+            held_at: now,
+            deadline,
+            phase: Phase::Waiting,
+            targets: Vec::new(),
+        };
+        let mut launches = Vec::new();
+        for device in &devices {
+            let binding = PushBinding {
+                provider: device.provider.clone(),
+                prid: device.prid.clone(),
+                param: device.param.clone(),
+                silent: false,
+                timeout: None,
+            };
+            let state = match self.push_for(device, &about, purpose) {
+                Ok(push) => {
+                    launches.push(push);
+                    PushState::Sending
+                }
+                Err(no) => PushState::Failed(no.to_string()),
+            };
+            if let PushState::Failed(why) = &state {
+                warn!(
+                    "no push for {} device {}: {why}",
+                    held.aor,
+                    shorten_token(&device.prid)
+                );
+                self.count(|c| &c.pushes_failed);
+            }
+            call.targets.push(PushedDevice {
+                device_id: device.device_id.clone(),
+                binding,
+                instance: device.instance.clone(),
+                state,
+            });
+        }
+        let hopeless = call
+            .targets
+            .iter()
+            .all(|t| matches!(t.state, PushState::Failed(_)));
+        if hopeless {
+            call.phase = Phase::Failed;
+        }
+        self.calls.insert(call);
+        if hopeless {
+            notice!(
+                "call {} to {}: no device can be pushed; failing it now",
+                held.call_id,
+                held.aor
+            );
+            self.continue_calls(&[held.key], true, host);
+            return;
+        }
+        info!(
+            "call {} to {} held; pushing {} device(s)",
+            held.call_id,
+            held.aor,
+            launches.len()
+        );
+        for push in launches {
+            let task = self.spawn_push(push, deadline);
+            self.push_tasks.entry(held.key).or_default().push(task);
+        }
+    }
+
+    /// A device of the AOR registered (usrloc): ringing calls it was pushed for get it as a new
+    /// branch (it woke late); calls still waiting for it are resumed.
+    pub(super) fn device_woke(&mut self, ev: &ContactEvent, host: &dyn Host) {
+        let joins = self
+            .calls
+            .late_joiners(&ev.aor, ev.binding.as_ref(), ev.instance.as_deref());
+        for key in joins {
+            match host.append_branches(key) {
+                Ok(0) => {}
+                Ok(n) => info!(
+                    "device of {} woke late: {n} branch(es) added to its ringing call",
+                    ev.aor
+                ),
+                Err(e) => {
+                    debug!("no branch added to call {}:{}: {e}", key.0, key.1)
+                }
+            }
+        }
+        let keys =
+            self.calls
+                .device_registered(&ev.aor, ev.binding.as_ref(), ev.instance.as_deref());
+        if !keys.is_empty() {
+            info!(
+                "device of {} registered: resuming {} call(s)",
+                ev.aor,
+                keys.len()
+            );
+            self.continue_calls(&keys, false, host);
+        }
+    }
+
+    /// push_resume(): continues every call held for the AOR, whichever device registered.
+    /// Returns how many tm accepted.
+    pub(super) fn resume_aor(&mut self, aor: &str, host: &dyn Host) -> Result<u32, String> {
+        let Some(aor) = normalize_aor(aor, self.config().use_domain) else {
+            return Err(format!("'{aor}' is not an AOR"));
+        };
+        let keys = self.calls.resume_aor(&aor);
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        info!(
+            "{aor} registered (push_resume): resuming {} call(s)",
+            keys.len()
+        );
+        Ok(self.continue_calls(&keys, false, host))
+    }
+
+    /// A push of the call `key` ended with `result`: when it was the call's last hope, the call is
+    /// failed now rather than at its timeout.
+    pub(super) fn push_ended(
+        &mut self,
+        key: CallKey,
+        aor: &str,
+        device_id: &str,
+        result: Result<(), String>,
+        host: &dyn Host,
+    ) {
+        if self.calls.push_done(key, device_id, result) {
+            let call_id = self
+                .calls
+                .get(key)
+                .map(|c| c.call_id.clone())
+                .unwrap_or_default();
+            notice!("every push for call {call_id} to {aor} failed; failing it now");
+            self.continue_calls(&[key], true, host);
+        }
+    }
+
+    /// Continues calls into the resume route; returns how many tm accepted.
+    fn continue_calls(&mut self, keys: &[CallKey], failed: bool, host: &dyn Host) -> u32 {
+        let mut ok = 0;
+        for key in keys {
+            if !failed {
+                if let Some(call) = self.calls.get(*key) {
+                    self.ctx
+                        .shared
+                        .wake_latency
+                        .record(now().saturating_duration_since(call.held_at).as_nanos() as u64);
+                }
+            }
+            match host.continue_call(*key, failed) {
+                Ok(()) => {
+                    ok += 1;
+                    if !failed {
+                        self.count(|c| &c.resumed);
+                    }
+                }
+                Err(e) => {
+                    info!(
+                        "held transaction {}:{} could not be continued: {e}",
+                        key.0, key.1
+                    );
+                    self.forget(*key);
+                }
+            }
+        }
+        ok
+    }
+
+    /// tm is done with a transaction (CANCEL, final reply, destroyed): a call still waiting is
+    /// counted as cancelled or timed out, and forgotten.
+    pub(super) fn on_tm(&mut self, ev: TmEvent) {
+        let Some(call) = self.calls.get(ev.key) else {
+            self.ended.insert(ev.key, now());
+            return;
+        };
+        let waiting = call.phase == Phase::Waiting;
+        match ev.change {
+            TmChange::Cancelled => {
+                if waiting {
+                    self.count(|c| &c.cancelled);
+                }
+            }
+            TmChange::Replied(code) => {
+                if waiting && code == 487 {
+                    self.count(|c| &c.cancelled);
+                } else if waiting {
+                    self.count(|c| &c.timed_out);
+                }
+            }
+            TmChange::Destroyed => {
+                if waiting {
+                    self.count(|c| &c.timed_out);
+                }
+            }
+        }
+        self.forget(ev.key);
+    }
+
+    /// Drops a call from the table (tm is done with it) and stops its pushes still running (a
+    /// push retrying a slow or failing service for a call the caller gave up).
+    fn forget(&mut self, key: CallKey) {
+        if let Some(tasks) = self.push_tasks.remove(&key) {
+            let running = tasks.iter().filter(|t| !t.is_finished()).count();
+            for task in tasks {
+                task.abort();
+            }
+            if running > 0 {
+                debug!(
+                    "call {}:{} is over: {running} push(es) still running stopped",
+                    key.0, key.1
+                );
+            }
+        }
+        if self.calls.remove(key).is_some() {
+            self.ctx.shared.held_now.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.ended.insert(key, now());
+    }
+
+    /// The safety net ([`Engine::tick`]): calls long past their deadline that tm never told us
+    /// about are dropped, and ended transactions are remembered only for a while.
+    pub(super) fn drop_stale(&mut self) {
+        let now = now();
+        for key in self.calls.stale(now) {
+            warn!(
+                "held transaction {}:{} outlived its deadline without tm telling; dropped",
+                key.0, key.1
+            );
+            self.forget(key);
+        }
+        self.ended
+            .retain(|_, at| now.duration_since(*at) < ENDED_MEMORY);
+    }
+}

@@ -1,0 +1,175 @@
+//! The dispatcher's brain, run on its main thread: it owns the held-call table and the device
+//! store, reacts to messages from Kamailio's processes and to push results from the runtime, and
+//! tells the host (Kamailio) which held transactions to continue. It never waits on the network:
+//! pushes run as tasks on the runtime and come back as [`MainJob::PushDone`].
+//!
+//! One struct, [`Engine`]; its methods are spread over one file per concern:
+//! - this file: the struct, what it is built from, the message switch and the periodic tick;
+//! - `held.rs`: held calls: hold and push, resume (a device registered, push_resume), late
+//!   devices, fail, and forget (tm ended the call: its pushes are stopped);
+//! - `devices.rs`: the device store: contact events, dead tokens, push.remove, the AOR index;
+//! - `apps.rs`: each app's push client (built at start, rebuilt by push.reload) and its health;
+//! - `push.rs`: one push: the one place a [`CallPush`] is built, the one place a push is sent and
+//!   its outcome reported, and what the engine does with that outcome;
+//! - `refresh.rs`: binding-refresh pushes (RFC 8599), scheduled from [`Engine::tick`];
+//! - `rpc.rs`: the answers to push.* questions, and push.send's test push.
+//!
+//! [`CallPush`]: crate::providers::CallPush
+
+// Every engine file logs under the target `engine` (Kamailio prints it as `engine()`), as when the
+// engine was one file: these shadow the crate's macros of the same names in the files below.
+macro_rules! error {
+    ($($arg:tt)*) => { $crate::log::emit($crate::log::Level::Error, "push_core::dispatcher::engine", format_args!($($arg)*)) };
+}
+macro_rules! warn {
+    ($($arg:tt)*) => { $crate::log::emit($crate::log::Level::Warn, "push_core::dispatcher::engine", format_args!($($arg)*)) };
+}
+macro_rules! notice {
+    ($($arg:tt)*) => { $crate::log::emit($crate::log::Level::Notice, "push_core::dispatcher::engine", format_args!($($arg)*)) };
+}
+macro_rules! info {
+    ($($arg:tt)*) => { $crate::log::emit($crate::log::Level::Info, "push_core::dispatcher::engine", format_args!($($arg)*)) };
+}
+macro_rules! debug {
+    ($($arg:tt)*) => { $crate::log::emit($crate::log::Level::Debug, "push_core::dispatcher::engine", format_args!($($arg)*)) };
+}
+
+mod apps;
+mod devices;
+mod held;
+mod push;
+mod refresh;
+mod rpc;
+#[cfg(test)]
+mod tests;
+
+use super::{Context, Host, MainJob};
+use crate::calls::Calls;
+use crate::config::Config;
+use crate::devices::contact::shorten_token;
+use crate::devices::store::Store;
+use crate::ipc::message::{CallKey, ToDispatcher};
+use crate::providers::{self, webhook, Outcome};
+use crossbeam_channel::Sender;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A finished push, on its way back to the main thread.
+#[derive(Debug)]
+pub struct PushDone {
+    pub key: CallKey,
+    pub aor: String,
+    pub app_id: String,
+    pub device_id: String,
+    pub outcome: Outcome,
+}
+
+pub struct Engine {
+    ctx: Arc<Context>,
+    store: Option<Store>,
+    calls: Calls,
+    ended: HashMap<CallKey, Instant>,
+    runtime: tokio::runtime::Handle,
+    main: Sender<MainJob>,
+    http: Option<reqwest::Client>,
+    /// Each app's push client, or why it could not be built.
+    senders: HashMap<String, Result<providers::AppPusher, String>>,
+    /// What the last push of each app said (push.apps).
+    health: HashMap<String, String>,
+    /// Apps whose credentials were rejected and already logged (logged once per app).
+    credential_alerts: HashSet<String>,
+    last_refresh_scan: Instant,
+    /// The push tasks of each held call, stopped when tm is done with the call.
+    push_tasks: HashMap<CallKey, Vec<tokio::task::AbortHandle>>,
+}
+
+/// A device id fit for logs: an instance as is, a token-based id shortened.
+fn loggable_device(device_id: &str) -> String {
+    match device_id.strip_prefix("token:") {
+        Some(token) => format!("token:{}", shorten_token(token)),
+        None => device_id.to_string(),
+    }
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// The engine's monotonic clock: `Instant::now()`, read through tokio so that a unit test can
+/// pause and advance it (outside a paused test runtime it is the system's clock).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl Engine {
+    /// The engine of the dispatcher: opens the device store (`db_path`) and builds every app's
+    /// push client. Pushes run on `runtime`; their outcomes come back through `main`.
+    pub fn new(
+        ctx: Arc<Context>,
+        runtime: tokio::runtime::Handle,
+        main: Sender<MainJob>,
+    ) -> Engine {
+        let store = match Store::open(&ctx.config.db_path) {
+            Ok(store) => Some(store),
+            Err(e) => {
+                error!("cannot open the device store: {e}; devices will not be remembered");
+                None
+            }
+        };
+        let http = match webhook::client() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                error!("cannot build the HTTP client: {e}; webhook pushes will fail");
+                None
+            }
+        };
+        let mut engine = Engine {
+            ctx,
+            store,
+            calls: Calls::default(),
+            ended: HashMap::new(),
+            runtime,
+            main,
+            http,
+            senders: HashMap::new(),
+            health: HashMap::new(),
+            credential_alerts: HashSet::new(),
+            last_refresh_scan: now(),
+            push_tasks: HashMap::new(),
+        };
+        engine.build_senders();
+        engine
+    }
+
+    fn config(&self) -> &Config {
+        &self.ctx.config
+    }
+
+    fn count(&self, counter: impl Fn(&crate::shared::Counters) -> &std::sync::atomic::AtomicU64) {
+        counter(&self.ctx.shared.counters).fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn handle(&mut self, message: ToDispatcher, host: &dyn Host) {
+        match message {
+            ToDispatcher::Ask { reply_to, question } => self.ask(reply_to, question, host),
+            ToDispatcher::Held(held) => self.on_held(held, host),
+            ToDispatcher::Contact(event) => self.on_contact(event, host),
+            ToDispatcher::Tm(event) => self.on_tm(event),
+            ToDispatcher::Resume { aor } => {
+                if let Err(e) = self.resume_aor(&aor, host) {
+                    warn!("push_resume: {e}");
+                }
+            }
+        }
+    }
+
+    /// Periodic housekeeping on the main thread.
+    pub fn tick(&mut self) {
+        self.refresh_when_due();
+        self.drop_stale();
+    }
+}

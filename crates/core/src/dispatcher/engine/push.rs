@@ -1,0 +1,170 @@
+//! One push, whoever sends it (a held call, push.send, a binding refresh): the one place its
+//! [`CallPush`] is built ([`Engine::push_for`]), the one place it is sent and its outcome reported
+//! to the main thread ([`Push::send`], spawned by [`Engine::spawn_push`]), and what the engine
+//! does with that outcome ([`Engine::push_done`]: health, counters, dead tokens, the call).
+
+use super::apps::NoPusher;
+use super::{loggable_device, unix_now, Engine, PushDone};
+use crate::devices::store::Device;
+use crate::dispatcher::{Host, MainJob};
+use crate::ipc::message::CallKey;
+use crate::providers::{AppPusher, CallPush, Outcome, PushKind, PushTarget};
+use crate::shared::Shared;
+use crossbeam_channel::Sender;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use tokio::task::AbortHandle;
+
+/// The key of pushes that belong to no call (push.send, refresh pushes).
+const NO_CALL: CallKey = (u32::MAX, u32::MAX);
+
+/// What a push says, whichever device it goes to.
+pub(super) struct About {
+    pub kind: PushKind,
+    pub call_id: String,
+    pub caller_uri: String,
+    pub caller_name: Option<String>,
+    /// Unix seconds when the call stops waiting.
+    pub expires_at: u64,
+}
+
+/// Whose push it is.
+#[derive(Clone, Copy)]
+pub(super) enum Purpose {
+    /// A held call's: its key, and when push_suspend held it (CLOCK_MONOTONIC ns).
+    Call { key: CallKey, held_at_ns: u64 },
+    /// push.send's test push.
+    Test,
+    /// A binding-refresh push.
+    Refresh,
+}
+
+/// One push ready to go to one device.
+pub(super) struct Push {
+    purpose: Purpose,
+    device_id: String,
+    sender: AppPusher,
+    body: CallPush,
+    target: PushTarget,
+}
+
+impl Push {
+    /// The app that sends it.
+    pub(super) fn app_id(&self) -> &str {
+        &self.body.app_id
+    }
+
+    /// Sends the push (retried until `deadline`) and reports how it ended to the main thread as a
+    /// [`PushDone`]; returns the outcome too. A held call's push first records how long it took
+    /// to leave (dispatch latency); a refresh push that went out is counted before the report.
+    pub(super) async fn send(
+        self,
+        deadline: Instant,
+        shared: &'static Shared,
+        main: &Sender<MainJob>,
+    ) -> Outcome {
+        let key = match self.purpose {
+            Purpose::Call { key, held_at_ns } => {
+                shared
+                    .dispatch_latency
+                    .record(crate::latency::monotonic_ns().saturating_sub(held_at_ns));
+                key
+            }
+            Purpose::Test | Purpose::Refresh => NO_CALL,
+        };
+        let outcome = self.sender.send(&self.body, &self.target, deadline).await;
+        if matches!(self.purpose, Purpose::Refresh) && matches!(outcome, Outcome::Sent { .. }) {
+            shared
+                .counters
+                .refresh_pushes
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = main.send(MainJob::PushDone(PushDone {
+            key,
+            aor: self.body.callee_aor,
+            app_id: self.body.app_id,
+            device_id: self.device_id,
+            outcome: outcome.clone(),
+        }));
+        outcome
+    }
+}
+
+impl Engine {
+    /// The push `about` something to one stored device, through the app that serves it, or why
+    /// the device cannot be pushed.
+    pub(super) fn push_for<'a>(
+        &'a self,
+        device: &'a Device,
+        about: &About,
+        purpose: Purpose,
+    ) -> Result<Push, NoPusher<'a>> {
+        let (app, sender) = self.pusher_for(device)?;
+        Ok(Push {
+            purpose,
+            device_id: device.device_id.clone(),
+            sender: sender.clone(),
+            body: CallPush {
+                kind: about.kind,
+                call_id: about.call_id.clone(),
+                caller_uri: about.caller_uri.clone(),
+                caller_name: about.caller_name.clone(),
+                callee_aor: device.aor.clone(),
+                token: device.prid.clone(),
+                app_id: app.id.clone(),
+                provider: device.provider.clone(),
+                sent_at: unix_now().as_millis() as u64,
+                expires_at: about.expires_at,
+            },
+            target: PushTarget::of(device),
+        })
+    }
+
+    /// Runs one push as a task on the runtime ([`Push::send`]); the handle stops it.
+    pub(super) fn spawn_push(&self, push: Push, deadline: Instant) -> AbortHandle {
+        let (shared, main) = (self.ctx.shared, self.main.clone());
+        self.runtime
+            .spawn(async move {
+                push.send(deadline, shared, &main).await;
+            })
+            .abort_handle()
+    }
+
+    /// A push ended: the app's health, the counters and the log say how; a dead token's device
+    /// is forgotten; a call whose every push failed is failed now.
+    pub fn push_done(&mut self, done: PushDone, host: &dyn Host) {
+        self.note_health(&done.app_id, &done.outcome);
+        let aor = &done.aor;
+        let result = match &done.outcome {
+            Outcome::Sent { .. } => {
+                let device = loggable_device(&done.device_id);
+                debug!("push for {aor} device {device} sent");
+                Ok(())
+            }
+            Outcome::TokenDead { status, body } => {
+                notice!(
+                    "push endpoint answered {status} for a device of {aor}: token dead, device forgotten ({})",
+                    body.trim()
+                );
+                self.forget_dead_device(aor, &done.device_id);
+                Err(format!("token dead ({status})"))
+            }
+            Outcome::Rejected { status, body } => {
+                warn!("push for {aor} refused with {status}: {}", body.trim());
+                Err(format!("refused ({status})"))
+            }
+            Outcome::GaveUp {
+                attempts,
+                last_error,
+            } => {
+                warn!("push for {aor} failed after {attempts} attempt(s): {last_error}");
+                Err(last_error.clone())
+            }
+        };
+        match result {
+            Ok(()) => self.count(|c| &c.pushes_sent),
+            Err(_) => self.count(|c| &c.pushes_failed),
+        }
+        self.push_ended(done.key, &done.aor, &done.device_id, result, host);
+    }
+}

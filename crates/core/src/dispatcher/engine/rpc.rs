@@ -1,0 +1,159 @@
+//! The answers to push.* questions (kamcmd, and push_resume from a script): status, pending calls,
+//! devices, apps, reload, remove, resume, and push.send, whose test pushes a runtime task waits
+//! for before it answers the asker itself.
+
+use super::apps::NoPusher;
+use super::push::{About, Purpose};
+use super::{loggable_device, now, unix_now, Engine};
+use crate::devices::contact::shorten_token;
+use crate::devices::normalize_aor;
+use crate::dispatcher::Host;
+use crate::ipc::message::{Answer, DeviceView, Question};
+use crate::ipc::reply;
+use crate::providers::{Outcome, PushKind};
+use std::time::Duration;
+
+/// How long a push.send test push may take.
+const TEST_PUSH_WAIT: Duration = Duration::from_secs(10);
+
+/// A provider's answer in words, for push.send.
+fn outcome_text(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Sent { status, attempts } => format!("sent ({status}, {attempts} attempt(s))"),
+        Outcome::TokenDead { status, body } => {
+            format!("token dead ({status} {}): device forgotten", body.trim())
+        }
+        Outcome::Rejected { status, body } => format!("rejected ({status} {})", body.trim()),
+        Outcome::GaveUp {
+            attempts,
+            last_error,
+        } => format!("failed after {attempts} attempt(s): {last_error}"),
+    }
+}
+
+impl Engine {
+    /// A question: answered to the asker's socket `reply_to` now, or, for push.send, by the task
+    /// that waits for the test pushes.
+    pub(super) fn ask(&mut self, reply_to: String, question: Question, host: &dyn Host) {
+        if let Question::Send { aor } = question {
+            return self.send_test(reply_to, aor);
+        }
+        let answer = self.answer(question, host);
+        if let Err(e) = reply::answer(&reply_to, &answer) {
+            debug!("answer to {reply_to} not delivered (the asker gave up?): {e}");
+        }
+    }
+
+    fn answer(&mut self, question: Question, host: &dyn Host) -> Answer {
+        let use_domain = self.config().use_domain;
+        match question {
+            Question::Status => Answer::Status(self.ctx.status()),
+            Question::Pending { aor } => {
+                let aor = aor.and_then(|a| normalize_aor(&a, use_domain));
+                Answer::Pending(self.calls.pending(aor.as_deref(), now()))
+            }
+            Question::Devices { aor } => {
+                let Some(aor) = normalize_aor(&aor, use_domain) else {
+                    return Answer::Error(format!("'{aor}' is not an AOR"));
+                };
+                let Some(store) = &self.store else {
+                    return Answer::Error("the device store is not open".into());
+                };
+                match store.devices(&aor) {
+                    Ok(devices) => Answer::Devices(
+                        devices
+                            .into_iter()
+                            .map(|d| DeviceView {
+                                device_id: loggable_device(&d.device_id),
+                                provider: d.provider,
+                                token: shorten_token(&d.prid),
+                                app: d.app_id.or(d.param).unwrap_or_default(),
+                                user_agent: d.user_agent.unwrap_or_default(),
+                                updated_at: d.updated_at,
+                            })
+                            .collect(),
+                    ),
+                    Err(e) => Answer::Error(e.to_string()),
+                }
+            }
+            Question::Apps => Answer::Apps(self.app_views()),
+            Question::Reload => Answer::Reloaded(
+                self.build_senders()
+                    .into_iter()
+                    .map(|(id, r)| (id, r.err().unwrap_or_default()))
+                    .collect(),
+            ),
+            Question::Remove { aor, device } => {
+                let Some(aor) = normalize_aor(&aor, use_domain) else {
+                    return Answer::Error(format!("'{aor}' is not an AOR"));
+                };
+                self.remove_devices(&aor, device.as_deref())
+            }
+            Question::Send { .. } => Answer::Error("push.send is answered by its own task".into()),
+            Question::Resume { aor } => match self.resume_aor(&aor, host) {
+                Ok(n) => Answer::Resumed(n),
+                Err(e) => Answer::Error(e),
+            },
+        }
+    }
+
+    /// push.send: a test push to every device of the AOR; a task waits for the answers and
+    /// replies to the asker itself, so the main thread never waits.
+    fn send_test(&mut self, reply_to: String, aor: String) {
+        let Some(aor) = normalize_aor(&aor, self.config().use_domain) else {
+            let _ = reply::answer(&reply_to, &Answer::Error(format!("'{aor}' is not an AOR")));
+            return;
+        };
+        let devices = match &self.store {
+            Some(store) => store.devices(&aor).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        if devices.is_empty() {
+            let _ = reply::answer(
+                &reply_to,
+                &Answer::Error(format!("no push device for {aor}")),
+            );
+            return;
+        }
+        let unix = unix_now();
+        let deadline = now() + TEST_PUSH_WAIT;
+        let about = About {
+            kind: PushKind::Call,
+            call_id: format!("push.send-{}", unix.as_millis()),
+            caller_uri: "sip:push.send@localhost".into(),
+            caller_name: Some("push.send".into()),
+            expires_at: (unix + TEST_PUSH_WAIT).as_secs(),
+        };
+        let mut jobs = Vec::new();
+        for device in &devices {
+            let (app_id, push) = match self.push_for(device, &about, Purpose::Test) {
+                Ok(push) => (push.app_id().to_string(), Ok(push)),
+                Err(NoPusher::Unusable { app, why }) => {
+                    (app.to_string(), Err(format!("not sent: {why}")))
+                }
+                Err(NoPusher::NoClient { app }) => (
+                    app.to_string(),
+                    Err("not sent: no app for this device".to_string()),
+                ),
+                Err(NoPusher::NoApp { .. }) => (
+                    String::new(),
+                    Err("not sent: no app for this device".to_string()),
+                ),
+            };
+            jobs.push((loggable_device(&device.device_id), app_id, push));
+        }
+        let (shared, main) = (self.ctx.shared, self.main.clone());
+        self.runtime.spawn(async move {
+            let mut report = Vec::new();
+            for (shown, app_id, push) in jobs {
+                let answer = match push {
+                    // Dead tokens are forgotten as after any push.
+                    Ok(push) => outcome_text(&push.send(deadline, shared, &main).await),
+                    Err(not_sent) => not_sent,
+                };
+                report.push((shown, app_id, answer));
+            }
+            let _ = reply::answer(&reply_to, &Answer::Sent(report));
+        });
+    }
+}
