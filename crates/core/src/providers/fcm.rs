@@ -10,16 +10,20 @@
 //! the same from the token endpoint) with exponential backoff, but never past the call's deadline,
 //! and reports how the push ended as an [`Outcome`]. This module does not log: the caller does.
 
-use super::webhook::{CallPush, Outcome, PushKind};
+use super::http::{
+    body_text, drain, http_error, parse_retry_after, read_limited, retryable, send_bounded,
+    unix_millis, unix_secs, ConnectTimeoutText, RequestError, MAX_ATTEMPT_TIME, MAX_BODY_TEXT,
+};
+use super::{Backoff, CallPush, Outcome, PushKind};
 use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use serde::Serialize;
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Google's FCM endpoint (the module's default `fcm_url`).
 pub const DEFAULT_FCM_URL: &str = "https://fcm.googleapis.com";
@@ -39,16 +43,8 @@ const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
 /// quarter of its lifetime).
 const STOP_USING_BEFORE: Duration = Duration::from_secs(30);
 
-/// Longest single HTTP request; shorter when less time is left before the deadline.
-const MAX_ATTEMPT_TIME: Duration = Duration::from_secs(5);
-/// Most bytes of a response body kept in an [`Outcome`] (and in error texts).
-const MAX_BODY_TEXT: usize = 512;
 /// Token answers and error bodies are read up to this size to be parsed as JSON.
 const MAX_JSON_BODY: usize = 64 * 1024;
-/// A 2xx send answer is read (and thrown away) up to this size and time so that the connection
-/// can go back to the pool; beyond that the connection is simply dropped.
-const DRAIN_LIMIT: usize = 16 * 1024;
-const DRAIN_TIME: Duration = Duration::from_millis(200);
 
 /// A Google service account, from the JSON key file the Firebase console hands out.
 #[derive(Clone)]
@@ -354,7 +350,7 @@ impl FcmSender {
     /// whole seconds left before the deadline (at least 1).
     pub async fn send(&self, push: &CallPush, deadline: Instant) -> Outcome {
         let mut attempts: u32 = 0;
-        let mut backoff = super::Backoff::default();
+        let mut backoff = Backoff::default();
         let mut last_error = String::from("the deadline had passed before the first attempt");
         let mut renewed = false;
         let mut refuse: Option<u64> = None;
@@ -390,7 +386,7 @@ impl FcmSender {
                     // Drop that token, get another and try again at once (no backoff).
                     renewed = true;
                     refuse = Some(generation);
-                    last_error = http_error(status, &body);
+                    last_error = http_error(status, &one_line(&body));
                     continue;
                 }
                 Step::Retry { error, retry_after } => {
@@ -439,7 +435,7 @@ impl Inner {
             .header(AUTHORIZATION, token.bearer.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(body);
-        let response = match send_bounded(request, end, time).await {
+        let response = match send_bounded(request, end, time, ConnectTimeoutText::Plain).await {
             Ok(response) => response,
             Err(RequestError::Retry(error)) => {
                 return Step::Retry {
@@ -452,10 +448,7 @@ impl Inner {
         let status = response.status();
         let code = status.as_u16();
         if status.is_success() {
-            let drain_end = Instant::now()
-                .checked_add(DRAIN_TIME)
-                .map_or(end, |t| t.min(end));
-            read_limited(response, DRAIN_LIMIT, drain_end).await;
+            drain(response, end).await;
             return Step::Sent(code);
         }
         let retry_after = parse_retry_after(response.headers());
@@ -475,8 +468,8 @@ impl Inner {
                 body,
                 generation: token.generation,
             },
-            408 | 429 | 500..=599 => Step::Retry {
-                error: http_error(code, &body),
+            _ if retryable(code) => Step::Retry {
+                error: http_error(code, &one_line(&body)),
                 retry_after,
             },
             _ => Step::Rejected(code, body),
@@ -600,7 +593,7 @@ impl Inner {
                 ("grant_type", GRANT_TYPE),
                 ("assertion", assertion.as_str()),
             ]);
-        let response = match send_bounded(request, end, time).await {
+        let response = match send_bounded(request, end, time, ConnectTimeoutText::Plain).await {
             Ok(response) => response,
             Err(RequestError::Retry(error)) => {
                 return Err(TokenError::Retry {
@@ -618,8 +611,11 @@ impl Inner {
             let retry_after = parse_retry_after(response.headers());
             let body = body_text(&read_limited(response, MAX_BODY_TEXT, end).await);
             return Err(match code {
-                408 | 429 | 500..=599 => TokenError::Retry {
-                    error: format!("access token request: {}", http_error(code, &body)),
+                _ if retryable(code) => TokenError::Retry {
+                    error: format!(
+                        "access token request: {}",
+                        http_error(code, &one_line(&body))
+                    ),
                     retry_after,
                 },
                 _ => TokenError::Rejected {
@@ -742,122 +738,9 @@ fn fcm_error(raw: &[u8]) -> Option<FcmError> {
     Some(FcmError { codes })
 }
 
-enum RequestError {
-    Retry(String),
-    Fatal(String),
-}
-
-/// Sends `request`, never past `end` (reqwest's own timeout should fire first).
-async fn send_bounded(
-    request: reqwest::RequestBuilder,
-    end: Instant,
-    time: Duration,
-) -> Result<reqwest::Response, RequestError> {
-    match tokio::time::timeout_at(end.into(), request.send()).await {
-        Err(_) => Err(RequestError::Retry(format!(
-            "timed out after {} ms",
-            time.as_millis()
-        ))),
-        Ok(Err(error)) if error.is_builder() => Err(RequestError::Fatal(error_text(&error, time))),
-        Ok(Err(error)) => Err(RequestError::Retry(error_text(&error, time))),
-        Ok(Ok(response)) => Ok(response),
-    }
-}
-
-/// "HTTP 503 Service Unavailable: <body on one line>".
-fn http_error(code: u16, body: &str) -> String {
-    let mut text = format!("HTTP {code}");
-    if let Some(reason) = reqwest::StatusCode::from_u16(code)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-    {
-        text.push(' ');
-        text.push_str(reason);
-    }
-    let body = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    if !body.is_empty() {
-        text.push_str(": ");
-        text.push_str(&body);
-    }
-    text
-}
-
-/// Retry-After in integer seconds; an HTTP date or anything else is ignored.
-fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
-/// Reads at most `limit` bytes of the body, stopping at `until`; errors end the reading quietly.
-async fn read_limited(mut response: reqwest::Response, limit: usize, until: Instant) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    let reading = async {
-        while bytes.len() < limit {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    let take = chunk.len().min(limit - bytes.len());
-                    bytes.extend_from_slice(chunk.get(..take).unwrap_or_default());
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
-    };
-    let _ = tokio::time::timeout_at(until.into(), reading).await;
-    bytes
-}
-
-/// Lossy UTF-8 of the first [`MAX_BODY_TEXT`] bytes, never longer than that many bytes.
-fn body_text(bytes: &[u8]) -> String {
-    let head = bytes.get(..bytes.len().min(MAX_BODY_TEXT)).unwrap_or(bytes);
-    let mut text = String::from_utf8_lossy(head).into_owned();
-    if text.len() > MAX_BODY_TEXT {
-        let mut end = MAX_BODY_TEXT;
-        while end > 0 && !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
-}
-
-/// Error text for a failed request: its kind, then the chain of causes, without the URL.
-fn error_text(error: &reqwest::Error, time: Duration) -> String {
-    let kind = if error.is_connect() && error.is_timeout() {
-        String::from("connection timed out")
-    } else if error.is_timeout() {
-        format!("timed out after {} ms", time.as_millis())
-    } else if error.is_connect() {
-        String::from("connection failed")
-    } else if error.is_builder() {
-        String::from("cannot build the request")
-    } else {
-        String::from("request failed")
-    };
-    // The causes only: the error's own text names the URL.
-    let mut parts: Vec<String> = vec![kind];
-    let mut cause = std::error::Error::source(error);
-    while let Some(current) = cause {
-        let text = current.to_string();
-        if !text.is_empty() && parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        cause = current.source();
-    }
-    parts.join(": ")
-}
-
-fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+/// The body on one line: runs of white space (line breaks too) made one space, for error texts.
+fn one_line(body: &str) -> String {
+    body.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -868,6 +751,7 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::{Mutex, OnceLock};
     use std::thread::JoinHandle;
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     const PROJECT: &str = "demo-project-7";
     const EMAIL: &str = "pusher@demo-project-7.iam.gserviceaccount.com";
@@ -1345,7 +1229,7 @@ mod tests {
 
     fn push() -> CallPush {
         CallPush {
-            kind: crate::providers::webhook::PushKind::Call,
+            kind: PushKind::Call,
             call_id: "a84b4c76e66710@pc33.example.com".into(),
             caller_uri: "sip:alice@example.com".into(),
             caller_name: Some("Alice \"A\" Ünïcode".into()),
@@ -2078,14 +1962,5 @@ mod tests {
             missing_error.contains(&missing.display().to_string()),
             "{missing_error}"
         );
-    }
-
-    #[test]
-    fn body_text_never_exceeds_512_bytes() {
-        let mut bytes = vec![b'a'; 511];
-        bytes.extend_from_slice("é and more".as_bytes());
-        assert_eq!(body_text(&bytes), "a".repeat(511));
-        assert_eq!(body_text(b"short"), "short");
-        assert_eq!(body_text(&[0xff; 600]).len(), 510);
     }
 }

@@ -5,10 +5,14 @@
 //! 5xx, connection errors, timeouts) with exponential backoff, but never past the call's deadline,
 //! and reports how the push ended as an [`Outcome`]. This module does not log: the caller does.
 
+use super::http::{
+    body_text, drain, http_error, parse_retry_after, read_limited, retryable, send_bounded,
+    unix_millis, ConnectTimeoutText, RequestError, MAX_ATTEMPT_TIME, MAX_BODY_TEXT,
+};
+use super::{Backoff, CallPush, Outcome};
 use hmac::{Hmac, Mac};
-use serde::Serialize;
 use sha2::Sha256;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// A configured webhook app.
 #[derive(Clone, Debug)]
@@ -19,77 +23,11 @@ pub struct WebhookApp {
     pub secret: Option<String>,
 }
 
-/// Why a push goes out.
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum PushKind {
-    /// Wake the app for a held call (APNs: a VoIP push).
-    #[default]
-    Call,
-    /// RFC 8599 binding refresh: the app should only register again (APNs: a background push,
-    /// never a VoIP one, which iOS would show as a call). The call fields are empty.
-    Refresh,
-}
-
-/// What every provider sends about a call (the JSON body of the webhook, field names as below).
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct CallPush {
-    /// "call" or "refresh".
-    #[serde(rename = "type")]
-    pub kind: PushKind,
-    pub call_id: String,
-    pub caller_uri: String,
-    pub caller_name: Option<String>,
-    pub callee_aor: String,
-    pub token: String,
-    pub app_id: String,
-    pub provider: String,
-    /// Unix milliseconds when this attempt was built.
-    pub sent_at: u64,
-    /// Unix seconds when the call stops waiting.
-    pub expires_at: u64,
-}
-
-/// How a push ended.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    /// 2xx.
-    Sent { status: u16, attempts: u32 },
-    /// 404 or 410: the endpoint says this token/device is gone; the device should be forgotten.
-    TokenDead { status: u16, body: String },
-    /// Any other 4xx (except 408, 429), a 3xx, or a non-standard status: final, not retried.
-    Rejected { status: u16, body: String },
-    /// Retries exhausted because the deadline came: last error text (connect refused, timeout,
-    /// 5xx...). `attempts` is 0 when no request could be made at all (deadline already passed,
-    /// unusable URL).
-    GaveUp { attempts: u32, last_error: String },
-}
-
 /// Name of the signature header; value "sha256=<lowercase hex HMAC-SHA256(secret, body)>".
 pub const SIGNATURE_HEADER: &str = "X-Push-Signature";
 
-const USER_AGENT: &str = concat!("kamailio-push/", env!("CARGO_PKG_VERSION"));
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Longest single attempt; shorter when less time is left before the deadline.
-const MAX_ATTEMPT_TIME: Duration = Duration::from_secs(5);
-/// Most bytes of a response body kept for the caller (and its logs).
-const MAX_BODY_TEXT: usize = 512;
-/// A 2xx body is read (and thrown away) up to this size and time so that the connection can go
-/// back to the pool; beyond that the connection is simply dropped.
-const DRAIN_LIMIT: usize = 16 * 1024;
-const DRAIN_TIME: Duration = Duration::from_millis(200);
-
-/// The HTTP client the provider uses: no redirects followed (a 3xx is treated like a Rejected final
-/// answer), connect timeout 2 s, a per-request timeout applied per attempt (by [`send`]), HTTP/1.1
-/// and HTTP/2 allowed (HTTP/2 through ALPN on https), user agent "kamailio-push/<crate version>".
-pub fn client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(CONNECT_TIMEOUT)
-        .user_agent(USER_AGENT)
-        .build()
-        .map_err(|e| format!("cannot build the webhook HTTP client: {}", error_chain(&e)))
-}
+/// Re-exported here, where it was first made: the engine builds its HTTP client through it.
+pub use super::http::client;
 
 /// Hex HMAC-SHA256 of body with secret (lowercase, without the "sha256=" prefix of the header).
 pub fn signature(secret: &str, body: &[u8]) -> String {
@@ -130,7 +68,7 @@ pub async fn send(
         }
     };
     let mut attempts: u32 = 0;
-    let mut backoff = super::Backoff::default();
+    let mut backoff = Backoff::default();
     let mut last_error = String::from("the deadline had passed before the first attempt");
     loop {
         let now = Instant::now();
@@ -213,50 +151,30 @@ async fn attempt(
         );
     }
     let request = request.body(body);
-    // reqwest's own timeout should fire first; this one guarantees the bound whatever happens.
-    let response = match tokio::time::timeout_at(end.into(), request.send()).await {
-        Err(_) => {
+    let response = match send_bounded(request, end, time, ConnectTimeoutText::WithLimit).await {
+        Ok(response) => response,
+        Err(RequestError::Fatal(error)) => return WebhookReply::Fatal(error),
+        Err(RequestError::Retry(error)) => {
             return WebhookReply::Retry {
-                error: format!("timed out after {} ms", time.as_millis()),
+                error,
                 retry_after: None,
             }
         }
-        Ok(Err(error)) if error.is_builder() => {
-            return WebhookReply::Fatal(error_text(&error, time))
-        }
-        Ok(Err(error)) => {
-            return WebhookReply::Retry {
-                error: error_text(&error, time),
-                retry_after: None,
-            }
-        }
-        Ok(Ok(response)) => response,
     };
     let status = response.status();
     let code = status.as_u16();
     if status.is_success() {
-        let drain_end = Instant::now()
-            .checked_add(DRAIN_TIME)
-            .map_or(end, |t| t.min(end));
-        read_limited(response, DRAIN_LIMIT, drain_end).await;
+        drain(response, end).await;
         return WebhookReply::Sent(code);
     }
     let retry_after = parse_retry_after(response.headers());
     let body = body_text(&read_limited(response, MAX_BODY_TEXT, end).await);
     match code {
         404 | 410 => WebhookReply::TokenDead(code, body),
-        408 | 429 | 500..=599 => {
-            let mut error = format!("HTTP {code}");
-            if let Some(reason) = status.canonical_reason() {
-                error.push(' ');
-                error.push_str(reason);
-            }
-            if !body.is_empty() {
-                error.push_str(": ");
-                error.push_str(&body);
-            }
-            WebhookReply::Retry { error, retry_after }
-        }
+        _ if retryable(code) => WebhookReply::Retry {
+            error: http_error(code, &body),
+            retry_after,
+        },
         _ => WebhookReply::Rejected(code, body),
     }
 }
@@ -281,91 +199,10 @@ fn attempt_body(push: &CallPush) -> Result<Vec<u8>, String> {
     serde_json::to_vec(&push).map_err(|e| format!("cannot encode the push as JSON: {e}"))
 }
 
-fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// Retry-After in integer seconds; an HTTP date or anything else is ignored.
-fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
-/// Reads at most `limit` bytes of the body, stopping at `until`; errors end the reading quietly.
-async fn read_limited(mut response: reqwest::Response, limit: usize, until: Instant) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    let reading = async {
-        while bytes.len() < limit {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    let take = chunk.len().min(limit - bytes.len());
-                    bytes.extend_from_slice(&chunk[..take]);
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
-    };
-    let _ = tokio::time::timeout_at(until.into(), reading).await;
-    bytes
-}
-
-/// Lossy UTF-8 of the first [`MAX_BODY_TEXT`] bytes, never longer than that many bytes.
-fn body_text(bytes: &[u8]) -> String {
-    let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_BODY_TEXT)]).into_owned();
-    if text.len() > MAX_BODY_TEXT {
-        let mut end = MAX_BODY_TEXT;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
-}
-
-/// Error text for a failed request: its kind, then the chain of causes, without the URL.
-fn error_text(error: &reqwest::Error, time: Duration) -> String {
-    let kind = if error.is_connect() && error.is_timeout() {
-        format!(
-            "connection timed out (limit {} ms)",
-            CONNECT_TIMEOUT.as_millis()
-        )
-    } else if error.is_timeout() {
-        format!("timed out after {} ms", time.as_millis())
-    } else if error.is_connect() {
-        String::from("connection failed")
-    } else if error.is_builder() {
-        String::from("cannot build the request")
-    } else {
-        String::from("request failed")
-    };
-    let causes = error_chain(error);
-    if causes.is_empty() {
-        kind
-    } else {
-        format!("{kind}: {causes}")
-    }
-}
-
-/// The causes of `error` (not `error` itself, whose text names the URL), joined by ": ".
-fn error_chain(error: &reqwest::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cause = std::error::Error::source(error);
-    while let Some(current) = cause {
-        let text = current.to_string();
-        if !text.is_empty() && parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        cause = current.source();
-    }
-    parts.join(": ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::PushKind;
     use std::sync::{Arc, Mutex};
     use std::thread::JoinHandle;
 
@@ -584,16 +421,6 @@ mod tests {
             signature("Jefe", b"what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
-    }
-
-    #[test]
-    fn body_text_is_bounded_even_when_cutting_a_character() {
-        let mut bytes = vec![b'a'; 511];
-        bytes.extend_from_slice("é and more".as_bytes());
-        let text = body_text(&bytes);
-        assert!(text.len() <= MAX_BODY_TEXT);
-        assert_eq!(text, "a".repeat(511));
-        assert_eq!(body_text(b"short"), "short");
     }
 
     #[tokio::test]
