@@ -204,6 +204,24 @@ impl RsaKey {
     }
 }
 
+/// Takes the delays off a scripted answer: their sum and the answer inside. `delay_of` splits one
+/// delay off (`Ok`) or says the answer is not a delay (`Err`).
+fn without_delays<A>(
+    mut answer: A,
+    delay_of: impl Fn(A) -> Result<(Duration, A), A>,
+) -> (Duration, A) {
+    let mut delay = Duration::ZERO;
+    loop {
+        match delay_of(answer) {
+            Ok((d, inner)) => {
+                delay += d;
+                answer = inner;
+            }
+            Err(answer) => return (delay, answer),
+        }
+    }
+}
+
 fn header_list(map: &HeaderMap) -> Vec<(String, String)> {
     map.iter()
         .map(|(k, v)| {
@@ -786,13 +804,10 @@ impl ApnsAnswer {
 
     /// The delay before it and the answer itself.
     fn flatten(self) -> (Duration, ApnsAnswer) {
-        let mut delay = Duration::ZERO;
-        let mut answer = self;
-        while let ApnsAnswer::Delay(d, inner) = answer {
-            delay += d;
-            answer = *inner;
-        }
-        (delay, answer)
+        without_delays(self, |answer| match answer {
+            ApnsAnswer::Delay(delay, inner) => Ok((delay, *inner)),
+            other => Err(other),
+        })
     }
 }
 
@@ -1286,6 +1301,31 @@ impl RawAnswer {
     }
 }
 
+impl FcmAnswer {
+    pub fn status(status: u16, status_text: &str) -> FcmAnswer {
+        FcmAnswer::Status {
+            status,
+            status_text: status_text.to_string(),
+            retry_after: None,
+        }
+    }
+
+    fn flatten(self) -> (Duration, FcmAnswer) {
+        without_delays(self, |answer| match answer {
+            FcmAnswer::Delay(delay, inner) => Ok((delay, *inner)),
+            other => Err(other),
+        })
+    }
+}
+
+/// Decides the answer to the n-th (0-based) send that passed the checks.
+pub type FcmScript = Box<FcmScriptFn>;
+pub type FcmScriptFn = dyn Fn(usize, &FcmSend) -> FcmAnswer + Send + Sync;
+
+pub fn fcm_always_ok() -> FcmScript {
+    Box::new(|_, _| FcmAnswer::Ok)
+}
+
 /// What the token endpoint does with the n-th (0-based) request that passed the checks.
 #[derive(Clone, Debug)]
 pub enum FcmTokenAnswer {
@@ -1301,47 +1341,16 @@ pub enum FcmTokenAnswer {
 
 impl FcmTokenAnswer {
     fn flatten(self) -> (Duration, FcmTokenAnswer) {
-        let mut delay = Duration::ZERO;
-        let mut answer = self;
-        while let FcmTokenAnswer::Delay(d, inner) = answer {
-            delay += d;
-            answer = *inner;
-        }
-        (delay, answer)
+        without_delays(self, |answer| match answer {
+            FcmTokenAnswer::Delay(delay, inner) => Ok((delay, *inner)),
+            other => Err(other),
+        })
     }
 }
 
 /// Decides the token endpoint's answer to the n-th (0-based) request that passed the checks.
 pub type FcmTokenScript = Box<FcmTokenScriptFn>;
 pub type FcmTokenScriptFn = dyn Fn(usize) -> FcmTokenAnswer + Send + Sync;
-
-impl FcmAnswer {
-    pub fn status(status: u16, status_text: &str) -> FcmAnswer {
-        FcmAnswer::Status {
-            status,
-            status_text: status_text.to_string(),
-            retry_after: None,
-        }
-    }
-
-    fn flatten(self) -> (Duration, FcmAnswer) {
-        let mut delay = Duration::ZERO;
-        let mut answer = self;
-        while let FcmAnswer::Delay(d, inner) = answer {
-            delay += d;
-            answer = *inner;
-        }
-        (delay, answer)
-    }
-}
-
-/// Decides the answer to the n-th (0-based) send that passed the checks.
-pub type FcmScript = Box<FcmScriptFn>;
-pub type FcmScriptFn = dyn Fn(usize, &FcmSend) -> FcmAnswer + Send + Sync;
-
-pub fn fcm_always_ok() -> FcmScript {
-    Box::new(|_, _| FcmAnswer::Ok)
-}
 
 /// One request to the token endpoint.
 #[derive(Clone, Debug)]

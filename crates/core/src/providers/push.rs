@@ -34,6 +34,26 @@ pub struct CallPush {
     pub expires_at: u64,
 }
 
+#[cfg(test)]
+impl CallPush {
+    /// A call from Alice (a display name with a quote and non-ASCII letters) to Bob, for the
+    /// providers' tests.
+    pub(crate) fn sample(token: &str, app_id: &str, provider: &str) -> CallPush {
+        CallPush {
+            kind: PushKind::Call,
+            call_id: "a84b4c76e66710@pc33.example.com".into(),
+            caller_uri: "sip:alice@example.com".into(),
+            caller_name: Some("Alice \"A\" Ünïcode".into()),
+            callee_aor: "sip:bob@example.com".into(),
+            token: token.into(),
+            app_id: app_id.into(),
+            provider: provider.into(),
+            sent_at: 0,
+            expires_at: 1_900_000_000,
+        }
+    }
+}
+
 /// How a push ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {

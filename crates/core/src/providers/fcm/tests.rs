@@ -203,18 +203,7 @@ fn check_message(seen: &FcmSend) -> Vec<String> {
 }
 
 fn push() -> CallPush {
-    CallPush {
-        kind: PushKind::Call,
-        call_id: "a84b4c76e66710@pc33.example.com".into(),
-        caller_uri: "sip:alice@example.com".into(),
-        caller_name: Some("Alice \"A\" Ünïcode".into()),
-        callee_aor: "sip:bob@example.com".into(),
-        token: DEVICE.into(),
-        app_id: "acme-android".into(),
-        provider: "fcm".into(),
-        sent_at: 0,
-        expires_at: 1_900_000_000,
-    }
+    CallPush::sample(DEVICE, "acme-android", "fcm")
 }
 
 fn in_ms(ms: u64) -> Instant {
@@ -231,6 +220,21 @@ fn sent(attempts: u32) -> Outcome {
 /// Which access token (1 for the first issued) each send carried.
 fn token_numbers(sends: &[FcmSend]) -> Vec<usize> {
     sends.iter().map(|s| s.token_number).collect()
+}
+
+/// `count` pushes at once, each with `ms` to go; their outcomes.
+async fn send_concurrently(sender: &FcmSender, count: usize, ms: u64) -> Vec<Outcome> {
+    let tasks: Vec<_> = (0..count)
+        .map(|_| {
+            let sender = sender.clone();
+            tokio::spawn(async move { sender.send(&push(), in_ms(ms)).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    outcomes
 }
 
 fn closed_port() -> u16 {
@@ -323,14 +327,8 @@ async fn concurrent_sends_share_one_token_fetch() {
         |_, _| FcmAnswer::Ok,
     );
     let sender = google.sender();
-    let tasks: Vec<_> = (0..20)
-        .map(|_| {
-            let sender = sender.clone();
-            tokio::spawn(async move { sender.send(&push(), in_ms(5000)).await })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), sent(1));
+    for outcome in send_concurrently(&sender, 20, 5000).await {
+        assert_eq!(outcome, sent(1));
     }
     assert_eq!(sender.tokens_fetched(), 1);
     assert_eq!(google.token_requests(), 1);
@@ -372,14 +370,8 @@ async fn concurrent_refusals_renew_the_token_once() {
         }
     });
     let sender = google.sender();
-    let tasks: Vec<_> = (0..10)
-        .map(|_| {
-            let sender = sender.clone();
-            tokio::spawn(async move { sender.send(&push(), in_ms(5000)).await })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), sent(2));
+    for outcome in send_concurrently(&sender, 10, 5000).await {
+        assert_eq!(outcome, sent(2));
     }
     // One fetch of tok-1 shared by all, one renewal to tok-2 shared by all.
     assert_eq!(sender.tokens_fetched(), 2);
@@ -682,14 +674,8 @@ async fn unexpired_token_is_still_used_when_renewal_fails() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     // One renewal attempt; the sends that waited for it share its failure and, like it, use
     // the old token, each at its first attempt.
-    let tasks: Vec<_> = (0..5)
-        .map(|_| {
-            let sender = sender.clone();
-            tokio::spawn(async move { sender.send(&push(), in_ms(3000)).await })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), sent(1));
+    for outcome in send_concurrently(&sender, 5, 3000).await {
+        assert_eq!(outcome, sent(1));
     }
     assert_eq!(google.token_requests(), 2);
     assert_eq!(sender.tokens_fetched(), 1);
@@ -714,14 +700,8 @@ async fn sends_waiting_for_a_failed_fetch_do_not_each_retry_it_at_once() {
     );
     let sender = google.sender();
     let started = Instant::now();
-    let tasks: Vec<_> = (0..10)
-        .map(|_| {
-            let sender = sender.clone();
-            tokio::spawn(async move { sender.send(&push(), in_ms(1000)).await })
-        })
-        .collect();
-    for task in tasks {
-        match task.await.unwrap() {
+    for outcome in send_concurrently(&sender, 10, 1000).await {
+        match outcome {
             Outcome::GaveUp { last_error, .. } => {
                 assert!(last_error.contains("503"), "{last_error}")
             }

@@ -15,18 +15,22 @@ fn app(url: String, secret: Option<&str>) -> WebhookApp {
 }
 
 fn push() -> CallPush {
-    CallPush {
-        kind: PushKind::Call,
-        call_id: "a84b4c76e66710@pc33.example.com".into(),
-        caller_uri: "sip:alice@example.com".into(),
-        caller_name: Some("Alice \"A\" Ünïcode".into()),
-        callee_aor: "sip:bob@example.com".into(),
-        token: "device-token-123".into(),
-        app_id: "acme".into(),
-        provider: "webhook".into(),
-        sent_at: 0,
-        expires_at: 1_900_000_000,
-    }
+    CallPush::sample("device-token-123", "acme", "webhook")
+}
+
+/// Pushes to `path` on `server` with the module's client, `ms` before the deadline.
+async fn send_to(server: &PushServer, path: &str, secret: Option<&str>, ms: u64) -> Outcome {
+    send(
+        &client().unwrap(),
+        &app(server.url_for(path), secret),
+        &push(),
+        in_ms(ms),
+    )
+    .await
+}
+
+fn sent(status: u16, attempts: u32) -> Outcome {
+    Outcome::Sent { status, attempts }
 }
 
 fn in_ms(ms: u64) -> Instant {
@@ -114,13 +118,7 @@ async fn ok_is_sent_once_with_json_and_a_verified_signature() {
         in_ms(3000),
     )
     .await;
-    assert_eq!(
-        outcome,
-        Outcome::Sent {
-            status: 200,
-            attempts: 1
-        }
-    );
+    assert_eq!(outcome, sent(200, 1));
     let seen = server.requests();
     assert_eq!(seen.len(), 1);
     let got = parse_push(seen[0].body.as_bytes());
@@ -141,20 +139,8 @@ async fn ok_is_sent_once_with_json_and_a_verified_signature() {
 #[tokio::test]
 async fn no_signature_header_without_secret() {
     let server = PushServer::answering(|_, _| Answer::status(204));
-    let outcome = send(
-        &client().unwrap(),
-        &app(server.url_for("/"), None),
-        &push(),
-        in_ms(3000),
-    )
-    .await;
-    assert_eq!(
-        outcome,
-        Outcome::Sent {
-            status: 204,
-            attempts: 1
-        }
-    );
+    let outcome = send_to(&server, "/", None, 3000).await;
+    assert_eq!(outcome, sent(204, 1));
     let seen = server.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].header(SIGNATURE_HEADER), None);
@@ -182,13 +168,7 @@ async fn server_error_is_retried_after_backoff_with_a_fresh_signed_body() {
         in_ms(3000),
     )
     .await;
-    assert_eq!(
-        outcome,
-        Outcome::Sent {
-            status: 200,
-            attempts: 2
-        }
-    );
+    assert_eq!(outcome, sent(200, 2));
     assert!(started.elapsed() >= Duration::from_millis(100));
     let seen = server.requests();
     assert_eq!(seen.len(), 2);
@@ -217,20 +197,8 @@ async fn retry_after_is_honoured() {
         }
     });
     let started = Instant::now();
-    let outcome = send(
-        &client().unwrap(),
-        &app(server.url_for("/"), None),
-        &push(),
-        in_ms(4000),
-    )
-    .await;
-    assert_eq!(
-        outcome,
-        Outcome::Sent {
-            status: 200,
-            attempts: 2
-        }
-    );
+    let outcome = send_to(&server, "/", None, 4000).await;
+    assert_eq!(outcome, sent(200, 2));
     assert!(started.elapsed() >= Duration::from_secs(1));
     let seen = server.requests();
     assert!(seen[1].at.duration_since(seen[0].at) >= Duration::from_millis(990));
@@ -240,13 +208,7 @@ async fn retry_after_is_honoured() {
 async fn retry_after_beyond_the_deadline_gives_up_at_once() {
     let server = PushServer::answering(|_, _| Answer::status(429).header("Retry-After", "30"));
     let started = Instant::now();
-    let outcome = send(
-        &client().unwrap(),
-        &app(server.url_for("/"), None),
-        &push(),
-        in_ms(2000),
-    )
-    .await;
+    let outcome = send_to(&server, "/", None, 2000).await;
     assert!(started.elapsed() < Duration::from_millis(500));
     match outcome {
         Outcome::GaveUp {
@@ -261,32 +223,14 @@ async fn retry_after_beyond_the_deadline_gives_up_at_once() {
 #[tokio::test]
 async fn request_timeout_status_is_retried() {
     let server = PushServer::answering(|i, _| Answer::status(if i == 0 { 408 } else { 201 }));
-    let outcome = send(
-        &client().unwrap(),
-        &app(server.url_for("/"), None),
-        &push(),
-        in_ms(3000),
-    )
-    .await;
-    assert_eq!(
-        outcome,
-        Outcome::Sent {
-            status: 201,
-            attempts: 2
-        }
-    );
+    let outcome = send_to(&server, "/", None, 3000).await;
+    assert_eq!(outcome, sent(201, 2));
 }
 
 #[tokio::test]
 async fn bad_request_is_rejected_without_retry() {
     let server = PushServer::answering(|_, _| Answer::status(400).body("missing token"));
-    let outcome = send(
-        &client().unwrap(),
-        &app(server.url_for("/"), None),
-        &push(),
-        in_ms(3000),
-    )
-    .await;
+    let outcome = send_to(&server, "/", None, 3000).await;
     assert_eq!(
         outcome,
         Outcome::Rejected {
@@ -303,13 +247,7 @@ async fn bad_request_is_rejected_without_retry() {
 async fn gone_and_not_found_mean_the_token_is_dead() {
     for status in [410, 404] {
         let server = PushServer::answering(move |_, _| Answer::status(status).body("unregistered"));
-        let outcome = send(
-            &client().unwrap(),
-            &app(server.url_for("/"), None),
-            &push(),
-            in_ms(3000),
-        )
-        .await;
+        let outcome = send_to(&server, "/", None, 3000).await;
         assert_eq!(
             outcome,
             Outcome::TokenDead {
@@ -334,13 +272,7 @@ async fn redirect_is_rejected_and_not_followed() {
         }
     });
     *location.lock().unwrap() = server.url_for("/elsewhere");
-    let outcome = send(
-        &client().unwrap(),
-        &app(server.url_for("/hook"), None),
-        &push(),
-        in_ms(3000),
-    )
-    .await;
+    let outcome = send_to(&server, "/hook", None, 3000).await;
     assert!(
         matches!(outcome, Outcome::Rejected { status: 302, .. }),
         "{outcome:?}"
@@ -384,13 +316,7 @@ async fn connection_refused_gives_up_by_the_deadline() {
 async fn slow_server_gives_up_by_the_deadline() {
     let server = PushServer::answering(|_, _| Answer::status(200).delay(Duration::from_secs(3)));
     let started = Instant::now();
-    let outcome = send(
-        &client().unwrap(),
-        &app(server.url_for("/"), None),
-        &push(),
-        in_ms(800),
-    )
-    .await;
+    let outcome = send_to(&server, "/", None, 800).await;
     let took = started.elapsed();
     assert!(took < Duration::from_millis(1200), "{took:?}");
     assert!(took >= Duration::from_millis(790), "{took:?}");
@@ -410,13 +336,7 @@ async fn long_rejection_body_is_cut_to_512_bytes() {
         .collect();
     let sent = long.clone();
     let server = PushServer::answering(move |_, _| Answer::status(400).body(sent.clone()));
-    let outcome = send(
-        &client().unwrap(),
-        &app(server.url_for("/"), None),
-        &push(),
-        in_ms(3000),
-    )
-    .await;
+    let outcome = send_to(&server, "/", None, 3000).await;
     assert_eq!(
         outcome,
         Outcome::Rejected {
