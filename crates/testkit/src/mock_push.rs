@@ -175,17 +175,51 @@ fn openssl(args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
 
 /// A new RSA 2048 private key, PKCS#8 PEM.
 fn rsa_key_pem() -> String {
-    String::from_utf8(openssl(
-        &[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ],
-        None,
-    ))
-    .unwrap()
+    RsaKey::generate(2048).private_pem
+}
+
+/// An RSA key pair in PEM (made with the openssl command: neither rcgen nor ring make RSA keys).
+#[derive(Clone, Debug)]
+pub struct RsaKey {
+    /// PKCS#8 (`BEGIN PRIVATE KEY`).
+    pub private_pem: String,
+    /// SubjectPublicKeyInfo (`BEGIN PUBLIC KEY`).
+    pub public_pem: String,
+}
+
+impl RsaKey {
+    pub fn generate(bits: u32) -> RsaKey {
+        let bits = format!("rsa_keygen_bits:{bits}");
+        let private_pem = String::from_utf8(openssl(
+            &["genpkey", "-algorithm", "RSA", "-pkeyopt", &bits],
+            None,
+        ))
+        .unwrap();
+        let public_pem =
+            String::from_utf8(openssl(&["pkey", "-pubout"], Some(private_pem.as_bytes()))).unwrap();
+        RsaKey {
+            private_pem,
+            public_pem,
+        }
+    }
+}
+
+/// Takes the delays off a scripted answer: their sum and the answer inside. `delay_of` splits one
+/// delay off (`Ok`) or says the answer is not a delay (`Err`).
+fn without_delays<A>(
+    mut answer: A,
+    delay_of: impl Fn(A) -> Result<(Duration, A), A>,
+) -> (Duration, A) {
+    let mut delay = Duration::ZERO;
+    loop {
+        match delay_of(answer) {
+            Ok((d, inner)) => {
+                delay += d;
+                answer = inner;
+            }
+            Err(answer) => return (delay, answer),
+        }
+    }
 }
 
 fn header_list(map: &HeaderMap) -> Vec<(String, String)> {
@@ -770,13 +804,10 @@ impl ApnsAnswer {
 
     /// The delay before it and the answer itself.
     fn flatten(self) -> (Duration, ApnsAnswer) {
-        let mut delay = Duration::ZERO;
-        let mut answer = self;
-        while let ApnsAnswer::Delay(d, inner) = answer {
-            delay += d;
-            answer = *inner;
-        }
-        (delay, answer)
+        without_delays(self, |answer| match answer {
+            ApnsAnswer::Delay(delay, inner) => Ok((delay, *inner)),
+            other => Err(other),
+        })
     }
 }
 
@@ -1230,10 +1261,44 @@ pub enum FcmAnswer {
         status_text: String,
         retry_after: Option<u64>,
     },
+    /// Exactly this status, these headers and this body.
+    Raw(RawAnswer),
     /// Drop the TCP connection (RST) without answering.
     ResetConnection,
     /// Wait, then answer.
     Delay(Duration, Box<FcmAnswer>),
+}
+
+/// An answer given as is (FCM or the token endpoint), for a test that needs an exact body.
+#[derive(Clone, Debug)]
+pub struct RawAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawAnswer {
+    /// `status` with `body` as `application/json`.
+    pub fn json(status: u16, body: impl Into<String>) -> RawAnswer {
+        RawAnswer {
+            status,
+            headers: vec![("content-type".to_string(), "application/json".to_string())],
+            body: body.into(),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> RawAnswer {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    fn response(&self) -> Response<Full<Bytes>> {
+        let mut b = Response::builder().status(self.status);
+        for (k, v) in &self.headers {
+            b = b.header(k.as_str(), v.as_str());
+        }
+        b.body(Full::new(Bytes::from(self.body.clone()))).unwrap()
+    }
 }
 
 impl FcmAnswer {
@@ -1246,13 +1311,10 @@ impl FcmAnswer {
     }
 
     fn flatten(self) -> (Duration, FcmAnswer) {
-        let mut delay = Duration::ZERO;
-        let mut answer = self;
-        while let FcmAnswer::Delay(d, inner) = answer {
-            delay += d;
-            answer = *inner;
-        }
-        (delay, answer)
+        without_delays(self, |answer| match answer {
+            FcmAnswer::Delay(delay, inner) => Ok((delay, *inner)),
+            other => Err(other),
+        })
     }
 }
 
@@ -1263,6 +1325,32 @@ pub type FcmScriptFn = dyn Fn(usize, &FcmSend) -> FcmAnswer + Send + Sync;
 pub fn fcm_always_ok() -> FcmScript {
     Box::new(|_, _| FcmAnswer::Ok)
 }
+
+/// What the token endpoint does with the n-th (0-based) request that passed the checks.
+#[derive(Clone, Debug)]
+pub enum FcmTokenAnswer {
+    /// Issue an access token valid for the mock's token lifetime ([`FcmMock::set_token_lifetime`]).
+    Issue,
+    /// Issue an access token valid this many seconds.
+    IssueFor(u64),
+    /// Answer this instead of a token.
+    Raw(RawAnswer),
+    /// Wait, then answer.
+    Delay(Duration, Box<FcmTokenAnswer>),
+}
+
+impl FcmTokenAnswer {
+    fn flatten(self) -> (Duration, FcmTokenAnswer) {
+        without_delays(self, |answer| match answer {
+            FcmTokenAnswer::Delay(delay, inner) => Ok((delay, *inner)),
+            other => Err(other),
+        })
+    }
+}
+
+/// Decides the token endpoint's answer to the n-th (0-based) request that passed the checks.
+pub type FcmTokenScript = Box<FcmTokenScriptFn>;
+pub type FcmTokenScriptFn = dyn Fn(usize) -> FcmTokenAnswer + Send + Sync;
 
 /// One request to the token endpoint.
 #[derive(Clone, Debug)]
@@ -1275,10 +1363,16 @@ pub struct FcmTokenRequest {
     pub iat: Option<u64>,
     pub exp: Option<u64>,
     pub kid: Option<String>,
+    /// `typ` of the assertion's header.
+    pub typ: Option<String>,
+    /// The request's content-type.
+    pub content_type: Option<String>,
     pub status: u16,
     /// The OAuth2 `error` sent (invalid_grant, invalid_scope, unsupported_grant_type...).
     pub error: Option<String>,
     pub access_token: Option<String>,
+    /// 1-based ordinal of the access token issued (0: none issued).
+    pub token_number: usize,
     pub connection: usize,
     pub at: Instant,
 }
@@ -1291,6 +1385,8 @@ pub struct FcmSend {
     /// `<id>` of `/v1/projects/<id>/messages:send` ("" for other paths).
     pub project_id: String,
     pub bearer: Option<String>,
+    /// 1-based ordinal of the access token the bearer is, when the mock issued it (0: not).
+    pub token_number: usize,
     pub headers: Vec<(String, String)>,
     /// The body as JSON (`Null` when it is not JSON).
     pub body: Value,
@@ -1334,6 +1430,7 @@ pub struct FcmAccount {
 struct IssuedToken {
     project_id: String,
     expires: Instant,
+    number: usize,
 }
 
 struct FcmState {
@@ -1346,6 +1443,8 @@ struct FcmState {
     sends: Mutex<Vec<FcmSend>>,
     passed: AtomicUsize,
     script: RwLock<Arc<FcmScriptFn>>,
+    token_passed: AtomicUsize,
+    token_script: RwLock<Arc<FcmTokenScriptFn>>,
 }
 
 /// A local FCM HTTP v1 endpoint plus Google's OAuth2 token endpoint, on one ephemeral
@@ -1367,6 +1466,8 @@ impl FcmMock {
             sends: Mutex::new(Vec::new()),
             passed: AtomicUsize::new(0),
             script: RwLock::new(Arc::from(script)),
+            token_passed: AtomicUsize::new(0),
+            token_script: RwLock::new(Arc::new(|_| FcmTokenAnswer::Issue)),
         });
         let st = state.clone();
         let handler: Handler = Arc::new(move |req, info| {
@@ -1449,46 +1550,56 @@ impl FcmMock {
     pub fn set_script(&self, script: FcmScript) {
         *self.state.script.write().unwrap() = Arc::from(script);
     }
+
+    /// How the token endpoint answers requests that pass its checks (default: always
+    /// [`FcmTokenAnswer::Issue`]).
+    pub fn set_token_script(&self, script: FcmTokenScript) {
+        *self.state.token_script.write().unwrap() = Arc::from(script);
+    }
 }
 
 /// Writes a service-account JSON (as the Google console gives it) with a fresh RSA 2048 key and
 /// the mock's token endpoint into `dir/service-account.json`, and registers its key with `mock`.
 pub fn write_service_account(dir: &Path, mock: &FcmMock) -> PathBuf {
     fs::create_dir_all(dir).unwrap();
-    let private_key = rsa_key_pem();
-    let public_key_pem =
-        String::from_utf8(openssl(&["pkey", "-pubout"], Some(private_key.as_bytes()))).unwrap();
-    let private_key_id = hex::encode(random_bytes(20));
+    let key = RsaKey::generate(2048);
+    let account = FcmAccount {
+        client_email: FCM_CLIENT_EMAIL.to_string(),
+        project_id: FCM_PROJECT_ID.to_string(),
+        private_key_id: hex::encode(random_bytes(20)),
+        public_key_pem: key.public_pem.clone(),
+    };
+    let json = service_account_json(&account, &key.private_pem, &mock.token_uri());
+    let path = dir.join("service-account.json");
+    fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    mock.add_account(account);
+    path
+}
+
+/// The service-account JSON of `account` (as the Google console gives it), with its private key
+/// and token endpoint.
+pub fn service_account_json(account: &FcmAccount, private_key_pem: &str, token_uri: &str) -> Value {
     let client_id: String = random_bytes(21)
         .iter()
         .enumerate()
         .map(|(i, b)| char::from(b'0' + if i == 0 { 1 + b % 9 } else { b % 10 }))
         .collect();
-    let account = json!({
+    json!({
         "type": "service_account",
-        "project_id": FCM_PROJECT_ID,
-        "private_key_id": private_key_id,
-        "private_key": private_key,
-        "client_email": FCM_CLIENT_EMAIL,
+        "project_id": account.project_id,
+        "private_key_id": account.private_key_id,
+        "private_key": private_key_pem,
+        "client_email": account.client_email,
         "client_id": client_id,
         "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-        "token_uri": mock.token_uri(),
+        "token_uri": token_uri,
         "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
         "client_x509_cert_url": format!(
             "https://www.googleapis.com/robot/v1/metadata/x509/{}",
-            FCM_CLIENT_EMAIL.replace('@', "%40")
+            account.client_email.replace('@', "%40")
         ),
         "universe_domain": "googleapis.com",
-    });
-    let path = dir.join("service-account.json");
-    fs::write(&path, serde_json::to_string_pretty(&account).unwrap()).unwrap();
-    mock.add_account(FcmAccount {
-        client_email: FCM_CLIENT_EMAIL.to_string(),
-        project_id: FCM_PROJECT_ID.to_string(),
-        private_key_id,
-        public_key_pem,
-    });
-    path
+    })
 }
 
 fn canonical_status(status: u16) -> &'static str {
@@ -1553,18 +1664,25 @@ async fn fcm_handle(st: Arc<FcmState>, req: Request<Incoming>, info: ConnInfo) -
         Err(_) => return Reply::Reset,
     };
     if path == "/token" {
-        Reply::Http(token_endpoint(&st, &method, &body, info.id))
+        let content_type = find_header(&headers, "content-type").map(str::to_string);
+        let (delay, response) = token_endpoint(&st, &method, content_type, &body, info.id);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Reply::Http(response)
     } else {
         send_endpoint(&st, method, path, headers, &body, info.id).await
     }
 }
 
+/// The answer to a token request, and how long to wait before giving it.
 fn token_endpoint(
     st: &FcmState,
     method: &str,
+    content_type: Option<String>,
     body: &[u8],
     connection: usize,
-) -> Response<Full<Bytes>> {
+) -> (Duration, Response<Full<Bytes>>) {
     let form = parse_form(&String::from_utf8_lossy(body));
     let get = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let assertion = get("assertion");
@@ -1590,31 +1708,50 @@ fn token_endpoint(
         iat: claim_u64("iat"),
         exp: claim_u64("exp"),
         kid: unverified.as_ref().and_then(|(h, _)| h.kid.clone()),
+        typ: unverified.as_ref().and_then(|(h, _)| h.typ.clone()),
+        content_type,
         status: 400,
         error: None,
         access_token: None,
+        token_number: 0,
         connection,
         at: Instant::now(),
     };
     let result = check_assertion(st, method, &rec, assertion.as_deref());
+    let mut delay = Duration::ZERO;
     let response = match result {
         Err((error, description)) => {
             rec.error = Some(error.to_string());
             oauth_error(error, &description)
         }
         Ok(project_id) => {
-            let lifetime = st.token_lifetime.load(Ordering::SeqCst);
+            let n = st.token_passed.fetch_add(1, Ordering::SeqCst);
+            let script = st.token_script.read().unwrap().clone();
+            let (wait, answer) = script(n).flatten();
+            delay = wait;
+            let lifetime = match answer {
+                FcmTokenAnswer::Issue => st.token_lifetime.load(Ordering::SeqCst),
+                FcmTokenAnswer::IssueFor(seconds) => seconds,
+                FcmTokenAnswer::Raw(raw) => {
+                    rec.status = raw.status;
+                    st.token_requests.lock().unwrap().push(rec);
+                    return (delay, raw.response());
+                }
+                FcmTokenAnswer::Delay(..) => unreachable!("flattened"),
+            };
             let token = format!("ya29.mock-{}", hex::encode(random_bytes(24)));
+            let number = st.issued.fetch_add(1, Ordering::SeqCst) + 1;
             st.tokens.lock().unwrap().insert(
                 token.clone(),
                 IssuedToken {
                     project_id,
                     expires: Instant::now() + Duration::from_secs(lifetime),
+                    number,
                 },
             );
-            st.issued.fetch_add(1, Ordering::SeqCst);
             rec.status = 200;
             rec.access_token = Some(token.clone());
+            rec.token_number = number;
             json_response(
                 200,
                 &json!({ "access_token": token, "expires_in": lifetime, "token_type": "Bearer" }),
@@ -1626,7 +1763,7 @@ fn token_endpoint(
         }
     };
     st.token_requests.lock().unwrap().push(rec);
-    response
+    (delay, response)
 }
 
 /// Checks a JWT-bearer token request like Google's token endpoint; Ok(project id of the account).
@@ -1768,11 +1905,17 @@ async fn send_endpoint(
         .filter(|p| !p.is_empty() && !p.contains('/'))
         .unwrap_or("")
         .to_string();
+    let bearer = bearer_of(&headers);
+    let token_number = bearer
+        .as_ref()
+        .and_then(|b| st.tokens.lock().unwrap().get(b).map(|t| t.number))
+        .unwrap_or(0);
     let mut rec = FcmSend {
         method,
         path,
         project_id,
-        bearer: bearer_of(&headers),
+        bearer,
+        token_number,
         headers,
         body: serde_json::from_slice(body).unwrap_or(Value::Null),
         status: 0,
@@ -1791,11 +1934,18 @@ async fn send_endpoint(
         ))
     };
     if rec.project_id.is_empty() {
-        return refuse(
-            rec,
-            404,
-            "Requested URL was not found on this server.",
-            None,
+        // Google's front end answers an unknown path with an HTML page, not an API error.
+        rec.status = 404;
+        st.sends.lock().unwrap().push(rec);
+        let page = "<!DOCTYPE html><html><head><title>Error 404 (Not Found)</title></head>\
+                    <body><p><b>404.</b> The requested URL was not found on this server.</p>\
+                    </body></html>";
+        return Reply::Http(
+            Response::builder()
+                .status(404)
+                .header("content-type", "text/html; charset=UTF-8")
+                .body(Full::new(Bytes::from(page)))
+                .unwrap(),
         );
     }
     if rec.method != "POST" {
@@ -1839,6 +1989,7 @@ async fn send_endpoint(
             rec.status = *status;
             rec.error_status = Some(canonical_status(*status).to_string());
         }
+        FcmAnswer::Raw(raw) => rec.status = raw.status,
         FcmAnswer::ResetConnection | FcmAnswer::Delay(..) => rec.status = 0,
     }
     st.sends.lock().unwrap().push(rec);
@@ -1865,6 +2016,7 @@ async fn send_endpoint(
                 &extra,
             ))
         }
+        FcmAnswer::Raw(raw) => Reply::Http(raw.response()),
         FcmAnswer::ResetConnection | FcmAnswer::Delay(..) => Reply::Reset,
     }
 }

@@ -2,7 +2,7 @@
 //! environment, reused and multiplexed; token auth (an ES256 JWT from the .p8 key, which the client
 //! reuses for 55 minutes, within Apple's 20 to 60) or certificate auth (PEM or PKCS#12).
 
-use super::webhook::{CallPush, Outcome, PushKind};
+use super::{CallPush, Outcome, PushKind};
 use crate::config::ApnsAuth;
 use apns_h2::{
     Client, ClientConfig, CollapseId, DefaultNotificationBuilder, Endpoint, NotificationBuilder,

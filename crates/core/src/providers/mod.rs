@@ -1,11 +1,17 @@
 //! Push providers: how a push request reaches a phone. Every provider takes the same call fields
 //! ([`CallPush`]) and ends in the same [`Outcome`]s, so the engine treats them alike.
+//!
+//! Layout: `push` the shared vocabulary, `http` the HTTP plumbing of the reqwest-based providers,
+//! one file per provider (`apns`, `fcm`, `webhook`); here, the retry pacing they all use
+//! ([`Backoff`]) and a configured app ready to push ([`AppPusher`]).
 
 pub mod apns;
 pub mod fcm;
+pub mod http;
+pub mod push;
 pub mod webhook;
 
-pub use webhook::{CallPush, Outcome, PushKind};
+pub use push::{CallPush, Outcome, PushKind, PushTarget};
 
 use crate::config::{App, AppProvider};
 use std::time::{Duration, Instant};
@@ -38,27 +44,6 @@ impl Backoff {
                 true
             }
             _ => false,
-        }
-    }
-}
-
-/// Where one push goes, from the device record.
-#[derive(Clone, Debug)]
-pub struct PushTarget {
-    pub token: String,
-    /// The device's pn-provider (`apns`, `apns.dev`, `fcm`, ...).
-    pub device_provider: String,
-    /// The device's pn-param / app-id.
-    pub param: Option<String>,
-}
-
-impl PushTarget {
-    /// Where a push to this stored device goes.
-    pub fn of(device: &crate::devices::store::Device) -> PushTarget {
-        PushTarget {
-            token: device.prid.clone(),
-            device_provider: device.provider.clone(),
-            param: device.param.clone(),
         }
     }
 }

@@ -1,0 +1,91 @@
+//! What every provider shares about one push: what it carries ([`CallPush`], [`PushKind`]),
+//! where it goes ([`PushTarget`]) and how it ended ([`Outcome`]).
+
+use serde::Serialize;
+
+/// Why a push goes out.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PushKind {
+    /// Wake the app for a held call (APNs: a VoIP push).
+    #[default]
+    Call,
+    /// RFC 8599 binding refresh: the app should only register again (APNs: a background push,
+    /// never a VoIP one, which iOS would show as a call). The call fields are empty.
+    Refresh,
+}
+
+/// What every provider sends about a call (the JSON body of the webhook, field names as below).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct CallPush {
+    /// "call" or "refresh".
+    #[serde(rename = "type")]
+    pub kind: PushKind,
+    pub call_id: String,
+    pub caller_uri: String,
+    pub caller_name: Option<String>,
+    pub callee_aor: String,
+    pub token: String,
+    pub app_id: String,
+    pub provider: String,
+    /// Unix milliseconds when this attempt was built.
+    pub sent_at: u64,
+    /// Unix seconds when the call stops waiting.
+    pub expires_at: u64,
+}
+
+#[cfg(test)]
+impl CallPush {
+    /// A call from Alice (a display name with a quote and non-ASCII letters) to Bob, for the
+    /// providers' tests.
+    pub(crate) fn sample(token: &str, app_id: &str, provider: &str) -> CallPush {
+        CallPush {
+            kind: PushKind::Call,
+            call_id: "a84b4c76e66710@pc33.example.com".into(),
+            caller_uri: "sip:alice@example.com".into(),
+            caller_name: Some("Alice \"A\" Ünïcode".into()),
+            callee_aor: "sip:bob@example.com".into(),
+            token: token.into(),
+            app_id: app_id.into(),
+            provider: provider.into(),
+            sent_at: 0,
+            expires_at: 1_900_000_000,
+        }
+    }
+}
+
+/// How a push ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// 2xx.
+    Sent { status: u16, attempts: u32 },
+    /// 404 or 410: the endpoint says this token/device is gone; the device should be forgotten.
+    TokenDead { status: u16, body: String },
+    /// Any other 4xx (except 408, 429), a 3xx, or a non-standard status: final, not retried.
+    Rejected { status: u16, body: String },
+    /// Retries exhausted because the deadline came: last error text (connect refused, timeout,
+    /// 5xx...). `attempts` is 0 when no request could be made at all (deadline already passed,
+    /// unusable URL).
+    GaveUp { attempts: u32, last_error: String },
+}
+
+/// Where one push goes, from the device record.
+#[derive(Clone, Debug)]
+pub struct PushTarget {
+    pub token: String,
+    /// The device's pn-provider (`apns`, `apns.dev`, `fcm`, ...).
+    pub device_provider: String,
+    /// The device's pn-param / app-id.
+    pub param: Option<String>,
+}
+
+impl PushTarget {
+    /// Where a push to this stored device goes.
+    pub fn of(device: &crate::devices::store::Device) -> PushTarget {
+        PushTarget {
+            token: device.prid.clone(),
+            device_provider: device.provider.clone(),
+            param: device.param.clone(),
+        }
+    }
+}
