@@ -1,5 +1,9 @@
-//! Module parameters: collected as Kamailio hands them over (`modparam("push", ...)`), then checked
-//! all at once in mod_init, so that a bad value stops Kamailio with a line naming the parameter.
+//! Module parameters: each declared once in `params!` below (name, Kamailio type, default, check,
+//! doc line), from which the [`Config`] field, its default, its check and its row of [`PARAMS`]
+//! (what the boundary exports to Kamailio) are generated. Values are collected as Kamailio hands
+//! them over (`modparam("push", ...)`), then checked all at once in mod_init, so that a bad value
+//! stops Kamailio with a line naming the parameter. The docs test (tests/docs.rs) checks that
+//! README.md and doc/push.md list exactly these parameters.
 
 use crate::devices::store::{parse_db_url, DEFAULT_DB_URL};
 use std::ffi::CStr;

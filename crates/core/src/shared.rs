@@ -1,8 +1,12 @@
 //! Memory shared by every Kamailio process of the module: the dispatcher's state, the counters
-//! and latency histograms; and the module's statistics (one declaration each, in `statistics!`).
+//! and the latency histograms. Made in mod_init, before Kamailio forks, as an anonymous shared
+//! mapping, so that every child sees the same pages. Everything in it is an atomic: no lock,
+//! nothing to wait on.
 //!
-//! Made in mod_init, before Kamailio forks, as an anonymous shared mapping, so that every child
-//! sees the same pages. Everything in it is an atomic: no lock, nothing to wait on.
+//! Also the module's statistics, each declared once in `statistics!` below (name, kind, doc and
+//! how it is read from the shared block): the counters' fields and [`STATISTICS`], which the
+//! boundary registers with Kamailio, are generated from it. The docs test (tests/docs.rs) checks
+//! that README.md and doc/push.md list exactly these statistics.
 
 use std::io;
 use std::ptr::NonNull;
