@@ -1,5 +1,9 @@
-//! Module parameters: collected as Kamailio hands them over (`modparam("push", ...)`), then checked
-//! all at once in mod_init, so that a bad value stops Kamailio with a line naming the parameter.
+//! Module parameters: each declared once in `params!` below (name, Kamailio type, default, check,
+//! doc line), from which the [`Config`] field, its default, its check and its row of [`PARAMS`]
+//! (what the boundary exports to Kamailio) are generated. Values are collected as Kamailio hands
+//! them over (`modparam("push", ...)`), then checked all at once in mod_init, so that a bad value
+//! stops Kamailio with a line naming the parameter. The docs test (tests/docs.rs) checks that
+//! README.md and doc/push.md list exactly these parameters.
 
 use crate::devices::store::{parse_db_url, DEFAULT_DB_URL};
 use std::ffi::CStr;
@@ -21,83 +25,6 @@ impl fmt::Display for RawValue {
         }
     }
 }
-
-/// The kind of value a parameter takes; the boundary declares it to Kamailio with this type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Int,
-    Str,
-}
-
-/// A parameter the module accepts. The name is a C string because Kamailio reads this very text.
-pub struct Param {
-    pub name: &'static CStr,
-    pub kind: Kind,
-}
-
-/// Every parameter the module accepts. The boundary exports exactly this list, in this order.
-pub const PARAMS: &[Param] = &[
-    Param {
-        name: c"dispatcher_threads",
-        kind: Kind::Int,
-    },
-    Param {
-        name: c"queue_size",
-        kind: Kind::Int,
-    },
-    Param {
-        name: c"timeout",
-        kind: Kind::Int,
-    },
-    Param {
-        name: c"max_pending",
-        kind: Kind::Int,
-    },
-    Param {
-        name: c"resume_route",
-        kind: Kind::Str,
-    },
-    Param {
-        name: c"auto_resume",
-        kind: Kind::Int,
-    },
-    Param {
-        name: c"db_url",
-        kind: Kind::Str,
-    },
-    Param {
-        name: c"app",
-        kind: Kind::Str,
-    },
-    Param {
-        name: c"default_app",
-        kind: Kind::Str,
-    },
-    Param {
-        name: c"use_domain",
-        kind: Kind::Int,
-    },
-    Param {
-        name: c"location_table",
-        kind: Kind::Str,
-    },
-    Param {
-        name: c"aor_index_size",
-        kind: Kind::Int,
-    },
-    Param {
-        name: c"fcm_url",
-        kind: Kind::Str,
-    },
-    Param {
-        name: c"ua_profile",
-        kind: Kind::Str,
-    },
-    Param {
-        name: c"refresh_window",
-        kind: Kind::Int,
-    },
-];
 
 /// A parameter whose value cannot be used, with what is wrong.
 #[derive(Debug, PartialEq, Eq)]
@@ -296,61 +223,206 @@ impl App {
     }
 }
 
-/// The checked configuration every process of the module reads (set before fork, never changed).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
-    /// Threads of the dispatcher's tokio runtime (network work: pushes, HTTP).
-    pub dispatcher_threads: usize,
-    /// Bytes the queue from SIP workers to the dispatcher holds before a sender is told it is full.
-    pub queue_size: usize,
-    /// Seconds a held call waits for a device (set on the transaction as its fr_inv timer).
-    pub timeout: u32,
-    /// Calls held at once before push_suspend answers -2.
-    pub max_pending: u64,
-    /// Route a held call is continued into.
-    pub resume_route: String,
-    /// Learn devices and resume calls from usrloc's callbacks.
-    pub auto_resume: bool,
-    /// The SQLite file of the device store.
-    pub db_path: PathBuf,
-    pub apps: Vec<App>,
-    /// App for devices whose Contact names none (or names one that is not configured).
-    pub default_app: Option<String>,
-    /// AORs are user@domain (1) or user (0); usrloc's own setting wins when usrloc is loaded.
-    pub use_domain: bool,
-    /// usrloc table whose contacts a late-waking device's branch is built from.
-    pub location_table: String,
-    /// Slots of the shared index of AORs with devices (8 bytes each; 3/4 usable).
-    pub aor_index_size: usize,
-    /// Base URL of the FCM HTTP v1 API.
-    pub fcm_url: String,
-    /// User-Agent profiles naming apps' own Contact parameters, in declaration order.
-    pub profiles: Vec<crate::devices::profile::UaProfile>,
-    /// Binding-refresh pushes (RFC 8599): a device whose binding expires within this many seconds
-    /// gets one background push so it registers again. 0: off.
-    pub refresh_window: u32,
+/// The kind of value a parameter takes; the boundary declares it to Kamailio with this type, so
+/// Kamailio itself refuses a value of the other kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Int,
+    Str,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            dispatcher_threads: 2,
-            queue_size: 1 << 20,
-            timeout: 30,
-            max_pending: 10_000,
-            resume_route: "PUSH_RESUME".to_string(),
-            auto_resume: true,
-            db_path: parse_db_url(DEFAULT_DB_URL).expect("the default db_url is valid"),
-            apps: Vec::new(),
-            default_app: None,
-            use_domain: false,
-            location_table: "location".to_string(),
-            aor_index_size: 1 << 20,
-            fcm_url: "https://fcm.googleapis.com".to_string(),
-            profiles: Vec::new(),
-            refresh_window: 0,
+/// What a parameter is when the script does not set it, written as the script would write it
+/// (it goes through the parameter's own check when [`Config::default`] is built).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DefaultValue {
+    /// Nothing: an optional value, or a list that starts empty.
+    None,
+    Int(i64),
+    Str(&'static str),
+}
+
+impl DefaultValue {
+    fn raw(self) -> Option<RawValue> {
+        match self {
+            DefaultValue::None => None,
+            DefaultValue::Int(i) => Some(RawValue::Int(i)),
+            DefaultValue::Str(s) => Some(RawValue::Str(s.to_string())),
         }
     }
+}
+
+/// A parameter the module accepts: one row of [`PARAMS`], generated by `params!` below from the
+/// parameter's declaration, like its [`Config`] field.
+#[derive(Debug)]
+pub struct Param {
+    pub name: &'static str,
+    /// The same name NUL-terminated: Kamailio reads this very text.
+    pub c_name: &'static CStr,
+    pub kind: Kind,
+    pub default: DefaultValue,
+    /// Each `modparam` adds one entry (`app`, `ua_profile`); otherwise the last value wins.
+    pub repeatable: bool,
+    /// The declaration's doc comment (that of the `Config` field).
+    pub doc: &'static str,
+    /// Checks a value and stores it in the configuration; the error is the problem's text.
+    apply: fn(&mut Config, &RawValue) -> Result<(), String>,
+}
+
+/// A parameter name as a C string, checked when the table is built (at compile time).
+const fn c_name(bytes: &'static [u8]) -> &'static CStr {
+    match CStr::from_bytes_with_nul(bytes) {
+        Ok(name) => name,
+        Err(_) => panic!("a parameter name holds a NUL byte"),
+    }
+}
+
+/// Declares the module parameters. Each entry:
+///
+/// ```text
+/// /// doc of the Config field
+/// name: Int|Str, set(Int(..)|Str(..)) => field: T = parse;   // one value, the last one wins
+/// name: Int|Str, maybe => field: T = parse;                 // Option<T>, None by default
+/// name: Int|Str, each => field: T = parse_next;             // Vec<T>, one entry per modparam
+/// ```
+///
+/// `parse` is a `fn(&RawValue) -> Result<T, String>` (for `each`: `fn(&RawValue, &[T]) -> ...`,
+/// given the entries so far); its error is the problem's text in the startup error. From this the
+/// macro builds the [`Config`] struct, its `Default` (each `set` default through `parse`) and
+/// [`PARAMS`], which the boundary exports to Kamailio row by row.
+macro_rules! params {
+    ($(
+        $(#[doc = $doc:literal])+
+        $name:ident: $kind:ident, $mode:ident $(($dkind:ident($dvalue:expr)))?
+            => $field:ident: $ty:ty = $parse:expr;
+    )*) => {
+        /// The checked configuration every process of the module reads (set before fork, never
+        /// changed). One field per module parameter, declared in `params!`.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub struct Config {
+            $( $(#[doc = $doc])+ pub $field: params!(@type $mode $ty), )*
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Config {
+                    $( $field: params!(@default $mode $ty, $name, $parse $(, $dkind($dvalue))?), )*
+                }
+            }
+        }
+
+        /// Every parameter the module accepts. The boundary exports exactly this list, in this
+        /// order.
+        pub const PARAMS: &[Param] = &[$(
+            Param {
+                name: stringify!($name),
+                c_name: c_name(concat!(stringify!($name), "\0").as_bytes()),
+                kind: Kind::$kind,
+                default: params!(@default_value $($dkind($dvalue))?),
+                repeatable: params!(@repeatable $mode),
+                doc: concat!($($doc, "\n"),+),
+                apply: |config: &mut Config, value: &RawValue| {
+                    params!(@apply $mode $ty, $parse, config.$field, value)
+                },
+            },
+        )*];
+    };
+
+    (@type set $ty:ty) => { $ty };
+    (@type maybe $ty:ty) => { Option<$ty> };
+    (@type each $ty:ty) => { Vec<$ty> };
+
+    (@default set $ty:ty, $name:ident, $parse:expr, $dkind:ident($dvalue:expr)) => {{
+        let parse: fn(&RawValue) -> Result<$ty, String> = $parse;
+        let value = DefaultValue::$dkind($dvalue).raw().expect("a set parameter has a default");
+        parse(&value).expect(concat!("the default of ", stringify!($name), " passes its check"))
+    }};
+    (@default maybe $ty:ty, $name:ident, $parse:expr) => { None };
+    (@default each $ty:ty, $name:ident, $parse:expr) => { Vec::new() };
+
+    (@default_value) => { DefaultValue::None };
+    (@default_value $dkind:ident($dvalue:expr)) => { DefaultValue::$dkind($dvalue) };
+
+    (@repeatable each) => { true };
+    (@repeatable $mode:ident) => { false };
+
+    (@apply set $ty:ty, $parse:expr, $place:expr, $value:ident) => {{
+        let parse: fn(&RawValue) -> Result<$ty, String> = $parse;
+        $place = parse($value)?;
+        Ok(())
+    }};
+    (@apply maybe $ty:ty, $parse:expr, $place:expr, $value:ident) => {{
+        let parse: fn(&RawValue) -> Result<$ty, String> = $parse;
+        $place = Some(parse($value)?);
+        Ok(())
+    }};
+    (@apply each $ty:ty, $parse:expr, $place:expr, $value:ident) => {{
+        let parse: fn(&RawValue, &[$ty]) -> Result<$ty, String> = $parse;
+        let entry = parse($value, &$place)?;
+        $place.push(entry);
+        Ok(())
+    }};
+}
+
+params! {
+    /// Threads of the dispatcher's tokio runtime (network work: pushes, HTTP).
+    dispatcher_threads: Int, set(Int(2)) => dispatcher_threads: usize = |v| int_in(v, THREADS_RANGE);
+    /// Bytes the queue from SIP workers to the dispatcher holds before a sender is told it is full.
+    queue_size: Int, set(Int(1 << 20)) => queue_size: usize = |v| int_in(v, QUEUE_SIZE_RANGE);
+    /// Seconds a held call waits for a device (set on the transaction as its fr_inv timer).
+    timeout: Int, set(Int(30)) => timeout: u32 = |v| int_in(v, TIMEOUT_RANGE);
+    /// Calls held at once before push_suspend answers -2.
+    max_pending: Int, set(Int(10_000)) => max_pending: u64 = |v| int_in(v, MAX_PENDING_RANGE);
+    /// Route a held call is continued into.
+    resume_route: Str, set(Str("PUSH_RESUME")) => resume_route: String = |v| {
+        let route = text(v)?;
+        if route.is_empty() || route.chars().any(char::is_whitespace) {
+            return Err("must be the name of a route block".to_string());
+        }
+        Ok(route)
+    };
+    /// Learn devices and resume calls from usrloc's callbacks.
+    auto_resume: Int, set(Int(1)) => auto_resume: bool = flag;
+    /// The SQLite file of the device store.
+    db_url: Str, set(Str(DEFAULT_DB_URL)) => db_path: PathBuf = |v| {
+        parse_db_url(&text(v)?).map_err(|e| e.to_string())
+    };
+    /// Apps pushes go through, one per `modparam("push", "app", ...)`, in declaration order.
+    app: Str, each => apps: App = |v, apps| {
+        let app = App::parse(&text(v)?)?;
+        if apps.iter().any(|a| a.id == app.id) {
+            return Err(format!("app id '{}' is declared twice", app.id));
+        }
+        Ok(app)
+    };
+    /// App for devices whose Contact names none (or names one that is not configured).
+    default_app: Str, maybe => default_app: String = text;
+    /// AORs are user@domain (1) or user (0); usrloc's own setting wins when usrloc is loaded.
+    use_domain: Int, set(Int(0)) => use_domain: bool = flag;
+    /// usrloc table whose contacts a late-waking device's branch is built from.
+    location_table: Str, set(Str("location")) => location_table: String = |v| {
+        let table = text(v)?;
+        if table.is_empty() || table.contains('\0') {
+            return Err("must name a usrloc table".to_string());
+        }
+        Ok(table)
+    };
+    /// Slots of the shared index of AORs with devices (8 bytes each; 3/4 usable).
+    aor_index_size: Int, set(Int(1 << 20)) => aor_index_size: usize = |v| int_in(v, AOR_INDEX_RANGE);
+    /// Base URL of the FCM HTTP v1 API.
+    fcm_url: Str, set(Str("https://fcm.googleapis.com")) => fcm_url: String = |v| {
+        let url = text(v)?;
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err("must be an https:// (or http://) URL".to_string());
+        }
+        Ok(url.trim_end_matches('/').to_string())
+    };
+    /// User-Agent profiles naming apps' own Contact parameters, in declaration order.
+    ua_profile: Str, each => profiles: crate::devices::profile::UaProfile = |v, _| {
+        crate::devices::profile::UaProfile::parse(&text(v)?)
+    };
+    /// Binding-refresh pushes (RFC 8599): a device whose binding expires within this many seconds
+    /// gets one background push so it registers again. 0: off.
+    refresh_window: Int, set(Int(0)) => refresh_window: u32 = |v| int_in(v, REFRESH_WINDOW_RANGE);
 }
 
 pub const THREADS_RANGE: (i64, i64) = (1, 64);
@@ -364,8 +436,8 @@ pub const REFRESH_WINDOW_RANGE: (i64, i64) = (0, 86_400);
 
 impl Config {
     /// Builds the configuration from the parameters in the order the script set them; a parameter
-    /// set twice keeps its last value, as Kamailio's own scalar parameters do (`app` adds one app
-    /// each time).
+    /// set twice keeps its last value, as Kamailio's own scalar parameters do (a repeatable one,
+    /// `app` or `ua_profile`, adds one entry each time).
     pub fn from_params(params: &[(&'static str, RawValue)]) -> Result<Config, ParamError> {
         let mut config = Config::default();
         for (name, value) in params {
@@ -374,66 +446,11 @@ impl Config {
                 value: value.clone(),
                 problem,
             };
-            match *name {
-                "dispatcher_threads" => {
-                    config.dispatcher_threads = int_in(value, THREADS_RANGE).map_err(err)? as usize
-                }
-                "queue_size" => {
-                    config.queue_size = int_in(value, QUEUE_SIZE_RANGE).map_err(err)? as usize
-                }
-                "timeout" => config.timeout = int_in(value, TIMEOUT_RANGE).map_err(err)? as u32,
-                "max_pending" => {
-                    config.max_pending = int_in(value, MAX_PENDING_RANGE).map_err(err)? as u64
-                }
-                "refresh_window" => {
-                    config.refresh_window = int_in(value, REFRESH_WINDOW_RANGE).map_err(err)? as u32
-                }
-                "auto_resume" => config.auto_resume = int_in(value, (0, 1)).map_err(err)? == 1,
-                "use_domain" => config.use_domain = int_in(value, (0, 1)).map_err(err)? == 1,
-                "resume_route" => {
-                    let route = text(value).map_err(err)?;
-                    if route.is_empty() || route.chars().any(char::is_whitespace) {
-                        return Err(err("must be the name of a route block".to_string()));
-                    }
-                    config.resume_route = route;
-                }
-                "db_url" => {
-                    config.db_path =
-                        parse_db_url(&text(value).map_err(err)?).map_err(|e| err(e.to_string()))?
-                }
-                "app" => {
-                    let app = App::parse(&text(value).map_err(err)?).map_err(err)?;
-                    if config.apps.iter().any(|a| a.id == app.id) {
-                        return Err(err(format!("app id '{}' is declared twice", app.id)));
-                    }
-                    config.apps.push(app);
-                }
-                "default_app" => config.default_app = Some(text(value).map_err(err)?),
-                "aor_index_size" => {
-                    config.aor_index_size = int_in(value, AOR_INDEX_RANGE).map_err(err)? as usize
-                }
-                "ua_profile" => {
-                    let profile =
-                        crate::devices::profile::UaProfile::parse(&text(value).map_err(err)?)
-                            .map_err(err)?;
-                    config.profiles.push(profile);
-                }
-                "fcm_url" => {
-                    let url = text(value).map_err(err)?;
-                    if !(url.starts_with("https://") || url.starts_with("http://")) {
-                        return Err(err("must be an https:// (or http://) URL".to_string()));
-                    }
-                    config.fcm_url = url.trim_end_matches('/').to_string();
-                }
-                "location_table" => {
-                    let table = text(value).map_err(err)?;
-                    if table.is_empty() || table.contains('\0') {
-                        return Err(err("must name a usrloc table".to_string()));
-                    }
-                    config.location_table = table;
-                }
-                _ => return Err(err("unknown parameter".to_string())),
-            }
+            let param = PARAMS
+                .iter()
+                .find(|p| p.name == *name)
+                .ok_or_else(|| err("unknown parameter".to_string()))?;
+            (param.apply)(&mut config, value).map_err(err)?;
         }
         if let Some(default) = &config.default_app {
             if !config.apps.iter().any(|a| &a.id == default) {
@@ -469,7 +486,6 @@ impl Config {
             })
     }
 }
-
 impl AppProvider {
     /// Whether this kind of app can push devices of the RFC 8599 `pn-provider` named (a webhook
     /// hands any provider's token to the operator's endpoint).
@@ -509,12 +525,20 @@ fn app_candidates(name: &str) -> impl Iterator<Item = &str> {
     [name, stripped, without_team].into_iter()
 }
 
-fn int_in(value: &RawValue, (min, max): (i64, i64)) -> Result<i64, String> {
+/// An int parameter within `min..=max`, as the field's type (every range fits it).
+fn int_in<T: TryFrom<i64>>(value: &RawValue, (min, max): (i64, i64)) -> Result<T, String> {
     match value {
-        RawValue::Int(i) if (min..=max).contains(i) => Ok(*i),
+        RawValue::Int(i) if (min..=max).contains(i) => {
+            T::try_from(*i).map_err(|_| format!("must be between {min} and {max}"))
+        }
         RawValue::Int(_) => Err(format!("must be between {min} and {max}")),
         RawValue::Str(_) => Err("must be a number".to_string()),
     }
+}
+
+/// A 0/1 switch.
+fn flag(value: &RawValue) -> Result<bool, String> {
+    Ok(int_in::<i64>(value, (0, 1))? == 1)
 }
 
 fn text(value: &RawValue) -> Result<String, String> {
@@ -736,17 +760,93 @@ mod tests {
     }
 
     #[test]
-    fn every_declared_parameter_is_understood() {
+    fn the_table_declares_each_parameter_once_with_its_default() {
+        let mut names: Vec<&str> = PARAMS.iter().map(|p| p.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), PARAMS.len(), "a parameter is declared twice");
         for param in PARAMS {
-            let name = param.name.to_str().unwrap();
-            let value = match param.kind {
-                Kind::Int => RawValue::Int(QUEUE_SIZE_RANGE.0.max(2)),
-                Kind::Str => RawValue::Str("x".to_string()),
-            };
-            // A value may be out of range, but the name itself must never be "unknown".
-            if let Err(e) = Config::from_params(&[(name, value)]) {
-                assert_ne!(e.problem, "unknown parameter", "{name}");
+            assert_eq!(param.c_name.to_str(), Ok(param.name));
+            assert!(
+                !param.doc.trim().is_empty(),
+                "{} has no doc line",
+                param.name
+            );
+            // A default is the value the script could have written: setting it changes nothing.
+            if let Some(value) = param.default.raw() {
+                assert_eq!(
+                    Config::from_params(&[(param.name, value)]),
+                    Ok(Config::default()),
+                    "{}",
+                    param.name
+                );
             }
+            // The other kind of value is refused, naming the parameter (Kamailio refuses it
+            // first; the check stays for callers that are not Kamailio).
+            let wrong = match param.kind {
+                Kind::Int => RawValue::Str("x".to_string()),
+                Kind::Str => RawValue::Int(1),
+            };
+            let e = Config::from_params(&[(param.name, wrong)]).unwrap_err();
+            assert_eq!(e.param, param.name);
+            assert!(
+                e.problem.starts_with("must be a"),
+                "{}: {}",
+                param.name,
+                e.problem
+            );
         }
+        let e = Config::from_params(&[("no_such_thing", RawValue::Int(1))]).unwrap_err();
+        assert_eq!(e.problem, "unknown parameter");
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::default();
+        assert_eq!(c.dispatcher_threads, 2);
+        assert_eq!(c.queue_size, 1 << 20);
+        assert_eq!(c.timeout, 30);
+        assert_eq!(c.max_pending, 10_000);
+        assert_eq!(c.resume_route, "PUSH_RESUME");
+        assert!(c.auto_resume);
+        assert_eq!(c.db_path, PathBuf::from("/var/lib/kamailio/push.sqlite"));
+        assert!(c.apps.is_empty() && c.profiles.is_empty());
+        assert_eq!(c.default_app, None);
+        assert!(!c.use_domain);
+        assert_eq!(c.location_table, "location");
+        assert_eq!(c.aor_index_size, 1 << 20);
+        assert_eq!(c.fcm_url, "https://fcm.googleapis.com");
+        assert_eq!(c.refresh_window, 0);
+        let repeatable: Vec<&str> = PARAMS
+            .iter()
+            .filter(|p| p.repeatable)
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(repeatable, ["app", "ua_profile"]);
+    }
+
+    #[test]
+    fn repeated_parameters_add_entries_and_keep_their_order() {
+        let str = |name: &'static str, v: &str| (name, RawValue::Str(v.to_string()));
+        let c = Config::from_params(&[
+            str("app", "id=a;provider=webhook;url=http://127.0.0.1:1/a"),
+            str("ua_profile", "name=one;regex=^One;token=t1"),
+            str("app", "id=b;provider=webhook;url=http://127.0.0.1:1/b"),
+            str("ua_profile", "name=two;regex=^Two;token=t2"),
+            str("default_app", " b "),
+            ("auto_resume", RawValue::Int(0)),
+        ])
+        .unwrap();
+        let apps: Vec<&str> = c.apps.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(apps, ["a", "b"]);
+        let profiles: Vec<&str> = c.profiles.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(profiles, ["one", "two"]);
+        assert_eq!(c.default_app.as_deref(), Some("b"));
+        assert!(!c.auto_resume);
+        let e = Config::from_params(&[("use_domain", RawValue::Int(2))]).unwrap_err();
+        assert_eq!(
+            (e.param, e.problem.as_str()),
+            ("use_domain", "must be between 0 and 1")
+        );
     }
 }

@@ -114,40 +114,28 @@ pub fn monotonic_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
-    #[test]
-    fn buckets_cover_values_in_order() {
-        let mut last = 0;
-        for ns in [
-            0u64,
-            1,
-            3,
-            4,
-            5,
-            7,
-            8,
-            100,
-            1000,
-            12_345,
-            1 << 40,
-            u64::MAX / 2,
-        ] {
-            let i = index(ns);
-            assert!(i >= last, "{ns}");
-            assert!(
-                upper(i) >= ns,
-                "{ns} above its bucket's upper bound {}",
-                upper(i)
-            );
-            if ns >= 4 {
-                // within about 25% of the value
-                assert!(
-                    upper(i) as f64 <= ns as f64 * 1.26 + 1.0,
-                    "{ns}: {}",
-                    upper(i)
-                );
+    /// Values of every magnitude: a random u64 shifted right by 0 to 64 bits.
+    fn any_magnitude() -> impl Strategy<Value = u64> {
+        (0u32..=64, any::<u64>()).prop_map(|(shift, x)| x.checked_shr(shift).unwrap_or(0))
+    }
+
+    proptest! {
+        /// A value's bucket holds it, within about 25% above it (from 4 on), and a larger value
+        /// never lands in an earlier bucket.
+        #[test]
+        fn buckets_cover_values_in_order(a in any_magnitude(), b in any_magnitude()) {
+            let (small, large) = (a.min(b), a.max(b));
+            prop_assert!(index(small) <= index(large), "{} {}", small, large);
+            for ns in [small, large] {
+                let i = index(ns);
+                prop_assert!(i < BUCKETS, "{}", ns);
+                prop_assert!(upper(i) >= ns, "{} above its bucket's upper bound {}", ns, upper(i));
+                if ns >= 4 {
+                    prop_assert!(upper(i) as f64 <= ns as f64 * 1.26 + 1.0, "{}: {}", ns, upper(i));
+                }
             }
-            last = i;
         }
     }
 

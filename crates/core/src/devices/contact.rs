@@ -800,6 +800,7 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const APNS_REMOTE: &str = "4e1f6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091";
     const APNS_VOIP: &str = "a7d0b1c2d3e4f5061728394a5b6c7d8e9f0a1b2c3d4e5f60718293a4b5c6d7e8";
@@ -1390,17 +1391,21 @@ mod tests {
         assert_eq!(shorten_token(""), "…");
         assert_eq!(shorten_token("éééééééééééééé"), "éééééé…éééé");
         assert_eq!(shorten_token(APNS_VOIP), "a7d0b1…d7e8");
-        let alphabet: Vec<char> = "aZ9:é€😀_-".chars().collect();
-        for len in 1..=80 {
-            let token: String = (0..len)
-                .map(|i| alphabet[(i * 7 + len) % alphabet.len()])
-                .collect();
-            let short = shorten_token(&token);
-            assert!(!short.contains(&token), "{token:?} -> {short:?}");
-            assert!(short.chars().count() <= 11, "{short:?}");
-            assert!(short.chars().filter(|&c| c != '…').count() < len);
-        }
         assert!(!shorten_token("abc\ndefghijklmnop\u{0}").contains('\n'));
+    }
+
+    proptest! {
+        /// Any token (without the ellipsis itself) comes out shortened: never whole, at most 11
+        /// characters, fewer of its own characters than it has, no control character.
+        #[test]
+        fn shorten_token_never_shows_a_whole_token(token in "[^…]{1,80}") {
+            let short = shorten_token(&token);
+            let len = token.chars().count();
+            prop_assert!(!short.contains(&token), "{:?} -> {:?}", token, short);
+            prop_assert!(short.chars().count() <= 11, "{:?}", short);
+            prop_assert!(short.chars().filter(|&c| c != '…').count() < len);
+            prop_assert!(!short.chars().any(char::is_control), "{:?}", short);
+        }
     }
 
     #[test]
@@ -1498,90 +1503,133 @@ mod tests {
         inputs.push(";".repeat(4_096));
         inputs.push(",".repeat(4_096));
 
-        // Deterministic pseudo-random strings over an alphabet of troublemakers.
-        let alphabet: Vec<&str> = vec![
-            "<",
-            ">",
-            "\"",
-            "\\",
-            ";",
-            "=",
-            ",",
-            "%",
-            "%3A",
-            "%2",
-            ":",
-            "@",
-            "&",
-            "?",
-            " ",
-            "\t",
-            "é",
-            "😀",
-            "\u{0}",
-            "sip:",
-            "a",
-            "1",
-            "*",
-            "pn-provider",
-            "pn-prid",
-            "pn-type",
-            "pn-tok",
-            "apns",
-            "fcm",
-            ":voip",
-            ":remote",
-            "expires",
-            "reg-id",
-            "+sip.instance",
-            "pn-timeout",
-            "pn-param",
-            "app-id",
-        ];
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for _ in 0..20_000 {
-            let len = (next() % 24) as usize;
-            let s: String = (0..len)
-                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
-                .collect();
-            inputs.push(s);
-        }
+        let parsed: usize = inputs.iter().map(|input| exercise(input)).sum();
+        // Some of these do form contacts: the parser is exercised past its checks.
+        assert!(parsed > 0);
+    }
 
-        let mut ok = 0usize;
-        for input in &inputs {
-            for result in [
-                parse_contact_header(input).map(|v| v.into_iter().next()),
-                parse_contact_uri(input).map(Some),
-            ] {
-                match result {
-                    Ok(Some(contact)) => {
-                        ok += 1;
-                        match push_binding(&contact) {
-                            Ok(Some(b)) => {
-                                let _ = shorten_token(&b.prid);
-                                assert!(b.prid.len() <= MAX_TOKEN_LEN);
-                            }
-                            Ok(None) => {}
-                            Err(e) => {
-                                let _ = e.to_string();
-                            }
+    /// Runs a string through both parsers, the push parameters of what parses and shorten_token:
+    /// nothing may panic, a stored token stays within [`MAX_TOKEN_LEN`] and every error prints.
+    /// Returns how many of the two parses gave a contact.
+    fn exercise(input: &str) -> usize {
+        let mut parsed = 0;
+        for result in [
+            parse_contact_header(input).map(|v| v.into_iter().next()),
+            parse_contact_uri(input).map(Some),
+        ] {
+            match result {
+                Ok(Some(contact)) => {
+                    parsed += 1;
+                    match push_binding(&contact) {
+                        Ok(Some(b)) => {
+                            let _ = shorten_token(&b.prid);
+                            assert!(b.prid.len() <= MAX_TOKEN_LEN);
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            let _ = e.to_string();
                         }
                     }
-                    Ok(None) => {}
-                    Err(e) => {
-                        let _ = e.to_string();
-                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = e.to_string();
                 }
             }
-            let _ = shorten_token(input);
         }
-        // Some of the random strings do form contacts: the parser is exercised past its checks.
-        assert!(ok > 0);
+        let _ = shorten_token(input);
+        parsed
+    }
+
+    /// Pieces a Contact is made of, and the characters that break naive parsers.
+    const TROUBLEMAKERS: &[&str] = &[
+        "<",
+        ">",
+        "\"",
+        "\\",
+        ";",
+        "=",
+        ",",
+        "%",
+        "%3A",
+        "%2",
+        ":",
+        "@",
+        "&",
+        "?",
+        " ",
+        "\t",
+        "é",
+        "😀",
+        "\u{0}",
+        "sip:",
+        "a",
+        "1",
+        "*",
+        "pn-provider",
+        "pn-prid",
+        "pn-type",
+        "pn-tok",
+        "apns",
+        "fcm",
+        ":voip",
+        ":remote",
+        "expires",
+        "reg-id",
+        "+sip.instance",
+        "pn-timeout",
+        "pn-param",
+        "app-id",
+    ];
+
+    /// Up to 23 troublemakers in a row.
+    fn troublemakers() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(TROUBLEMAKERS), 0..24)
+            .prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        // As many as the hand-written loop this replaces generated.
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        /// Strings made of troublemakers never panic either parser.
+        #[test]
+        fn troublemaker_strings_never_panic(input in troublemakers()) {
+            exercise(&input);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// Nor does any string of printable characters.
+        #[test]
+        fn any_string_never_panics(input in any::<String>()) {
+            exercise(&input);
+        }
+
+        /// A well-formed push Contact, with troublemakers after it as header parameters, parses
+        /// to its push binding, the token as given.
+        #[test]
+        fn well_formed_push_contacts_parse(
+            user in "[a-z0-9]{1,16}",
+            host in "[a-z0-9.]{1,32}",
+            provider in prop::sample::select(&["apns", "apns.dev", "fcm", "webpush"][..]),
+            token in "[A-Za-z0-9_-]{1,200}",
+            trailer in troublemakers(),
+        ) {
+            let uri = format!("sip:{user}@{host};pn-provider={provider};pn-prid={token}");
+            let contact = parse_contact_uri(&uri).unwrap();
+            let b = push_binding(&contact).unwrap().expect("push parameters present");
+            prop_assert_eq!(&b.provider, provider);
+            prop_assert_eq!(&b.prid, &token);
+            // The same URI in a Contact header, whatever follows it, never panics; when the
+            // header parses, its first contact is that URI.
+            let header = format!("<{uri}>;{trailer}");
+            exercise(&header);
+            if let Ok(contacts) = parse_contact_header(&header) {
+                prop_assert_eq!(&contacts[0].uri, &uri);
+            }
+        }
     }
 }

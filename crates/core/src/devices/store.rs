@@ -2,16 +2,21 @@
 //! so that a phone whose app sleeps (and whose SIP binding therefore expired) can still be woken,
 //! also after a Kamailio restart.
 //!
-//! One process writes: the dispatcher, through [`Store::open`]. Many processes read: every SIP
-//! worker opens its own connection with [`Store::open_reader`] *after* Kamailio forked it (a
-//! connection must never be carried across `fork`), and only asks [`Store::has_devices`].
+//! While Kamailio runs, one process uses it: the push dispatcher, whose main thread opens it with
+//! [`Store::open`] and is its only writer (and reader). Before the fork, mod_init (in Kamailio's
+//! main process) opens it the same way, which creates or migrates the schema and stops Kamailio
+//! on a bad `db_url`, reads every AOR with devices ([`Store::aors`]) into the shared AOR index
+//! ([`super::index`]) and closes it again: a connection must never be carried across `fork`.
+//! SIP workers never open the file; `push_suspend` asks that index.
 //!
-//! So that a reader never waits on the writer the database is in WAL journal mode (readers see the
-//! last committed state while the writer appends to the `-wal` file), with `synchronous=NORMAL`
-//! (no fsync on each commit; a power loss can forget the last few commits but never corrupts the
-//! file). Readers get a 20 ms busy timeout: in WAL mode they are blocked only in rare moments (WAL
-//! recovery after a crash), and a SIP worker would rather answer "don't know" than hold a call.
-//! The writer gets 2 s.
+//! [`Store::open_reader`] opens a read-only connection that works beside the writer, also from
+//! another process; no process of the module opens one today (the tests do).
+//!
+//! The database is in WAL journal mode (a reader sees the last committed state while the writer
+//! appends to the `-wal` file), with `synchronous=NORMAL` (no fsync on each commit; a power loss
+//! can forget the last few commits but never corrupts the file). A read-only connection gets a
+//! 20 ms busy timeout (in WAL mode it is blocked only in rare moments, such as WAL recovery after
+//! a crash); the writer gets 2 s.
 //!
 //! The schema version is kept in `PRAGMA user_version`; [`Store::open`] creates or migrates the
 //! schema, and both kinds of opening refuse a file written by a newer version of the module.
@@ -38,7 +43,7 @@ pub const UPDATED_AT_RESOLUTION: i64 = 60;
 /// Schema version this code writes and reads (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 2;
 
-/// How long a reader (SIP worker) waits for a lock before giving up.
+/// How long a read-only connection ([`Store::open_reader`]) waits for a lock before giving up.
 const READER_BUSY_TIMEOUT: Duration = Duration::from_millis(20);
 
 /// How long the writer (dispatcher) waits for a lock before giving up.
@@ -381,8 +386,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the database for writing (the dispatcher): creates the parent directory and the file
-    /// if missing, puts it in WAL mode, and creates or migrates the schema.
+    /// Opens the database for writing (the dispatcher; mod_init too, before the fork): creates the
+    /// parent directory and the file if missing, puts it in WAL mode, and creates or migrates the
+    /// schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(parent) = path.parent() {
             if !parent.as_os_str().is_empty() {
@@ -418,8 +424,9 @@ impl Store {
         Ok(Store { conn })
     }
 
-    /// Opens an existing database read-only (a SIP worker). Works while the writer writes; needs
-    /// the `-wal`/`-shm` files to exist or their directory to be writable.
+    /// Opens an existing database read-only, beside the writer (no process of the module does so
+    /// today; see the module's header). Works while the writer writes; needs the `-wal`/`-shm`
+    /// files to exist or their directory to be writable.
     ///
     /// If the file does not exist yet, or the writer has not created the schema in it yet, this
     /// returns [`StoreError::Missing`]: the caller should treat the AOR as having no devices and
@@ -578,7 +585,6 @@ impl Store {
             .query_row(params![aor], |row| row.get(0))?)
     }
 
-    /// How many devices the store holds, over all AORs.
     /// Every AOR that has at least one device (to fill the shared AOR index at startup).
     pub fn aors(&self) -> Result<Vec<String>, StoreError> {
         let mut stmt = self
@@ -592,6 +598,7 @@ impl Store {
         Ok(out)
     }
 
+    /// How many devices the store holds, over all AORs.
     pub fn count(&self) -> Result<u64, StoreError> {
         let n: i64 = self
             .conn
@@ -1058,8 +1065,8 @@ mod tests {
     const CHILD_DB: &str = "KAMAILIO_PUSH_STORE_TEST_CHILD_DB";
     const CHILD_TARGET: u64 = 1000;
 
-    /// Kamailio's SIP workers are separate processes: run a reader in a child process (this test
-    /// binary again, running only [`child_reader`]) while this process writes.
+    /// A reader may be another process: run one in a child process (this test binary again,
+    /// running only [`child_reader`]) while this process writes.
     #[test]
     fn reader_in_another_process_while_writer_writes() {
         let tmp = TempDir::new("reader-process");
