@@ -284,12 +284,10 @@ impl ApnsSender {
             } else {
                 format!("{status} {reason}")
             };
-            if !backoff.wait(None, deadline).await {
-                return Outcome::GaveUp {
-                    attempts,
-                    last_error,
-                };
-            }
+            last_error = match backoff.retry(None, deadline, attempts, last_error).await {
+                Ok(error) => error,
+                Err(gave_up) => return gave_up,
+            };
         }
     }
 

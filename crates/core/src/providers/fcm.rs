@@ -394,12 +394,13 @@ impl FcmSender {
                     retry_after
                 }
             };
-            if !backoff.wait(retry_after, deadline).await {
-                return Outcome::GaveUp {
-                    attempts,
-                    last_error,
-                };
-            }
+            last_error = match backoff
+                .retry(retry_after, deadline, attempts, last_error)
+                .await
+            {
+                Ok(error) => error,
+                Err(gave_up) => return gave_up,
+            };
         }
     }
 }

@@ -46,6 +46,25 @@ impl Backoff {
             _ => false,
         }
     }
+
+    /// After a retryable failure: waits before the next attempt, or, when that attempt could not
+    /// start before the deadline, ends the push as given up with the last error.
+    pub async fn retry(
+        &mut self,
+        retry_after: Option<Duration>,
+        deadline: Instant,
+        attempts: u32,
+        last_error: String,
+    ) -> Result<String, Outcome> {
+        if self.wait(retry_after, deadline).await {
+            Ok(last_error)
+        } else {
+            Err(Outcome::GaveUp {
+                attempts,
+                last_error,
+            })
+        }
+    }
 }
 
 /// A configured app, ready to push. Cheap to clone into a task.

@@ -109,12 +109,13 @@ pub async fn send(
                 retry_after
             }
         };
-        if !backoff.wait(retry_after, deadline).await {
-            return Outcome::GaveUp {
-                attempts,
-                last_error,
-            };
-        }
+        last_error = match backoff
+            .retry(retry_after, deadline, attempts, last_error)
+            .await
+        {
+            Ok(error) => error,
+            Err(gave_up) => return gave_up,
+        };
     }
 }
 
