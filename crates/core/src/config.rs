@@ -21,7 +21,7 @@ impl fmt::Display for RawValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RawValue::Int(i) => write!(f, "{i}"),
-            RawValue::Str(s) => write!(f, "\"{s}\""),
+            RawValue::Str(s) => write!(f, "\"{}\"", redact_record(s)),
         }
     }
 }
@@ -46,11 +46,84 @@ impl fmt::Display for ParamError {
 
 impl std::error::Error for ParamError {}
 
+/// A credential from the config (webhook secret, certificate password). Its `Debug` and
+/// `Display` never show it, so no `{:?}` of a config, app or error can put it in a log line;
+/// [`Secret::expose`] is the one way to read it, where it is used.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Keys of an app string whose values are credentials: shown as `<redacted>` in any message
+/// that quotes the string.
+const SECRET_KEYS: [&str; 3] = ["secret", "cert_password", "password"];
+
+/// A `key=value;key=value` string with the values of [`SECRET_KEYS`] replaced, for messages.
+pub fn redact_record(spec: &str) -> String {
+    spec.split(';')
+        .map(|part| match part.split_once('=') {
+            Some((k, _)) if SECRET_KEYS.contains(&k.trim().to_ascii_lowercase().as_str()) => {
+                format!("{k}=<redacted>")
+            }
+            _ => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// The webhook statuses that forget a device unless the app says otherwise (`dead_status`).
+pub const DEFAULT_DEAD_STATUSES: [u16; 1] = [410];
+
+/// `dead_status=410,404`: a comma-separated list of 4xx statuses (2xx, 408, 429 and 5xx have
+/// their own meaning and are refused).
+fn parse_dead_statuses(list: &str) -> Result<Vec<u16>, String> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim) {
+        let status: u16 = item
+            .parse()
+            .map_err(|_| format!("dead_status '{item}' is not an HTTP status"))?;
+        if !(400..500).contains(&status) || status == 408 || status == 429 {
+            return Err(format!(
+                "dead_status {status} is not a final 4xx status (408 and 429 are retried)"
+            ));
+        }
+        out.push(status);
+    }
+    Ok(out)
+}
+
 /// How an app's pushes are delivered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AppProvider {
     /// An HTTP POST to the operator's endpoint.
-    Webhook { url: String, secret: Option<String> },
+    Webhook {
+        url: String,
+        secret: Option<Secret>,
+        /// HTTP statuses of the endpoint that mean "this device's token is dead: forget it"
+        /// (app key `dead_status`, default 410 only; a 404 from a wrong path or a deploy must not
+        /// wipe devices).
+        dead_statuses: Vec<u16>,
+    },
     /// Apple Push Notification service.
     Apns {
         auth: ApnsAuth,
@@ -75,7 +148,7 @@ pub enum ApnsAuth {
     /// A TLS client certificate: a PEM file with certificate and key, or a PKCS#12 file.
     Certificate {
         cert_file: PathBuf,
-        password: Option<String>,
+        password: Option<Secret>,
     },
 }
 
@@ -103,10 +176,16 @@ impl App {
     /// providers are built (at startup and on push.reload).
     pub fn parse(spec: &str) -> Result<App, String> {
         let mut fields: Vec<(String, String)> = Vec::new();
-        for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        for (n, part) in spec
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .enumerate()
+        {
+            // The part is not quoted: it may be a credential with a typo in its key.
             let (k, v) = part
                 .split_once('=')
-                .ok_or_else(|| format!("'{part}' is not key=value"))?;
+                .ok_or_else(|| format!("part {} of the app string is not key=value", n + 1))?;
             let k = k.trim().to_ascii_lowercase();
             if fields.iter().any(|(seen, _)| *seen == k) {
                 return Err(format!("key '{k}' is given twice"));
@@ -132,8 +211,19 @@ impl App {
                 if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
                     return Err(format!("url '{url}' is not an http:// or https:// URL"));
                 }
-                let secret = take("secret").filter(|s| !s.is_empty());
-                (AppProvider::Webhook { url, secret }, &["url", "secret"])
+                let secret = take("secret").filter(|s| !s.is_empty()).map(Secret::new);
+                let dead_statuses = match take("dead_status") {
+                    None => DEFAULT_DEAD_STATUSES.to_vec(),
+                    Some(list) => parse_dead_statuses(&list)?,
+                };
+                (
+                    AppProvider::Webhook {
+                        url,
+                        secret,
+                        dead_statuses,
+                    },
+                    &["url", "secret", "dead_status"],
+                )
             }
             "apns" => {
                 let auth = match (take("key_file"), take("cert_file")) {
@@ -149,7 +239,7 @@ impl App {
                     }
                     (None, Some(cert_file)) => ApnsAuth::Certificate {
                         cert_file: PathBuf::from(cert_file),
-                        password: take("cert_password"),
+                        password: take("cert_password").map(Secret::new),
                     },
                     (None, None) => {
                         return Err("provider=apns needs key_file/key_id/team_id (token) or cert_file (certificate)".into())
@@ -591,12 +681,47 @@ mod tests {
             app.provider,
             AppProvider::Webhook {
                 url: "https://push.example.com/hook".into(),
-                secret: Some("k1".into())
+                secret: Some(Secret::new("k1")),
+                dead_statuses: vec![410],
             }
         );
         assert!(App::parse("provider=webhook;url=http://x.example/")
             .unwrap_err()
             .contains("missing id"));
+        let both = App::parse("id=a;provider=webhook;url=http://x.example/;dead_status=410, 404");
+        assert!(
+            matches!(both.unwrap().provider, AppProvider::Webhook { dead_statuses, .. } if dead_statuses == [410, 404])
+        );
+        for bad in [
+            "dead_status=500",
+            "dead_status=429",
+            "dead_status=gone",
+            "dead_status=",
+        ] {
+            let err = App::parse(&format!(
+                "id=a;provider=webhook;url=http://x.example/;{bad}"
+            ))
+            .unwrap_err();
+            assert!(err.contains("dead_status"), "{bad}: {err}");
+        }
+        // Credentials never appear in what a bad app string is reported with.
+        let err = ParamError {
+            param: "app",
+            value: RawValue::Str(
+                "id=a;provider=apns;cert_file=/c.p12;cert_password=hunter2;secret=s3".into(),
+            ),
+            problem: "x".into(),
+        }
+        .to_string();
+        assert!(
+            !err.contains("hunter2")
+                && !err.contains("s3;")
+                && err.contains("cert_password=<redacted>"),
+            "{err}"
+        );
+        let err =
+            App::parse("id=a;provider=webhook;url=http://x.example/;secret:hunter2").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
         assert!(App::parse("id=a;provider=carrier-pigeon")
             .unwrap_err()
             .contains("unknown provider"));

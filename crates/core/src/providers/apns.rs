@@ -83,7 +83,7 @@ fn build_client(auth: &ApnsAuth, sandbox: bool) -> Result<Client, String> {
             } else {
                 Client::certificate(
                     &mut bytes.as_slice(),
-                    password.as_deref().unwrap_or(""),
+                    password.as_ref().map_or("", crate::config::Secret::expose),
                     config,
                 )
                 .map_err(|e| {

@@ -327,9 +327,9 @@ impl FcmSender {
 
     /// Sends one push to `push.token`, retrying within `deadline`:
     /// - 2xx -> Sent
-    /// - 404 with a Google JSON error body, or any FCM error whose details carry errorCode
-    ///   UNREGISTERED -> TokenDead (final); a 404 without such a body (wrong fcm_url, a proxy's
-    ///   page) says nothing about the device -> Rejected (final)
+    /// - an FCM error whose details carry errorCode UNREGISTERED -> TokenDead (final); any other
+    ///   404 (a wrong fcm_url or project, a proxy's page) says nothing about the device ->
+    ///   Rejected (final)
     /// - 401/403 -> the access token is dropped, a new one fetched and the message sent again at
     ///   once; a second 401/403 -> Rejected (final: the credentials are refused)
     /// - 408, 429, 5xx, connection errors, timeouts (from FCM or from the token endpoint) -> retry
@@ -456,10 +456,10 @@ impl Inner {
         let raw = read_limited(response, MAX_JSON_BODY, end).await;
         let body = body_text(&raw);
         let error = fcm_error(&raw);
-        // A 404 without a Google error body comes from something else (a wrong fcm_url, a
-        // proxy): it says nothing about the device, which must not be forgotten for it.
-        let dead = (code == 404 && error.is_some())
-            || error.is_some_and(|e| e.codes.iter().any(|c| c == "UNREGISTERED"));
+        // Only Google's UNREGISTERED says the token is dead. A 404 without it comes from
+        // something else (a wrong fcm_url or project, a proxy): it says nothing about the
+        // device, which must not be forgotten for it.
+        let dead = error.is_some_and(|e| e.codes.iter().any(|c| c == "UNREGISTERED"));
         if dead {
             return Step::TokenDead(code, body);
         }

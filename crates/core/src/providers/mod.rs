@@ -6,6 +6,7 @@
 //! ([`Backoff`]) and a configured app ready to push ([`AppPusher`]).
 
 pub mod apns;
+pub mod clean;
 pub mod fcm;
 pub mod http;
 pub mod push;
@@ -83,12 +84,17 @@ impl AppPusher {
     /// a key format) and never contains a secret.
     pub fn build(app: &App, fcm_url: &str, http: &reqwest::Client) -> Result<AppPusher, String> {
         match &app.provider {
-            AppProvider::Webhook { url, secret } => Ok(AppPusher::Webhook {
+            AppProvider::Webhook {
+                url,
+                secret,
+                dead_statuses,
+            } => Ok(AppPusher::Webhook {
                 client: http.clone(),
                 app: webhook::WebhookApp {
                     id: app.id.clone(),
                     url: url.clone(),
                     secret: secret.clone(),
+                    dead_statuses: dead_statuses.clone(),
                 },
             }),
             AppProvider::Apns {
@@ -103,7 +109,14 @@ impl AppPusher {
         }
     }
 
+    /// Sends one push. Any text of the outcome (an answer body, an error) is made safe to log
+    /// and show here, once for every provider ([`clean::outside_text`]).
     pub async fn send(&self, push: &CallPush, target: &PushTarget, deadline: Instant) -> Outcome {
+        let outcome = self.send_raw(push, target, deadline).await;
+        outcome.cleaned(&target.token)
+    }
+
+    async fn send_raw(&self, push: &CallPush, target: &PushTarget, deadline: Instant) -> Outcome {
         match self {
             AppPusher::Webhook { client, app } => webhook::send(client, app, push, deadline).await,
             AppPusher::Apns(apns) => {

@@ -69,6 +69,31 @@ pub enum Outcome {
     GaveUp { attempts: u32, last_error: String },
 }
 
+impl Outcome {
+    /// The same outcome with its text bounded, escaped and redacted (see [`super::clean`]).
+    pub fn cleaned(self, device_token: &str) -> Outcome {
+        let clean = |text: String| super::clean::outside_text(&text, Some(device_token));
+        match self {
+            Outcome::Sent { .. } => self,
+            Outcome::TokenDead { status, body } => Outcome::TokenDead {
+                status,
+                body: clean(body),
+            },
+            Outcome::Rejected { status, body } => Outcome::Rejected {
+                status,
+                body: clean(body),
+            },
+            Outcome::GaveUp {
+                attempts,
+                last_error,
+            } => Outcome::GaveUp {
+                attempts,
+                last_error: clean(last_error),
+            },
+        }
+    }
+}
+
 /// Where one push goes, from the device record.
 #[derive(Clone, Debug)]
 pub struct PushTarget {

@@ -20,7 +20,9 @@ pub struct WebhookApp {
     pub id: String,
     /// `http://` or `https://`.
     pub url: String,
-    pub secret: Option<String>,
+    pub secret: Option<crate::config::Secret>,
+    /// Statuses that mean the device's token is dead (the app's `dead_status`, default 410).
+    pub dead_statuses: Vec<u16>,
 }
 
 /// Name of the signature header; value "sha256=<lowercase hex HMAC-SHA256(secret, body)>".
@@ -43,7 +45,8 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 
 /// Sends one push, retrying within `deadline`:
 /// - 2xx -> Sent
-/// - 404/410 -> TokenDead (final), other 4xx except 408/429 -> Rejected (final), 3xx -> Rejected
+/// - the app's dead statuses (default 410) -> TokenDead (final), other 4xx except 408/429 ->
+///   Rejected (final, the device is kept), 3xx -> Rejected
 ///   (final); statuses outside 2xx-5xx -> Rejected (final)
 /// - 408, 429, 5xx, connection errors, timeouts -> retry with exponential backoff starting at
 ///   100 ms, doubling, capped at 2 s; a Retry-After header in integer seconds makes the wait at
@@ -93,7 +96,15 @@ pub async fn send(
         attempts = attempts.saturating_add(1);
         // now + left is the deadline itself, so an attempt never outlives it.
         let attempt_end = now + left.min(MAX_ATTEMPT_TIME);
-        let answer = attempt(client, &url, app.secret.as_deref(), body, attempt_end).await;
+        let answer = attempt(
+            client,
+            &url,
+            app.secret.as_ref().map(crate::config::Secret::expose),
+            &app.dead_statuses,
+            body,
+            attempt_end,
+        )
+        .await;
         let retry_after = match answer {
             WebhookReply::Sent(status) => return Outcome::Sent { status, attempts },
             WebhookReply::TokenDead(status, body) => return Outcome::TokenDead { status, body },
@@ -137,6 +148,7 @@ async fn attempt(
     client: &reqwest::Client,
     url: &reqwest::Url,
     secret: Option<&str>,
+    dead_statuses: &[u16],
     body: Vec<u8>,
     end: Instant,
 ) -> WebhookReply {
@@ -171,7 +183,7 @@ async fn attempt(
     let retry_after = parse_retry_after(response.headers());
     let body = body_text(&read_limited(response, MAX_BODY_TEXT, end).await);
     match code {
-        404 | 410 => WebhookReply::TokenDead(code, body),
+        _ if dead_statuses.contains(&code) => WebhookReply::TokenDead(code, body),
         _ if retryable(code) => WebhookReply::Retry {
             error: http_error(code, &body),
             retry_after,

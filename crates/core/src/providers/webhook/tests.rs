@@ -10,7 +10,8 @@ fn app(url: String, secret: Option<&str>) -> WebhookApp {
     WebhookApp {
         id: "acme".into(),
         url,
-        secret: secret.map(String::from),
+        secret: secret.map(crate::config::Secret::new),
+        dead_statuses: crate::config::DEFAULT_DEAD_STATUSES.to_vec(),
     }
 }
 
@@ -244,19 +245,32 @@ async fn bad_request_is_rejected_without_retry() {
 }
 
 #[tokio::test]
-async fn gone_and_not_found_mean_the_token_is_dead() {
-    for status in [410, 404] {
+async fn only_gone_means_the_token_is_dead_by_default() {
+    // 410: the token is dead. 404 (a wrong path, a deploy): a rejected push, the device is kept.
+    for (status, dead) in [(410, true), (404, false)] {
         let server = PushServer::answering(move |_, _| Answer::status(status).body("unregistered"));
         let outcome = send_to(&server, "/", None, 3000).await;
-        assert_eq!(
-            outcome,
-            Outcome::TokenDead {
-                status,
-                body: "unregistered".into()
-            }
-        );
+        let body = "unregistered".to_string();
+        let expected = if dead {
+            Outcome::TokenDead { status, body }
+        } else {
+            Outcome::Rejected { status, body }
+        };
+        assert_eq!(outcome, expected);
         assert_eq!(server.requests().len(), 1);
     }
+}
+
+#[tokio::test]
+async fn an_app_can_say_which_statuses_mean_dead() {
+    let server = PushServer::answering(|_, _| Answer::status(404).body("no such device"));
+    let mut app = app(server.url_for("/"), None);
+    app.dead_statuses = vec![410, 404];
+    let outcome = send(&client().unwrap(), &app, &push(), in_ms(3000)).await;
+    assert!(
+        matches!(outcome, Outcome::TokenDead { status: 404, .. }),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]
