@@ -14,6 +14,7 @@
 #include "core/mem/mem.h"
 #include "core/mem/shm_mem.h"
 #include "core/kemi.h"
+#include "core/action.h"
 #include "core/parser/msg_parser.h"
 #include "core/parser/parse_from.h"
 #include "core/parser/parse_to.h"
@@ -120,6 +121,7 @@ int push_shim_call_info(struct sip_msg *msg, push_call_info_t *out)
 			return -1;
 		strv(&out->ruri_user, &msg->parsed_uri.user);
 		strv(&out->ruri_host, &msg->parsed_uri.host);
+		out->is_invite = (msg->first_line.u.request.method_value == METHOD_INVITE);
 	}
 	return 0;
 }
@@ -165,6 +167,19 @@ int push_shim_param_str(struct sip_msg *msg, char *param, push_strv_t *out)
 
 static void tm_event(struct cell *t, int type, struct tmcb_params *ps)
 {
+	struct cell *cancel;
+	if(type == TMCB_E2ECANCEL_IN && (t->flags & T_ASYNC_SUSPENDED) && ps && ps->req) {
+		/* A CANCEL for a call still held. tm's e2e_cancel answers a suspended INVITE 487 before
+		 * it answers the CANCEL 200 (it has no branch to cancel); answer the CANCEL first, as for
+		 * any other call. The CANCEL's transaction is the current one in this process; tm's own
+		 * 200 that follows finds it answered and is not sent. */
+		cancel = tmb.t_gett();
+		if(cancel != NULL && cancel != T_UNDEFINED && cancel != t
+				&& cancel->uas.status < 200) {
+			if(tmb.t_reply(ps->req, 200, "ok -- no more pending branches") < 0)
+				LM_WARN("cannot answer the CANCEL of a held call first\n");
+		}
+	}
 	push_rs_tm_event(t->hash_index, t->label, type, ps ? ps->code : 0);
 }
 
@@ -240,6 +255,77 @@ int push_shim_suspend(struct sip_msg *msg, unsigned int timeout_ms, unsigned int
 	if(ret < 0)
 		return PUSH_SUSPEND_FAILED;
 	return 0;
+}
+
+/* Ending a held call from the dispatcher (the wait timed out, or no push could be delivered):
+ * t_continue runs `end_action`, a one-action route calling end_held(). */
+static int end_status = 408;
+static int end_code = 480;
+static char *end_reason = "Temporarily Unavailable";
+
+/* Runs as the continued route (failure-route context, on tm's copy of the request): the failure
+ * route the script armed before push_suspend() decides first, seeing `end_status` as the branch's
+ * status (408 for a timeout, as when tm's timer fires); if it neither answered nor relayed, the
+ * call is answered `end_code`. */
+static int end_held(struct sip_msg *msg, char *p1, char *p2)
+{
+	struct cell *t = tmb.t_gett();
+	int on_failure, b;
+	sr_kemi_eng_t *keng;
+
+	if(t == NULL || t == T_UNDEFINED)
+		return -1;
+	b = t->async_backup.blind_uac;
+	if(b >= 0 && b < t->nr_of_outgoings)
+		t->uac[b].last_received = end_status;
+	on_failure = t->on_failure;
+	if(on_failure > 0) {
+		/* as tm does before a failure route: run once unless the route arms it again */
+		t->on_failure = 0;
+		keng = sr_kemi_eng_get();
+		if(keng != NULL) {
+			if(sr_kemi_route(keng, msg, FAILURE_ROUTE, sr_kemi_cbname_lookup_idx(on_failure),
+					   NULL) < 0)
+				LM_ERR("error running the failure route of a held call\n");
+		} else if(on_failure < failure_rt.entries && failure_rt.rlist[on_failure]) {
+			if(run_top_route(failure_rt.rlist[on_failure], msg, 0) < 0)
+				LM_ERR("error running the failure route of a held call\n");
+		}
+	}
+	if(t->uas.status >= 200)
+		return 1;
+	for(b = 0; b < t->nr_of_outgoings; b++) {
+		if(t->uac[b].last_received < 200)
+			return 1; /* the failure route relayed it */
+	}
+	if(tmb.t_reply(msg, end_code, end_reason) < 0)
+		LM_ERR("cannot answer a held call %d\n", end_code);
+	return 1;
+}
+
+static ksr_cmd_export_t end_cmd = {"push:end_held", end_held, 0, 0, 0, FAILURE_ROUTE, 0, 0};
+static struct action end_action;
+
+/* Ends the held transaction: `status` is what its failure route sees (t_check_status,
+ * $T_reply_code), `code`/`reason` the answer when that route does not decide. Same results as
+ * push_shim_continue. */
+int push_shim_end(unsigned int index, unsigned int label, int status, int code, const char *reason)
+{
+	if(end_action.type != MODULE0_T) {
+		memset(&end_action, 0, sizeof(end_action));
+		end_action.type = MODULE0_T;
+		end_action.count = 2;
+		end_action.cfile = "push";
+		end_action.rname = "push:end_held";
+		end_action.val[0].type = MODEXP_ST;
+		end_action.val[0].u.data = &end_cmd;
+		end_action.val[1].type = NUMBER_ST;
+		end_action.val[1].u.number = 0;
+	}
+	end_status = status;
+	end_code = code;
+	end_reason = (char *)reason;
+	return tmb.t_continue(index, label, &end_action);
 }
 
 int push_shim_cancel_suspend(unsigned int index, unsigned int label)

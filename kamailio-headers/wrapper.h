@@ -25,6 +25,7 @@ typedef struct push_call_info {
 	push_strv_t from_name;
 	push_strv_t ruri_user;
 	push_strv_t ruri_host;
+	int is_invite;
 } push_call_info_t;
 
 #define PUSH_MAX_CONTACT_HEADERS 16
@@ -87,6 +88,7 @@ int push_shim_suspend(struct sip_msg *msg, unsigned int timeout_ms, unsigned int
 		unsigned int *label);
 int push_shim_cancel_suspend(unsigned int index, unsigned int label);
 int push_shim_continue(unsigned int index, unsigned int label, int route);
+int push_shim_end(unsigned int index, unsigned int label, int status, int code, const char *reason);
 int push_shim_register_ulcb(void);
 int push_shim_register_script_cbs(void);
 int push_shim_add_reply_header(struct sip_msg *msg, const char *hdr, int len);

@@ -4,10 +4,11 @@
 use super::logger::KamailioLog;
 use super::params::PARAMS;
 use super::rpc::RPC_METHODS;
-use super::script::{CMDS, CONTINUING_FAILED};
+use super::script::{CMDS, CONTINUING_FAILED, FAILED_ALL_PUSHES, FAILED_TIMEOUT};
 use super::state::{self, Globals, ResumeTarget, PARAM_VALUES};
 use super::sys;
 use super::{guard, sys::cmd_export_t};
+use push_core::calls::CallEnd;
 use push_core::config::Config;
 use push_core::devices::index::AorIndex;
 use push_core::devices::store::Store;
@@ -282,7 +283,7 @@ impl Host for KamailioHost {
     }
 
     fn continue_call(&self, key: CallKey, failed: bool) -> Result<(), String> {
-        CONTINUING_FAILED.with(|f| f.set(failed));
+        CONTINUING_FAILED.with(|f| f.set(if failed { FAILED_ALL_PUSHES } else { -1 }));
         // SAFETY: t_continue may run in any Kamailio process; it looks the transaction up by its
         // identifiers and fails cleanly if tm no longer holds it. Runs on the main thread.
         let r = unsafe {
@@ -296,7 +297,33 @@ impl Host for KamailioHost {
                 ),
             }
         };
-        CONTINUING_FAILED.with(|f| f.set(false));
+        CONTINUING_FAILED.with(|f| f.set(-1));
+        match r {
+            0 => Ok(()),
+            1 => Err("the transaction was cancelled or timed out meanwhile".to_string()),
+            r => Err(format!("t_continue returned {r}")),
+        }
+    }
+
+    fn end_call(&self, key: CallKey, why: CallEnd) -> Result<(), String> {
+        CONTINUING_FAILED.with(|f| {
+            f.set(match why {
+                CallEnd::Failed => FAILED_ALL_PUSHES,
+                CallEnd::TimedOut => FAILED_TIMEOUT,
+            })
+        });
+        // SAFETY: as continue_call: t_continue looks the transaction up by its identifiers and
+        // fails cleanly if tm no longer holds it; the reason is a static C string. Main thread.
+        let r = unsafe {
+            sys::push_shim_end(
+                key.0,
+                key.1,
+                why.status() as c_int,
+                480,
+                c"Temporarily Unavailable".as_ptr(),
+            )
+        };
+        CONTINUING_FAILED.with(|f| f.set(-1));
         match r {
             0 => Ok(()),
             1 => Err("the transaction was cancelled or timed out meanwhile".to_string()),

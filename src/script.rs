@@ -24,12 +24,24 @@ const NO_DEVICE: c_int = -1;
 const TOO_MANY: c_int = -2;
 const INTERNAL: c_int = -3;
 
+/// push_failed(): every push of the call failed for good.
+pub const FAILED_ALL_PUSHES: c_int = 1;
+/// push_failed(): no device registered within `timeout`.
+pub const FAILED_TIMEOUT: c_int = 2;
+
+/// Return code of push_suspend for a request that is not an INVITE: only calls are pushed.
+const NOT_INVITE: c_int = -4;
+
+/// How much later than `timeout` tm's own timer ends a held call the dispatcher did not end.
+const TM_SAFETY_MS: u32 = 2000;
+
 /// How long push_resume waits for the dispatcher's count (gateway setups only; never push_suspend).
 const RESUME_ANSWER_TIMEOUT: Duration = Duration::from_millis(500);
 
 thread_local! {
-    /// Set while the dispatcher continues a call because every push failed; read by push_failed().
-    pub static CONTINUING_FAILED: Cell<bool> = const { Cell::new(false) };
+    /// While the dispatcher continues or ends a held call: what push_failed() answers
+    /// ([`FAILED_ALL_PUSHES`], [`FAILED_TIMEOUT`], else -1).
+    pub static CONTINUING_FAILED: Cell<c_int> = const { Cell::new(-1) };
     /// Time the current push_suspend spent in tm (t_newtran + t_suspend).
     static TM_NS: Cell<u64> = const { Cell::new(0) };
 }
@@ -68,6 +80,10 @@ fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
         push_core::error!("push_suspend: cannot parse Call-ID, From or R-URI of the request");
         return INTERNAL;
     }
+    if info.is_invite == 0 {
+        push_core::debug!("push_suspend: only an INVITE is held and pushed; nothing done");
+        return NOT_INVITE;
+    }
     let aor_text = match aor {
         Some(a) => a,
         None => format!(
@@ -94,7 +110,10 @@ fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
     let (mut index, mut label) = (0u32, 0u32);
     // SAFETY: msg is the current request; index/label are out-parameters.
     let tm_start = std::time::Instant::now();
-    let r = unsafe { sys::push_shim_suspend(msg, g.config.timeout * 1000, &mut index, &mut label) };
+    // tm's own timer is a safety net: the dispatcher ends the call at `timeout` (480, or the
+    // script's failure route), TM_SAFETY_MS before tm would answer 408.
+    let tm_ms = g.config.timeout * 1000 + TM_SAFETY_MS;
+    let r = unsafe { sys::push_shim_suspend(msg, tm_ms, &mut index, &mut label) };
     let tm_ns = tm_start.elapsed().as_nanos() as u64;
     TM_NS.with(|t| t.set(tm_ns));
     g.shared.suspend_tm_latency.record(tm_ns);
@@ -465,11 +484,7 @@ unsafe extern "C" fn w_push_check(msg: *mut sip_msg, _: *mut c_char, _: *mut c_c
 }
 
 fn failed() -> c_int {
-    if CONTINUING_FAILED.with(Cell::get) {
-        1
-    } else {
-        -1
-    }
+    CONTINUING_FAILED.with(Cell::get)
 }
 
 // KSR.push.* (KEMI): the same functions, called by app_lua, app_python3, ... (see shim.c).

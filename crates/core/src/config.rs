@@ -472,6 +472,8 @@ params! {
     };
     /// Learn devices and resume calls from usrloc's callbacks.
     auto_resume: Int, set(Int(1)) => auto_resume: bool = flag;
+    /// A call whose every push failed is continued into the resume route (1) instead of answered 480 (0).
+    failed_route_resume: Int, set(Int(0)) => failed_route_resume: bool = flag;
     /// The SQLite file of the device store.
     db_url: Str, set(Str(DEFAULT_DB_URL)) => db_path: PathBuf = |v| {
         parse_db_url(&text(v)?).map_err(|e| e.to_string())

@@ -37,6 +37,27 @@ pub enum Phase {
     Resumed,
     /// Continued as failed: every push failed for good.
     Failed,
+    /// Ended by the module at its deadline: no device registered in time.
+    TimedOut,
+}
+
+/// Why the module ends a held call itself (rather than continuing it into the resume route).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallEnd {
+    /// No device registered within `timeout`: the failure route sees 408, the caller gets 480.
+    TimedOut,
+    /// Every push failed for good: the failure route sees 480, the caller gets 480.
+    Failed,
+}
+
+impl CallEnd {
+    /// What the script's failure route sees as the branch's status (t_check_status).
+    pub fn status(self) -> u16 {
+        match self {
+            CallEnd::TimedOut => 408,
+            CallEnd::Failed => 480,
+        }
+    }
 }
 
 impl Phase {
@@ -45,6 +66,7 @@ impl Phase {
             Phase::Waiting => "waiting",
             Phase::Resumed => "resumed",
             Phase::Failed => "failed",
+            Phase::TimedOut => "timed out",
         }
     }
 }
@@ -198,6 +220,18 @@ impl Calls {
             return true;
         }
         false
+    }
+
+    /// Calls still waiting whose deadline has come: they are marked timed out and returned, once.
+    pub fn overdue(&mut self, now: Instant) -> Vec<CallKey> {
+        let mut out = Vec::new();
+        for call in self.calls.values_mut() {
+            if call.phase == Phase::Waiting && now >= call.deadline {
+                call.phase = Phase::TimedOut;
+                out.push(call.key);
+            }
+        }
+        out
     }
 
     /// Entries whose deadline passed more than [`GRACE`] ago: tm has ended them without us hearing.

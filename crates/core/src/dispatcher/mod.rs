@@ -31,6 +31,10 @@ pub trait Host {
     /// Continues a held transaction into the resume route; `failed` tells the route (through
     /// push_failed()) that no device can be reached. An error means tm no longer holds it.
     fn continue_call(&self, key: CallKey, failed: bool) -> Result<(), String>;
+    /// Ends a held transaction without the resume route: the failure route the script armed
+    /// before push_suspend() runs (push_failed() tells it why), and if it neither answers nor
+    /// relays, the caller gets 480. An error means tm no longer holds it.
+    fn end_call(&self, key: CallKey, why: crate::calls::CallEnd) -> Result<(), String>;
     /// Adds branches to a resumed call that still rings, for the AOR's current contacts (a second
     /// device that woke late joins). Returns how many branches were added.
     fn append_branches(&self, key: CallKey) -> Result<u32, String>;
@@ -149,7 +153,7 @@ fn main_loop(jobs: &Receiver<MainJob>, engine: &mut Engine, host: &dyn Host) {
         last_tick = Instant::now();
         if catch_unwind(AssertUnwindSafe(|| {
             host.tick();
-            engine.tick();
+            engine.tick(host);
         }))
         .is_err()
         {

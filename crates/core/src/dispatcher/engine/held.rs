@@ -5,7 +5,7 @@
 
 use super::push::{About, Purpose};
 use super::{now, unix_now, Engine};
-use crate::calls::{Call, Phase, PushState, PushedDevice};
+use crate::calls::{Call, CallEnd, Phase, PushState, PushedDevice};
 use crate::devices::contact::{shorten_token, PushBinding};
 use crate::devices::normalize_aor;
 use crate::dispatcher::Host;
@@ -102,7 +102,7 @@ impl Engine {
                 held.call_id,
                 held.aor
             );
-            self.continue_calls(&[held.key], true, host);
+            self.fail_call(held.key, host);
             return;
         }
         info!(
@@ -182,7 +182,45 @@ impl Engine {
                 .map(|c| c.call_id.clone())
                 .unwrap_or_default();
             notice!("every push for call {call_id} to {aor} failed; failing it now");
+            self.fail_call(key, host);
+        }
+    }
+
+    /// Every push of the call failed for good: answered 480 through the script's failure route
+    /// (RFC 8599), or, with `failed_route_resume`, continued into the resume route with
+    /// push_failed() true.
+    fn fail_call(&mut self, key: CallKey, host: &dyn Host) {
+        if self.config().failed_route_resume {
             self.continue_calls(&[key], true, host);
+        } else {
+            self.end_call(key, CallEnd::Failed, host);
+        }
+    }
+
+    /// Ends a held call through the module (no resume route); tm's final reply then forgets it.
+    fn end_call(&mut self, key: CallKey, why: CallEnd, host: &dyn Host) {
+        if let Err(e) = host.end_call(key, why) {
+            info!(
+                "held transaction {}:{} could not be ended: {e}",
+                key.0, key.1
+            );
+            self.forget(key);
+        }
+    }
+
+    /// Calls whose deadline has come with no device registered: ended now (480, or the script's
+    /// failure route), before tm's own timer (set a little later, as a safety net) would answer
+    /// 408.
+    pub(super) fn end_overdue(&mut self, host: &dyn Host) {
+        for key in self.calls.overdue(now()) {
+            if let Some(call) = self.calls.get(key) {
+                info!(
+                    "call {} to {}: no device registered in time; ending it",
+                    call.call_id, call.aor
+                );
+            }
+            self.count(|c| &c.timed_out);
+            self.end_call(key, CallEnd::TimedOut, host);
         }
     }
 

@@ -168,7 +168,8 @@ impl Engine {
     }
 
     /// Periodic housekeeping on the main thread.
-    pub fn tick(&mut self) {
+    pub fn tick(&mut self, host: &dyn Host) {
+        self.end_overdue(host);
         self.refresh_when_due();
         self.drop_stale();
     }

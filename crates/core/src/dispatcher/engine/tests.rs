@@ -6,7 +6,7 @@
 //! engine's clock.
 
 use super::*;
-use crate::calls::GRACE;
+use crate::calls::{CallEnd, GRACE};
 use crate::config::App;
 use crate::devices::contact::PushBinding;
 use crate::devices::index::AorIndex;
@@ -33,6 +33,8 @@ struct FakeHost {
     /// continue_call: the key and `failed`.
     continued: RefCell<Vec<(CallKey, bool)>>,
     appended: RefCell<Vec<CallKey>>,
+    /// end_call: the key and why.
+    ended: RefCell<Vec<(CallKey, CallEnd)>>,
     /// continue_call fails (tm no longer holds the transaction).
     refuse: Cell<bool>,
     /// What append_branches answers.
@@ -44,6 +46,14 @@ impl Host for FakeHost {
 
     fn continue_call(&self, key: CallKey, failed: bool) -> Result<(), String> {
         self.continued.borrow_mut().push((key, failed));
+        if self.refuse.get() {
+            return Err("no such transaction".into());
+        }
+        Ok(())
+    }
+
+    fn end_call(&self, key: CallKey, why: CallEnd) -> Result<(), String> {
+        self.ended.borrow_mut().push((key, why));
         if self.refuse.get() {
             return Err("no such transaction".into());
         }
@@ -221,6 +231,10 @@ impl Rig {
         self.host.continued.borrow().clone()
     }
 
+    fn ended(&self) -> Vec<(CallKey, CallEnd)> {
+        self.host.ended.borrow().clone()
+    }
+
     /// Asks as kamcmd does: the answer comes to an abstract socket.
     fn ask(&mut self, question: Question) -> Answer {
         static SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -346,9 +360,11 @@ fn every_push_failing_fails_the_call_for_good() {
     rig.hold((1, 1));
     rig.requests(2);
     rig.pushes_done(1);
-    assert!(rig.continued().is_empty(), "failed while a push was out");
+    assert!(rig.ended().is_empty(), "failed while a push was out");
     rig.pushes_done(1);
-    assert_eq!(rig.continued(), vec![((1, 1), true)]);
+    // Answered 480 by the module (RFC 8599), not continued into the resume route.
+    assert_eq!(rig.ended(), vec![((1, 1), CallEnd::Failed)]);
+    assert!(rig.continued().is_empty());
     assert_eq!(rig.count(|c| &c.pushes_failed), 2);
     assert_eq!(rig.pending()[0].state, "failed");
     match rig.ask(Question::Apps) {
@@ -357,7 +373,8 @@ fn every_push_failing_fails_the_call_for_good() {
     }
     // A device registering now does not resume the failed call.
     rig.register("tokA", None);
-    assert_eq!(rig.continued().len(), 1);
+    assert!(rig.continued().is_empty());
+    assert_eq!(rig.ended().len(), 1);
     // Refused is not dead: the devices are kept.
     assert_eq!(rig.stored_tokens().len(), 2);
 }
@@ -369,7 +386,7 @@ fn call_no_device_can_be_pushed_for_fails_at_once() {
     });
     // No device at all.
     rig.hold((1, 1));
-    assert_eq!(rig.continued(), vec![((1, 1), true)]);
+    assert_eq!(rig.ended(), vec![((1, 1), CallEnd::Failed)]);
     // A device whose app is not configured.
     rig.handle(ToDispatcher::Contact(ContactEvent {
         change: ContactChange::Registered,
@@ -388,7 +405,11 @@ fn call_no_device_can_be_pushed_for_fails_at_once() {
         expires_at: None,
     }));
     rig.hold((1, 2));
-    assert_eq!(rig.continued(), vec![((1, 1), true), ((1, 2), true)]);
+    assert_eq!(
+        rig.ended(),
+        vec![((1, 1), CallEnd::Failed), ((1, 2), CallEnd::Failed)]
+    );
+    assert!(rig.continued().is_empty());
     assert_eq!(rig.count(|c| &c.pushes_failed), 1);
     rig.requests(0);
 }
@@ -406,7 +427,19 @@ fn dead_token_forgets_the_device() {
     assert!(rig.stored_tokens().is_empty());
     assert!(!rig.ctx.index.contains(AOR));
     assert_eq!(rig.count(|c| &c.devices_removed), 1);
+    assert_eq!(rig.ended(), vec![((1, 1), CallEnd::Failed)]);
+}
+
+#[test]
+fn failed_route_resume_continues_a_failed_call_into_the_resume_route() {
+    let mut rig = Rig::new(Box::new(|_| (410, Duration::ZERO)), |c| {
+        c.failed_route_resume = true
+    });
+    rig.register("tokA", None);
+    rig.hold((1, 1));
+    rig.pushes_done(1);
     assert_eq!(rig.continued(), vec![((1, 1), true)]);
+    assert!(rig.ended().is_empty());
 }
 
 #[test]
@@ -495,11 +528,11 @@ async fn refresh_push_is_marked_before_it_is_sent() {
     *db.lock().unwrap() = rig.ctx.config.db_path.clone();
     rig.register("tokA", None);
     // Due now, but the store is asked once a second only.
-    rig.engine.tick();
+    rig.engine.tick(&rig.host);
     rig.requests(0);
 
     tokio::time::advance(Duration::from_secs(1)).await;
-    rig.engine.tick();
+    rig.engine.tick(&rig.host);
     let push = rig.requests(1)[0].json();
     assert_eq!(push["type"], "refresh");
     assert_eq!(push["call_id"], "refresh-token:tokA");
@@ -510,13 +543,13 @@ async fn refresh_push_is_marked_before_it_is_sent() {
 
     // The device does not answer: no second push for this binding.
     tokio::time::advance(Duration::from_secs(1)).await;
-    rig.engine.tick();
+    rig.engine.tick(&rig.host);
     rig.requests(1);
 
     // It registers again: its new binding gets one.
     rig.register("tokA", None);
     tokio::time::advance(Duration::from_secs(1)).await;
-    rig.engine.tick();
+    rig.engine.tick(&rig.host);
     rig.requests(2);
     rig.pushes_done(1);
     assert_eq!(rig.count(|c| &c.refresh_pushes), 2);
@@ -528,10 +561,11 @@ async fn call_tm_never_ended_is_dropped_after_its_deadline() {
     rig.call_pushed("tokA", None);
     // The call's timeout (30 s) and the grace: still kept.
     tokio::time::advance(Duration::from_secs(30) + GRACE).await;
-    rig.engine.tick();
+    rig.engine.tick(&rig.host);
     assert_eq!(rig.pending().len(), 1);
+    assert_eq!(rig.ended(), vec![((1, 1), CallEnd::TimedOut)]);
     tokio::time::advance(Duration::from_secs(1)).await;
-    rig.engine.tick();
+    rig.engine.tick(&rig.host);
     assert!(rig.pending().is_empty());
     assert_eq!(rig.held_now(), 0);
 
@@ -539,7 +573,7 @@ async fn call_tm_never_ended_is_dropped_after_its_deadline() {
     rig.hold((1, 1));
     assert!(rig.pending().is_empty());
     tokio::time::advance(Duration::from_secs(60)).await;
-    rig.engine.tick();
+    rig.engine.tick(&rig.host);
     // ...and then forgotten: tm may use the key again.
     rig.hold((1, 1));
     assert_eq!(rig.pending().len(), 1);
@@ -630,4 +664,26 @@ fn rpc_answers() {
     assert!(rig.stored_tokens().is_empty());
     assert!(!rig.ctx.index.contains(AOR));
     assert_eq!(rig.count(|c| &c.devices_removed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn call_nobody_answers_is_ended_by_the_module_at_its_deadline_once() {
+    let mut rig = Rig::ok();
+    rig.call_pushed("tokA", None);
+    tokio::time::advance(Duration::from_millis(29_900)).await;
+    rig.engine.tick(&rig.host);
+    assert!(rig.ended().is_empty(), "ended before its timeout");
+    tokio::time::advance(Duration::from_millis(100)).await;
+    rig.engine.tick(&rig.host);
+    rig.engine.tick(&rig.host);
+    assert_eq!(rig.ended(), vec![((1, 1), CallEnd::TimedOut)]);
+    assert_eq!(rig.count(|c| &c.timed_out), 1);
+    assert_eq!(rig.pending()[0].state, "timed out");
+    // A device registering now does not resume it; tm's 480 forgets it, counted once.
+    rig.register("tokA", None);
+    assert!(rig.continued().is_empty());
+    rig.tm((1, 1), TmChange::Replied(480));
+    assert!(rig.pending().is_empty());
+    assert_eq!(rig.count(|c| &c.timed_out), 1);
+    assert_eq!(rig.held_now(), 0);
 }
