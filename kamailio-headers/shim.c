@@ -446,6 +446,13 @@ int push_shim_register_ulcb(void)
 /* The request whose route is running in this process, for headers added to its replies. */
 static struct sip_msg *current_request = NULL;
 
+/* The request being routed in this process, or NULL: in usrloc's callbacks, the REGISTER whose
+ * save() changed the contact, for what usrloc does not keep (Contact header parameters). */
+struct sip_msg *push_shim_current_request(void)
+{
+	return current_request;
+}
+
 static int pre_script(struct sip_msg *msg, unsigned int flags, void *param)
 {
 	current_request = msg;

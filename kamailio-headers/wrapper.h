@@ -92,6 +92,7 @@ int push_shim_end(unsigned int index, unsigned int label, int status, int code, 
 int push_shim_register_ulcb(void);
 int push_shim_register_script_cbs(void);
 int push_shim_add_reply_header(struct sip_msg *msg, const char *hdr, int len);
+struct sip_msg *push_shim_current_request(void);
 int push_shim_kemi_register(void);
 int push_shim_resume_after_reply(struct sip_msg *msg, const char *aor, int len);
 int push_shim_kemi_engine(void);

@@ -5,7 +5,7 @@
 use super::script::text;
 use super::sys::{self, push_contact_event_t};
 use super::{guard, state};
-use push_core::devices::contact::parse_contact_uri;
+use push_core::devices::contact::{parse_contact_header, parse_contact_uri, ContactInfo};
 use push_core::devices::profile::binding_for;
 use push_core::ipc::limits::{bounded, MAX_AOR, MAX_CONTACT, MAX_INSTANCE, MAX_USER_AGENT};
 use push_core::ipc::message::{ContactChange, ContactEvent, TmChange, TmEvent, ToDispatcher};
@@ -19,6 +19,54 @@ thread_local! {
     static PENDING: RefCell<Vec<ContactEvent>> = const { RefCell::new(Vec::new()) };
     /// Providers already announced with Feature-Caps in the replies of the current request.
     static ANNOUNCED: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// The Contacts of the request being routed, parsed once on the first usrloc event it causes
+    /// (usrloc keeps only the URI; push parameters may be Contact header parameters).
+    static REQUEST_CONTACTS: RefCell<Option<Vec<ContactInfo>>> = const { RefCell::new(None) };
+    /// Push Contacts of the current request passed on so far (at most max_devices).
+    static PUSH_CONTACTS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A new request route starts (or ends): its per-request state is forgotten.
+fn new_request() {
+    ANNOUNCED.with(|a| a.borrow_mut().clear());
+    REQUEST_CONTACTS.with(|c| c.borrow_mut().take());
+    PUSH_CONTACTS.with(|n| n.set(0));
+}
+
+/// The header parameters the current request's Contact with this URI carries (usrloc stores the
+/// URI only). Empty outside a request route, or when no Contact of the request has this URI.
+fn request_header_params(uri: &str) -> Vec<(String, Option<String>)> {
+    if !IN_REQUEST.with(Cell::get) {
+        return Vec::new();
+    }
+    REQUEST_CONTACTS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let contacts = cache.get_or_insert_with(|| {
+            // SAFETY: returns the request this process is routing (set by the pre-script
+            // callback), or null.
+            let msg = unsafe { sys::push_shim_current_request() };
+            if msg.is_null() {
+                return Vec::new();
+            }
+            let mut info: sys::push_register_info_t = Default::default();
+            // SAFETY: msg is the live request of this route; info is a plain out-struct.
+            if unsafe { sys::push_shim_register_info(msg, &mut info) } < 0 {
+                return Vec::new();
+            }
+            info.contacts
+                .iter()
+                .take(info.contact_count.max(0) as usize)
+                .filter_map(text)
+                .filter_map(|raw| parse_contact_header(&raw).ok())
+                .flatten()
+                .collect()
+        });
+        contacts
+            .iter()
+            .find(|c| c.uri == uri)
+            .map(|c| c.header_params.clone())
+            .unwrap_or_default()
+    })
 }
 
 /// RFC 8599: the 2xx to a REGISTER with push parameters says which push services this server
@@ -103,9 +151,10 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
             return;
         };
         let user_agent = text(&ev.user_agent);
-        let binding = match parse_contact_uri(&contact)
-            .and_then(|info| binding_for(&info, user_agent.as_deref(), &g.config.profiles))
-        {
+        let binding = match parse_contact_uri(&contact).and_then(|mut info| {
+            info.header_params = request_header_params(&info.uri);
+            binding_for(&info, user_agent.as_deref(), &g.config.profiles)
+        }) {
             Ok(b) => b,
             Err(e) => {
                 push_core::warn!("push parameters in a Contact of {aor} ignored: {e}");
@@ -122,6 +171,23 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
                     b.provider
                 );
                 return;
+            }
+            // One REGISTER cannot fan out: at most max_devices push Contacts of it are passed on
+            // (the store keeps at most as many devices per AOR, whatever path they come by).
+            if IN_REQUEST.with(Cell::get) {
+                let seen = PUSH_CONTACTS.with(|n| {
+                    n.set(n.get() + 1);
+                    n.get()
+                });
+                if seen > g.config.max_devices {
+                    if seen == g.config.max_devices + 1 {
+                        push_core::notice!(
+                            "a REGISTER of {aor} has more than {} push Contacts (max_devices): the others are ignored",
+                            g.config.max_devices
+                        );
+                    }
+                    return;
+                }
             }
             announce_push_support(std::ptr::null_mut(), &b.provider);
         }
@@ -149,9 +215,7 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
 pub extern "C" fn push_rs_script_edge(post: c_int) {
     guard::call("script callback", (), || {
         IN_REQUEST.with(|r| r.set(post == 0));
-        if post == 0 {
-            ANNOUNCED.with(|a| a.borrow_mut().clear());
-        }
+        new_request();
         if post != 0 {
             let events = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
             for event in events {

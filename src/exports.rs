@@ -167,9 +167,17 @@ fn init() -> Result<(), String> {
     // Every app's credentials must be usable now: a bad key stops Kamailio with the app's name.
     // The clients built here are dropped before fork; the dispatcher builds its own.
     let http = push_core::providers::webhook::client()?;
+    let mut projects = Vec::new();
     for app in &config.apps {
-        push_core::providers::AppPusher::build(app, &config.fcm_url, &http)
+        let pusher = push_core::providers::AppPusher::build(app, &config.fcm_url, &http)
             .map_err(|e| format!("modparam(\"push\", \"app\", ...) id={}: {e}", app.id))?;
+        if let Some(project) = pusher.fcm_project() {
+            projects.push((app.id.clone(), project.to_string()));
+        }
+    }
+    // RFC 8599's FCM pn-param is the Firebase project id: it names the app as its id does.
+    for (app, project) in projects {
+        config.learn_fcm_project(&app, &project);
     }
     drop(http);
     let shared =

@@ -339,9 +339,17 @@ fn ask_within(question: Question, timeout: Duration) -> Result<Answer, (c_int, S
     }
 }
 
+/// The store's key for an AOR an operator typed (`+4930123`, `%2B4930123`, `sip:alice@host`),
+/// normalised as push_suspend and push_register normalise theirs; text with no user part is
+/// passed on as it is.
+fn aor_key(text: String) -> String {
+    let use_domain = state::get().is_some_and(|g| g.config.use_domain);
+    push_core::devices::normalize_aor(&text, use_domain).unwrap_or(text)
+}
+
 unsafe extern "C" fn rpc_pending(api: *mut rpc_t, ctx: *mut c_void) {
     serve("push.pending", api, ctx, |reply| {
-        let aor = reply.optional_str();
+        let aor = reply.optional_str().map(aor_key);
         let Answer::Pending(calls) = ask(Question::Pending { aor })? else {
             return Err((500, "unexpected answer".to_string()));
         };
@@ -365,6 +373,7 @@ unsafe extern "C" fn rpc_devices(api: *mut rpc_t, ctx: *mut c_void) {
             400,
             "push.devices needs an AOR, e.g. kamcmd push.devices alice".to_string(),
         ))?;
+        let aor = aor_key(aor);
         let Answer::Devices(devices) = ask(Question::Devices { aor })? else {
             return Err((500, "unexpected answer".to_string()));
         };
@@ -435,6 +444,7 @@ unsafe extern "C" fn rpc_remove(api: *mut rpc_t, ctx: *mut c_void) {
             400,
             "push.remove needs an AOR: push.remove <aor> [device]".to_string(),
         ))?;
+        let aor = aor_key(aor);
         let Answer::Removed(n) = ask(Question::Remove { aor, device })? else {
             return Err((500, "unexpected answer".to_string()));
         };
@@ -451,6 +461,7 @@ unsafe extern "C" fn rpc_send(api: *mut rpc_t, ctx: *mut c_void) {
         let aor = reply
             .optional_str()
             .ok_or((400, "push.send needs an AOR: push.send <aor>".to_string()))?;
+        let aor = aor_key(aor);
         // The providers' own retries are bounded by the test push's 10 s.
         let Answer::Sent(results) = ask_within(Question::Send { aor }, Duration::from_secs(12))?
         else {

@@ -171,6 +171,8 @@ struct RegisterContacts {
     removed: bool,
     /// A push binding whose pn-provider no app serves (not stored).
     unsupported: bool,
+    /// Push bindings read (bounded by max_devices).
+    push_contacts: usize,
 }
 
 /// Reads the To and Contacts of a REGISTER or of its reply. `announce`: add Feature-Caps to the
@@ -261,7 +263,19 @@ fn register_contacts(msg: *mut sip_msg, announce: bool) -> Option<RegisterContac
                     out.unsupported = true;
                     continue;
                 }
+                // One REGISTER cannot fan out: at most max_devices push Contacts are read.
+                (_, Some(_), _) if out.push_contacts >= g.config.max_devices => {
+                    if out.push_contacts == g.config.max_devices {
+                        push_core::notice!(
+                            "a REGISTER of {aor} has more than {} push Contacts (max_devices): the others are ignored",
+                            g.config.max_devices
+                        );
+                        out.push_contacts += 1;
+                    }
+                    continue;
+                }
                 (_, Some(b), _) => {
+                    out.push_contacts += 1;
                     out.stored = true;
                     if announce {
                         super::callbacks::announce_push_support(msg, &b.provider);

@@ -133,7 +133,12 @@ pub enum AppProvider {
         voip: bool,
     },
     /// Firebase Cloud Messaging HTTP v1, with a Google service account.
-    Fcm { service_account: PathBuf },
+    Fcm {
+        service_account: PathBuf,
+        /// The service account's `project_id`, learned when its file is read at startup
+        /// ([`Config::learn_fcm_project`]): RFC 8599's FCM `pn-param` names the app by it.
+        project_id: Option<String>,
+    },
 }
 
 /// How the module proves itself to APNs.
@@ -290,6 +295,7 @@ impl App {
                 (
                     AppProvider::Fcm {
                         service_account: PathBuf::from(path),
+                        project_id: None,
                     },
                     &["service_account"],
                 )
@@ -515,6 +521,9 @@ params! {
     /// Binding-refresh pushes (RFC 8599): a device whose binding expires within this many seconds
     /// gets one background push so it registers again. 0: off.
     refresh_window: Int, set(Int(0)) => refresh_window: u32 = |v| int_in(v, REFRESH_WINDOW_RANGE);
+    /// Devices kept per AOR, and push Contacts read per REGISTER: beyond it, the least recently
+    /// registered devices give way (one request cannot fan out into many pushes).
+    max_devices: Int, set(Int(10)) => max_devices: usize = |v| int_in(v, MAX_DEVICES_RANGE);
 }
 
 pub const THREADS_RANGE: (i64, i64) = (1, 64);
@@ -525,6 +534,7 @@ pub const MAX_PENDING_RANGE: (i64, i64) = (1, 1_000_000);
 pub const AOR_INDEX_RANGE: (i64, i64) = (1024, 1 << 27);
 /// Up to a day before expiry; 0 turns binding-refresh pushes off.
 pub const REFRESH_WINDOW_RANGE: (i64, i64) = (0, 86_400);
+pub const MAX_DEVICES_RANGE: (i64, i64) = (1, 1000);
 
 impl Config {
     /// Builds the configuration from the parameters in the order the script set them; a parameter
@@ -564,12 +574,19 @@ impl Config {
 
     /// The app a device is pushed through: the one its Contact names, else the default app.
     /// A Contact names an app by its id, or by the forms softphones send: RFC 8599's APNs
-    /// `pn-param` (`TEAMID.bundle.id.voip`, `TEAMID.bundle.id.remote&voip`) and Linphone's
-    /// `app-id` with `.dev` / `.prod`.
+    /// `pn-param` (`TEAMID.bundle.id.voip`, `TEAMID.bundle.id.remote&voip`), Linphone's
+    /// `app-id` with `.dev` / `.prod`, and RFC 8599's FCM `pn-param`, the Firebase project id
+    /// (that of an fcm app's service account).
     pub fn app_for(&self, named: Option<&str>) -> Option<&App> {
         named
             .and_then(|name| {
-                app_candidates(name).find_map(|id| self.apps.iter().find(|a| a.id == id))
+                app_candidates(name)
+                    .find_map(|id| self.apps.iter().find(|a| a.id == id))
+                    .or_else(|| {
+                        self.apps.iter().find(|a| {
+                            matches!(&a.provider, AppProvider::Fcm { project_id: Some(p), .. } if p == name)
+                        })
+                    })
             })
             .or_else(|| {
                 self.default_app
@@ -591,6 +608,16 @@ impl AppProvider {
 }
 
 impl Config {
+    /// Notes the Firebase project of the fcm app `app_id` (read from its service account at
+    /// startup), so that devices whose `pn-param` is that project id are pushed through it.
+    pub fn learn_fcm_project(&mut self, app_id: &str, project: &str) {
+        for app in self.apps.iter_mut().filter(|a| a.id == app_id) {
+            if let AppProvider::Fcm { project_id, .. } = &mut app.provider {
+                *project_id = Some(project.to_string());
+            }
+        }
+    }
+
     /// RFC 8599 "supported": the app a device with this `pn-provider` and `pn-param`/`app-id`
     /// would be pushed through (see [`Config::app_for`]) exists and can push that provider.
     pub fn app_serving(&self, provider: &str, named: Option<&str>) -> Option<&App> {
@@ -767,7 +794,8 @@ mod tests {
         assert_eq!(
             fcm.provider,
             AppProvider::Fcm {
-                service_account: "/etc/sa.json".into()
+                service_account: "/etc/sa.json".into(),
+                project_id: None,
             }
         );
         assert!(App::parse("id=x;provider=fcm")
@@ -944,6 +972,7 @@ mod tests {
         assert_eq!(c.aor_index_size, 1 << 20);
         assert_eq!(c.fcm_url, "https://fcm.googleapis.com");
         assert_eq!(c.refresh_window, 0);
+        assert_eq!(c.max_devices, 10);
         let repeatable: Vec<&str> = PARAMS
             .iter()
             .filter(|p| p.repeatable)
@@ -975,5 +1004,51 @@ mod tests {
             (e.param, e.problem.as_str()),
             ("use_domain", "must be between 0 and 1")
         );
+    }
+
+    #[test]
+    fn max_devices_is_bounded() {
+        for bad in [0, 1001, -1] {
+            let e = Config::from_params(&[("max_devices", RawValue::Int(bad))]).unwrap_err();
+            assert_eq!(
+                (e.param, e.problem.as_str()),
+                ("max_devices", "must be between 1 and 1000")
+            );
+        }
+        let c = Config::from_params(&[("max_devices", RawValue::Int(1000))]).unwrap();
+        assert_eq!(c.max_devices, 1000);
+    }
+
+    /// RFC 8599: the FCM pn-param is the Firebase project id, which names the fcm app whose
+    /// service account belongs to that project (as well as the app's own id).
+    #[test]
+    fn fcm_pn_param_names_the_app_by_its_project_id() {
+        let str = |name: &'static str, v: &str| (name, RawValue::Str(v.to_string()));
+        let mut c = Config::from_params(&[
+            str("app", "id=org.example.phone;provider=apns;cert_file=/c.pem"),
+            str(
+                "app",
+                "id=com.example.phone.android;provider=fcm;service_account=/sa.json",
+            ),
+        ])
+        .unwrap();
+        // Not known before the service account is read.
+        assert!(c.app_serving("fcm", Some("push-test-project")).is_none());
+        c.learn_fcm_project("com.example.phone.android", "push-test-project");
+        let id = |a: Option<&App>| a.map(|a| a.id.clone());
+        assert_eq!(
+            id(c.app_serving("fcm", Some("push-test-project"))).as_deref(),
+            Some("com.example.phone.android")
+        );
+        assert_eq!(
+            id(c.app_serving("fcm", Some("com.example.phone.android"))).as_deref(),
+            Some("com.example.phone.android")
+        );
+        // Other projects name no app.
+        assert!(c.app_for(Some("other-project")).is_none());
+        assert!(c.app_serving("apns", Some("push-test-project")).is_none());
+        // Only fcm apps learn a project.
+        c.learn_fcm_project("org.example.phone", "x");
+        assert!(c.app_for(Some("x")).is_none());
     }
 }

@@ -566,6 +566,27 @@ impl Store {
         Ok(n)
     }
 
+    /// Keeps at most `max` devices of an AOR: `keep` (the one just registered) and the most
+    /// recently registered others; the rest are removed and returned (least recent last).
+    pub fn trim(&self, aor: &str, max: usize, keep: &str) -> Result<Vec<Device>, StoreError> {
+        let devices = self.devices(aor)?;
+        if devices.len() <= max {
+            return Ok(Vec::new());
+        }
+        let (kept, others): (Vec<Device>, Vec<Device>) =
+            devices.into_iter().partition(|d| d.device_id == keep);
+        let room = max.saturating_sub(kept.len());
+        let evicted: Vec<Device> = others.into_iter().skip(room).collect();
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        for d in &evicted {
+            tx.prepare_cached(DELETE_ONE)?
+                .execute(params![aor, d.device_id])?;
+        }
+        tx.prepare_cached(PRUNE_REFRESH)?.execute(params![aor])?;
+        tx.commit()?;
+        Ok(evicted)
+    }
+
     /// The devices of an AOR, most recently updated first (ties by device_id).
     pub fn devices(&self, aor: &str) -> Result<Vec<Device>, StoreError> {
         let mut stmt = self.conn.prepare_cached(SELECT_AOR)?;
@@ -936,6 +957,36 @@ mod tests {
         assert_eq!(store.remove_aor(a).unwrap(), 1);
         assert_eq!(store.count().unwrap(), 0);
         assert!(!store.has_devices(a).unwrap());
+    }
+
+    #[test]
+    fn trim_keeps_the_new_device_and_the_most_recent_others() {
+        let tmp = TempDir::new("trim");
+        let store = Store::open(&tmp.db()).unwrap();
+        let a = "alice";
+        for i in 1..=4 {
+            store
+                .upsert(&dev(a, &format!("<urn:uuid:{i}>"), &format!("t{i}"), i))
+                .unwrap();
+        }
+        store.upsert(&dev("bob", "<urn:uuid:1>", "b1", 1)).unwrap();
+        assert!(store.trim(a, 4, "<urn:uuid:1>").unwrap().is_empty());
+        // The newest is 4, but 1 (just registered, same second as others) must stay.
+        let evicted = store.trim(a, 2, "<urn:uuid:1>").unwrap();
+        let ids: Vec<&str> = evicted.iter().map(|d| d.device_id.as_str()).collect();
+        assert_eq!(ids, ["<urn:uuid:3>", "<urn:uuid:2>"]);
+        let left: Vec<String> = store
+            .devices(a)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.device_id)
+            .collect();
+        assert_eq!(left, ["<urn:uuid:4>", "<urn:uuid:1>"]);
+        assert_eq!(
+            store.devices("bob").unwrap().len(),
+            1,
+            "other AORs untouched"
+        );
     }
 
     #[test]

@@ -80,6 +80,14 @@ pub enum AppPusher {
 }
 
 impl AppPusher {
+    /// The Firebase project an fcm app pushes into (its service account's `project_id`).
+    pub fn fcm_project(&self) -> Option<&str> {
+        match self {
+            AppPusher::Fcm(sender) => Some(sender.project_id()),
+            _ => None,
+        }
+    }
+
     /// Reads the app's credentials and builds its client. The error names what is wrong (a file,
     /// a key format) and never contains a secret.
     pub fn build(app: &App, fcm_url: &str, http: &reqwest::Client) -> Result<AppPusher, String> {
@@ -102,7 +110,9 @@ impl AppPusher {
                 sandbox,
                 voip,
             } => apns::ApnsSender::new(&app.id, auth, *sandbox, *voip).map(AppPusher::Apns),
-            AppProvider::Fcm { service_account } => {
+            AppProvider::Fcm {
+                service_account, ..
+            } => {
                 let account = fcm::ServiceAccount::from_file(service_account)?;
                 fcm::FcmSender::new(account, fcm_url, http.clone()).map(AppPusher::Fcm)
             }

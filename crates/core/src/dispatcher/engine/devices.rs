@@ -87,9 +87,33 @@ impl Engine {
                     binding.provider,
                     shorten_token(&binding.prid)
                 );
+                self.keep_max_devices(&ev.aor, &device.device_id);
             }
             Ok(Upsert::Unchanged) => {}
             Err(e) => error!("cannot store a device of {}: {e}", ev.aor),
+        }
+    }
+
+    /// At most `max_devices` per AOR (one REGISTER, or many, cannot make one call fan out into
+    /// unbounded pushes): the least recently registered devices give way to `new_device`.
+    fn keep_max_devices(&self, aor: &str, new_device: &str) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let max = self.ctx.config.max_devices;
+        match store.trim(aor, max, new_device) {
+            Ok(evicted) if evicted.is_empty() => {}
+            Ok(evicted) => {
+                self.count_removed(evicted.len());
+                for d in &evicted {
+                    notice!(
+                        "{aor} has more than {max} devices (max_devices): the least recently registered, {} token {}, removed",
+                        d.provider,
+                        shorten_token(&d.prid)
+                    );
+                }
+            }
+            Err(e) => error!("cannot keep {aor} within max_devices: {e}"),
         }
     }
 

@@ -687,3 +687,23 @@ async fn call_nobody_answers_is_ended_by_the_module_at_its_deadline_once() {
     assert_eq!(rig.count(|c| &c.timed_out), 1);
     assert_eq!(rig.held_now(), 0);
 }
+
+/// Issue 12: one AOR keeps at most max_devices devices (the least recently registered give way),
+/// so a call makes at most max_devices pushes however many Contacts were registered.
+#[test]
+fn an_aor_keeps_at_most_max_devices_and_a_call_pushes_only_those() {
+    let mut rig = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| c.max_devices = 3);
+    for i in 0..8 {
+        rig.register(&format!("tok{i}"), None);
+    }
+    let mut tokens = rig.stored_tokens();
+    tokens.sort();
+    assert_eq!(tokens.len(), 3, "{tokens:?}");
+    // The last one registered is always kept.
+    assert!(tokens.contains(&"tok7".to_string()), "{tokens:?}");
+    assert_eq!(rig.count(|c| &c.devices_stored), 8);
+    assert_eq!(rig.count(|c| &c.devices_removed), 5);
+    rig.hold((1, 1));
+    rig.pushes_done(3);
+    assert_eq!(rig.requests(3).len(), 3);
+}
