@@ -132,7 +132,12 @@ fn one_register_cannot_fan_out_into_more_than_max_devices_pushes() {
         .into_iter()
         .filter(|r| r.json()["callee_aor"] == "mallory")
         .collect();
-    assert_eq!(pushes.len(), 10, "{pushes:#?}");
+    assert_eq!(
+        pushes.len(),
+        10,
+        "{pushes:#?}\n{}",
+        k.kamcmd(&["push.stats"]).unwrap_or_default()
+    );
     let (ok, out) = call.wait(Duration::from_secs(20));
     assert!(ok, "{out}");
 }

@@ -1,9 +1,17 @@
-//! A local push endpoint for tests: a real HTTP server (tiny_http) on 127.0.0.1 that records every
+//! A local push endpoint for tests: a real HTTP/1.1 server (hyper) on 127.0.0.1 that records every
 //! request and answers as the test scripts it (status, headers, body, delay), and can run an action
 //! per push (e.g. wake a simulated device). The webhook provider's own tests run against it too.
 
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -78,8 +86,38 @@ pub type OnPush = dyn Fn(&Request) + Send + Sync;
 pub struct PushServer {
     pub port: u16,
     requests: Arc<Mutex<Vec<Request>>>,
-    server: Arc<tiny_http::Server>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<thread::JoinHandle<()>>,
+}
+
+/// A response body that runs an action once hyper has taken its last byte (the answer is on its
+/// way), so an action such as waking a device follows the push's answer as it would in reality.
+struct ThenRun {
+    data: Option<Bytes>,
+    then: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl http_body::Body for ThenRun {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        if let Some(data) = self.data.take() {
+            return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
+        }
+        if let Some(then) = self.then.take() {
+            thread::spawn(then);
+        }
+        Poll::Ready(None)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        // Content-Length, as the services send it.
+        http_body::SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
+    }
 }
 
 impl PushServer {
@@ -107,56 +145,104 @@ impl PushServer {
         PushServer::start(Box::new(|_| (200, Duration::ZERO)), on_push)
     }
 
+    /// An HTTP/1.1 server (hyper) on its own runtime thread: any number of connections and
+    /// requests at once, each answered after its own delay.
     fn run(handler: Arc<Handler>, on_push: Option<Arc<OnPush>>) -> PushServer {
-        let server =
-            Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("cannot start the push server"));
-        let port = server.server_addr().to_ip().unwrap().port();
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("cannot start the push server");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let counter = Arc::new(AtomicUsize::new(0));
-        let (srv, reqs) = (server.clone(), requests.clone());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let recorded = requests.clone();
         let thread = thread::spawn(move || {
-            for mut request in srv.incoming_requests() {
-                let n = counter.fetch_add(1, Ordering::SeqCst);
-                let mut body = String::new();
-                let _ = request.as_reader().read_to_string(&mut body);
-                let recorded = Request {
-                    method: request.method().to_string(),
-                    path: request.url().to_string(),
-                    headers: request
-                        .headers()
-                        .iter()
-                        .map(|h| (h.field.to_string(), h.value.to_string()))
-                        .collect(),
-                    body,
-                    at: Instant::now(),
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("push server runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let accept = async {
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let (handler, on_push) = (handler.clone(), on_push.clone());
+                        let (counter, recorded) = (counter.clone(), recorded.clone());
+                        tokio::spawn(async move {
+                            let service = service_fn(move |req: hyper::Request<Incoming>| {
+                                let (handler, on_push) = (handler.clone(), on_push.clone());
+                                let (counter, recorded) = (counter.clone(), recorded.clone());
+                                async move {
+                                    let (parts, body) = req.into_parts();
+                                    let body = body
+                                        .collect()
+                                        .await
+                                        .map(|b| b.to_bytes())
+                                        .unwrap_or_default();
+                                    let request = Request {
+                                        method: parts.method.to_string(),
+                                        path: parts
+                                            .uri
+                                            .path_and_query()
+                                            .map_or("/".to_string(), |p| p.to_string()),
+                                        headers: parts
+                                            .headers
+                                            .iter()
+                                            .map(|(k, v)| {
+                                                (
+                                                    k.to_string(),
+                                                    String::from_utf8_lossy(v.as_bytes())
+                                                        .into_owned(),
+                                                )
+                                            })
+                                            .collect(),
+                                        body: String::from_utf8_lossy(&body).into_owned(),
+                                        at: Instant::now(),
+                                    };
+                                    let n = counter.fetch_add(1, Ordering::SeqCst);
+                                    recorded.lock().unwrap().push(request.clone());
+                                    let answer = handler(n, &request);
+                                    tokio::time::sleep(answer.delay).await;
+                                    let then: Option<Box<dyn FnOnce() + Send>> = match on_push
+                                        .filter(|_| (200..300).contains(&answer.status))
+                                    {
+                                        Some(f) => Some(Box::new(move || f(&request))),
+                                        None => None,
+                                    };
+                                    let mut response =
+                                        hyper::Response::builder().status(answer.status);
+                                    for (name, value) in &answer.headers {
+                                        response = response.header(name.as_str(), value.as_str());
+                                    }
+                                    let body = ThenRun {
+                                        data: Some(Bytes::from(answer.body)),
+                                        then,
+                                    };
+                                    Ok::<_, Infallible>(
+                                        response.body(body).expect("a valid answer"),
+                                    )
+                                }
+                            });
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        });
+                    }
                 };
-                reqs.lock().unwrap().push(recorded.clone());
-                let (handler, on_push) = (handler.clone(), on_push.clone());
-                // Each request in its own thread, so a slow answer does not hold the others.
-                thread::spawn(move || {
-                    let answer = handler(n, &recorded);
-                    thread::sleep(answer.delay);
-                    let mut response =
-                        tiny_http::Response::from_data(answer.body).with_status_code(answer.status);
-                    for (name, value) in &answer.headers {
-                        let header =
-                            tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
-                                .expect("a valid header");
-                        response = response.with_header(header);
-                    }
-                    let _ = request.respond(response);
-                    if (200..300).contains(&answer.status) {
-                        if let Some(f) = on_push {
-                            f(&recorded);
-                        }
-                    }
-                });
-            }
+                tokio::select! {
+                    _ = accept => {}
+                    _ = stop_rx => {}
+                }
+            });
+            runtime.shutdown_background();
         });
         PushServer {
             port,
             requests,
-            server,
+            stop: Some(stop_tx),
             thread: Some(thread),
         }
     }
@@ -190,7 +276,9 @@ impl PushServer {
 
 impl Drop for PushServer {
     fn drop(&mut self) {
-        self.server.unblock();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
