@@ -1365,6 +1365,8 @@ pub struct FcmTokenRequest {
     pub kid: Option<String>,
     /// `typ` of the assertion's header.
     pub typ: Option<String>,
+    /// The assertion (a JWT) as sent, for tests that check it never reaches a log.
+    pub assertion: Option<String>,
     /// The request's content-type.
     pub content_type: Option<String>,
     pub status: u16,
@@ -1709,6 +1711,7 @@ fn token_endpoint(
         exp: claim_u64("exp"),
         kid: unverified.as_ref().and_then(|(h, _)| h.kid.clone()),
         typ: unverified.as_ref().and_then(|(h, _)| h.typ.clone()),
+        assertion: assertion.clone(),
         content_type,
         status: 400,
         error: None,
