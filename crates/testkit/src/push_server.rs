@@ -90,10 +90,12 @@ pub struct PushServer {
     thread: Option<thread::JoinHandle<()>>,
 }
 
-/// A response body that runs an action once hyper has taken its last byte (the answer is on its
-/// way), so an action such as waking a device follows the push's answer as it would in reality.
+/// A response body that runs an action once hyper is done with it (the answer is on its way), so
+/// an action such as waking a device follows the push's answer as it would in reality. Hyper may
+/// stop polling a body whose length it knows, so the action runs when the body is dropped.
 struct ThenRun {
     data: Option<Bytes>,
+    len: u64,
     then: Option<Box<dyn FnOnce() + Send>>,
 }
 
@@ -105,18 +107,28 @@ impl http_body::Body for ThenRun {
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
-        if let Some(data) = self.data.take() {
-            return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
-        }
-        if let Some(then) = self.then.take() {
-            thread::spawn(then);
-        }
-        Poll::Ready(None)
+        Poll::Ready(
+            self.data
+                .take()
+                .map(|data| Ok(http_body::Frame::data(data))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
         // Content-Length, as the services send it.
-        http_body::SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
+        http_body::SizeHint::with_exact(self.len)
+    }
+}
+
+impl Drop for ThenRun {
+    fn drop(&mut self) {
+        if let Some(then) = self.then.take() {
+            thread::spawn(then);
+        }
     }
 }
 
@@ -218,6 +230,7 @@ impl PushServer {
                                         response = response.header(name.as_str(), value.as_str());
                                     }
                                     let body = ThenRun {
+                                        len: answer.body.len() as u64,
                                         data: Some(Bytes::from(answer.body)),
                                         then,
                                     };
