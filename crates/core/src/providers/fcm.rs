@@ -365,7 +365,8 @@ impl FcmSender {
                 }
             }
             attempts = attempts.saturating_add(1);
-            let retry_after = match self.inner.attempt(push, deadline, refuse.take()).await {
+            let (retry_after, error) = match self.inner.attempt(push, deadline, refuse.take()).await
+            {
                 Step::Sent(status) => return Outcome::Sent { status, attempts },
                 Step::TokenDead(status, body) => return Outcome::TokenDead { status, body },
                 Step::Rejected(status, body) => return Outcome::Rejected { status, body },
@@ -389,18 +390,12 @@ impl FcmSender {
                     last_error = http_error(status, &one_line(&body));
                     continue;
                 }
-                Step::Retry { error, retry_after } => {
-                    last_error = error;
-                    retry_after
-                }
+                Step::Retry { error, retry_after } => (retry_after, error),
             };
-            last_error = match backoff
-                .retry(retry_after, deadline, attempts, last_error)
-                .await
-            {
-                Ok(error) => error,
+            match backoff.retry(retry_after, deadline, attempts, error).await {
+                Ok(error) => last_error = error,
                 Err(gave_up) => return gave_up,
-            };
+            }
         }
     }
 }

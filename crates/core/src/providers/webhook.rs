@@ -105,7 +105,7 @@ pub async fn send(
             attempt_end,
         )
         .await;
-        let retry_after = match answer {
+        let (retry_after, error) = match answer {
             WebhookReply::Sent(status) => return Outcome::Sent { status, attempts },
             WebhookReply::TokenDead(status, body) => return Outcome::TokenDead { status, body },
             WebhookReply::Rejected(status, body) => return Outcome::Rejected { status, body },
@@ -115,18 +115,12 @@ pub async fn send(
                     last_error: error,
                 }
             }
-            WebhookReply::Retry { error, retry_after } => {
-                last_error = error;
-                retry_after
-            }
+            WebhookReply::Retry { error, retry_after } => (retry_after, error),
         };
-        last_error = match backoff
-            .retry(retry_after, deadline, attempts, last_error)
-            .await
-        {
-            Ok(error) => error,
+        match backoff.retry(retry_after, deadline, attempts, error).await {
+            Ok(error) => last_error = error,
             Err(gave_up) => return gave_up,
-        };
+        }
     }
 }
 
