@@ -99,6 +99,11 @@ fn init() -> Result<(), String> {
             "the push module needs tm: loadmodule \"tm.so\" before \"push.so\"".to_string(),
         );
     }
+    push_core::info!(
+        "kamailio-push {} built for Kamailio {}",
+        sys::PUSH_VERSION,
+        sys::built_for()
+    );
     let name = CString::new(config.resume_route.clone()).map_err(|_| "bad resume_route")?;
     // SAFETY: the routing script (or the KEMI engine choice) is parsed before mod_init.
     let resume = if unsafe { sys::push_shim_kemi_engine() } != 0 {

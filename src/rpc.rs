@@ -52,7 +52,7 @@ pub struct Docs<const N: usize>([*const c_char; N]);
 unsafe impl<const N: usize> Sync for Docs<N> {}
 
 static STATS_DOC: Docs<2> = Docs([
-    c"Counters of the push module and the state of its dispatcher process (pid, uptime, queue)."
+    c"The module's version and the Kamailio it was built for, its counters and the state of its dispatcher process (pid, uptime, queue)."
         .as_ptr(),
     null(),
 ]);
@@ -286,6 +286,8 @@ unsafe extern "C" fn rpc_stats(api: *mut rpc_t, ctx: *mut c_void) {
         let top = reply
             .add_struct()
             .ok_or((500, "cannot build the reply".to_string()))?;
+        top.str("version", super::sys::PUSH_VERSION);
+        top.str("built_for_kamailio", super::sys::built_for());
         if let Some(d) = top.child("dispatcher") {
             d.int("pid", status.pid as i64);
             d.uint("uptime_s", status.uptime_ms / 1000);

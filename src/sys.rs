@@ -10,3 +10,14 @@
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 include!(concat!(env!("OUT_DIR"), "/version.rs"));
+
+/// This module's version (the workspace's, see CHANGELOG.md).
+pub const PUSH_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The Kamailio this module was built for: the headers' `SER_FULL_VERSION` without its leading
+/// name (`5.6.3 (x86_64/linux)`).
+pub fn built_for() -> &'static str {
+    let bytes = MODULE_VERSION.strip_suffix(b"\0").unwrap_or(MODULE_VERSION);
+    let full = std::str::from_utf8(bytes).unwrap_or("?");
+    full.strip_prefix("kamailio ").unwrap_or(full)
+}

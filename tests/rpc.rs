@@ -21,7 +21,28 @@ fn rpc_commands_answer_and_refuse_bad_arguments() {
     phone("alice", TOKEN).register_then_sleep(&k);
 
     // push.stats and push.pending (nothing held).
-    assert!(field(&k.kamcmd(&["push.stats"]).unwrap(), "pid").is_some());
+    let stats = k.kamcmd(&["push.stats"]).unwrap();
+    assert!(field(&stats, "pid").is_some());
+    // The module's version and the Kamailio it was built for, in push.stats and at start.
+    let kamailio = std::process::Command::new(KAMAILIO)
+        .arg("-v")
+        .output()
+        .unwrap();
+    let kamailio = String::from_utf8_lossy(&kamailio.stdout).into_owned();
+    let built_for = field(&stats, "built_for_kamailio").expect("no built_for_kamailio");
+    let running = built_for.split_whitespace().next().unwrap().to_string();
+    assert!(
+        kamailio.contains(&format!("version: kamailio {running}")),
+        "{built_for} / {kamailio}"
+    );
+    assert_eq!(
+        field(&stats, "version").as_deref(),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    assert!(k.log_text().contains(&format!(
+        "kamailio-push {} built for Kamailio {built_for}",
+        env!("CARGO_PKG_VERSION")
+    )));
     assert!(!k.kamcmd(&["push.pending"]).unwrap().contains("call_id"));
     assert!(!k
         .kamcmd(&["push.pending", "alice"])
