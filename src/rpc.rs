@@ -464,9 +464,8 @@ unsafe extern "C" fn rpc_send(api: *mut rpc_t, ctx: *mut c_void) {
             .optional_str()
             .ok_or((400, "push.send needs an AOR: push.send <aor>".to_string()))?;
         let aor = aor_key(aor);
-        // The providers' own retries are bounded by the test push's 10 s.
-        let Answer::Sent(results) = ask_within(Question::Send { aor }, Duration::from_secs(12))?
-        else {
+        // The dispatcher answers within 1.5 s whatever the push services do.
+        let Answer::Sent(results) = ask_within(Question::Send { aor }, DISPATCHER_TIMEOUT)? else {
             return Err((500, "unexpected answer".to_string()));
         };
         for (device, app, answer) in results {

@@ -11,6 +11,25 @@ fn phone(user: &str, token: &str) -> Phone {
     Phone::new(user, token, "udp")
 }
 
+/// push.send against a push service that hangs answers within about 2 s (Kamailio has one ctl
+/// process: it must not be held), and the push it sends is a test push, not a call.
+#[test]
+fn push_send_never_holds_ctl_and_sends_a_test_push() {
+    let server = PushServer::start(Box::new(|_| (200, Duration::from_secs(8))), None);
+    let k = registrar("rpc-send", &server.url(), 20);
+    phone("carol", TOKEN).register_then_sleep(&k);
+    let started = std::time::Instant::now();
+    let answer = k.kamcmd(&["push.send", "carol"]).unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2500), "push.send held ctl for {took:?}");
+    assert!(answer.contains("no answer within"), "{answer}");
+    let started = std::time::Instant::now();
+    k.kamcmd(&["core.version"]).unwrap();
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let push = server.wait_for(1, Duration::from_secs(2));
+    assert_eq!(push[0].json()["type"], "test", "{:?}", push[0].body);
+}
+
 #[test]
 fn rpc_commands_answer_and_refuse_bad_arguments() {
     let server = PushServer::start(

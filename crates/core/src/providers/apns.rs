@@ -167,7 +167,8 @@ impl ApnsSender {
         // A binding refresh is a background push to the app itself (never a VoIP push, which iOS
         // reports as a call): the app's own topic, normal priority, content-available only.
         let refresh = push.kind == PushKind::Refresh;
-        let voip = self.inner.voip && !refresh;
+        // Only a call may be a VoIP push: a test push is an alert to the app's own topic.
+        let voip = self.inner.voip && push.kind == PushKind::Call;
         let topic = topic_for(&self.inner.bundle_id, voip, target.param.as_deref());
         let collapse = collapse_id(&push.call_id);
         let mut attempts = 0;
@@ -206,6 +207,10 @@ impl ApnsSender {
             };
             let builder = if refresh {
                 DefaultNotificationBuilder::new().content_available()
+            } else if push.kind == PushKind::Test {
+                DefaultNotificationBuilder::new()
+                    .title("kamailio-push")
+                    .body("Test push (push.send)")
             } else if voip {
                 DefaultNotificationBuilder::new()
             } else {

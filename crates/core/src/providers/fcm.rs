@@ -688,6 +688,7 @@ fn message_body(push: &CallPush, left: Duration) -> Result<Vec<u8>, String> {
                 kind: match push.kind {
                     PushKind::Call => "call",
                     PushKind::Refresh => "refresh",
+                    PushKind::Test => "test",
                 },
                 call_id: &push.call_id,
                 caller_uri: &push.caller_uri,
@@ -701,7 +702,7 @@ fn message_body(push: &CallPush, left: Duration) -> Result<Vec<u8>, String> {
             android: Android {
                 // A binding refresh need not wake the app at once: normal priority.
                 priority: match push.kind {
-                    PushKind::Call => "high",
+                    PushKind::Call | PushKind::Test => "high",
                     PushKind::Refresh => "normal",
                 },
                 ttl: format!("{}s", left.as_secs().max(1)),

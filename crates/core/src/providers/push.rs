@@ -13,12 +13,15 @@ pub enum PushKind {
     /// RFC 8599 binding refresh: the app should only register again (APNs: a background push,
     /// never a VoIP one, which iOS would show as a call). The call fields are empty.
     Refresh,
+    /// An operator's test push (`push.send`): the app can tell it from a call (APNs: an alert
+    /// push to the app's own topic, never a VoIP push, which iOS would show as a phantom call).
+    Test,
 }
 
 /// What every provider sends about a call (the JSON body of the webhook, field names as below).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct CallPush {
-    /// "call" or "refresh".
+    /// "call", "refresh" or "test".
     #[serde(rename = "type")]
     pub kind: PushKind,
     pub call_id: String,

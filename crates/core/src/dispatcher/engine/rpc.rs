@@ -15,6 +15,9 @@ use std::time::Duration;
 
 /// How long a push.send test push may take.
 const TEST_PUSH_WAIT: Duration = Duration::from_secs(10);
+/// How long push.send waits for the pushes' answers before it answers (well inside the RPC's own
+/// bound, so Kamailio's ctl process is never held longer).
+const TEST_ANSWER_WITHIN: Duration = Duration::from_millis(1500);
 
 /// A provider's answer in words, for push.send.
 fn outcome_text(outcome: &Outcome) -> String {
@@ -118,7 +121,7 @@ impl Engine {
         let unix = unix_now();
         let deadline = now() + TEST_PUSH_WAIT;
         let about = About {
-            kind: PushKind::Call,
+            kind: PushKind::Test,
             call_id: format!("push.send-{}", unix.as_millis()),
             caller_uri: "sip:push.send@localhost".into(),
             caller_name: Some("push.send".into()),
@@ -143,13 +146,39 @@ impl Engine {
             jobs.push((loggable_device(&device.device_id), app_id, push));
         }
         let (shared, main) = (self.ctx.shared, self.main.clone());
+        let answer_by = tokio::time::Instant::now() + TEST_ANSWER_WITHIN;
         self.runtime.spawn(async move {
-            let mut report = Vec::new();
+            // Every push runs on its own; the answer waits for them at most TEST_ANSWER_WITHIN
+            // (Kamailio has one ctl process: a hanging push service must not hold it). A push
+            // still out then goes on to its deadline and ends like any other (health, log).
+            let mut running = Vec::new();
             for (shown, app_id, push) in jobs {
-                let answer = match push {
+                let outcome = match push {
                     // Dead tokens are forgotten as after any push.
-                    Ok(push) => outcome_text(&push.send(deadline, shared, &main).await),
-                    Err(not_sent) => not_sent,
+                    Ok(push) => {
+                        let main = main.clone();
+                        let task = tokio::spawn(async move {
+                            outcome_text(&push.send(deadline, shared, &main).await)
+                        });
+                        Err(task)
+                    }
+                    Err(not_sent) => Ok(not_sent),
+                };
+                running.push((shown, app_id, outcome));
+            }
+            let mut report = Vec::new();
+            for (shown, app_id, outcome) in running {
+                let answer = match outcome {
+                    Ok(not_sent) => not_sent,
+                    Err(task) => match tokio::time::timeout_at(answer_by, task).await {
+                        Ok(Ok(text)) => text,
+                        Ok(Err(_)) => "push task failed".to_string(),
+                        Err(_) => format!(
+                            "no answer within {} ms: still trying until its {} s deadline (see push.apps and the log)",
+                            TEST_ANSWER_WITHIN.as_millis(),
+                            TEST_PUSH_WAIT.as_secs()
+                        ),
+                    },
                 };
                 report.push((shown, app_id, answer));
             }

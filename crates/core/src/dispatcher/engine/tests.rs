@@ -622,6 +622,8 @@ fn rpc_answers() {
     );
     let push = rig.requests(1)[0].json();
     assert!(push["call_id"].as_str().unwrap().starts_with("push.send-"));
+    // The app can tell it from a call.
+    assert_eq!(push["type"], "test");
     assert_eq!(push["caller_name"], "push.send");
     assert_eq!(push["caller_uri"], "sip:push.send@localhost");
     rig.pushes_done(1);
