@@ -3,6 +3,8 @@
  * macros expand as they do inside Kamailio. Rust reaches these through the declarations in wrapper.h;
  * the push_rs_* functions called from here are defined in Rust (src/kamailio/). */
 #include <string.h>
+#include <signal.h>
+#include <pthread.h>
 #include "core/dprint.h"
 #include "core/cfg/cfg_struct.h"
 #include "core/sr_module.h"
@@ -55,9 +57,23 @@ void push_shim_log(int level, const char *where, const char *msg)
 	LOG_FX(DEFAULT_FACILITY, level, NULL, "push: ", where, "%s\n", msg);
 }
 
+/* cfg_update() takes the cfg framework's global lock (CFG_LOCK in cfg_update_local). Kamailio's
+ * SIGTERM/SIGINT/SIGUSR1 handler for child processes calls cfg_update_no_cbs(), which takes the
+ * same lock: a signal arriving while this thread holds it would deadlock the handler on a lock
+ * its own process holds, and every other child's handler would then wait on it forever (the
+ * "stuck in futex_wait after signal 15" shutdowns). The push dispatcher updates every 100 ms, so
+ * it keeps those signals blocked while it does; a pending one is handled right after. */
 void push_shim_cfg_update(void)
 {
+	sigset_t block, old;
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGUSR1);
+	sigaddset(&block, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
 	cfg_update();
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* ---- binding other modules --------------------------------------------------------------------- */

@@ -107,6 +107,33 @@ fn a_store_the_kamailio_user_cannot_write_names_the_user_and_the_fix() {
     );
 }
 
+/// `kamailio -c` (where operators check a config) refuses a bad push parameter with the same
+/// line as a start would, naming the parameter.
+#[test]
+fn kamailio_c_refuses_bad_push_parameters() {
+    for (extra, expected) in [
+        (
+            "modparam(\"push\", \"app\", \"id=a;provider=webhook;url=http://x.example/;colour=red\")",
+            "unknown key 'colour'",
+        ),
+        (
+            "modparam(\"push\", \"db_url\", \"sqlite://relative/push.sqlite\")",
+            "modparam(\"push\", \"db_url\"",
+        ),
+        (
+            "modparam(\"push\", \"dispatcher_threads\", 0)",
+            "must be between 1 and 64",
+        ),
+    ] {
+        let setup = Setup::new("check");
+        let cfg_path = setup.dir.join("kamailio.cfg");
+        std::fs::write(&cfg_path, minimal(&setup, 2, extra)).unwrap();
+        let (ok, out) = check_config(&cfg_path, &[]);
+        assert!(!ok, "kamailio -c accepted {extra}:\n{out}");
+        assert!(out.contains(expected), "{extra}:\n{out}");
+    }
+}
+
 #[test]
 fn parameter_of_the_wrong_type_is_refused_by_kamailio() {
     let log = refused("badtype", "modparam(\"push\", \"queue_size\", \"big\")");

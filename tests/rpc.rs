@@ -21,7 +21,10 @@ fn push_send_never_holds_ctl_and_sends_a_test_push() {
     let started = std::time::Instant::now();
     let answer = k.kamcmd(&["push.send", "carol"]).unwrap();
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(2500), "push.send held ctl for {took:?}");
+    assert!(
+        took < Duration::from_millis(2500),
+        "push.send held ctl for {took:?}"
+    );
     assert!(answer.contains("no answer within"), "{answer}");
     let started = std::time::Instant::now();
     k.kamcmd(&["core.version"]).unwrap();

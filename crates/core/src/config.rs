@@ -540,6 +540,21 @@ impl Config {
     /// Builds the configuration from the parameters in the order the script set them; a parameter
     /// set twice keeps its last value, as Kamailio's own scalar parameters do (a repeatable one,
     /// `app` or `ua_profile`, adds one entry each time).
+    /// Checks one parameter on its own, as the script sets it (so `kamailio -c` refuses a bad
+    /// value while it parses the config). Checks across parameters (`default_app` naming an
+    /// app) wait for [`Config::from_params`].
+    pub fn check_param(name: &'static str, value: &RawValue) -> Result<(), ParamError> {
+        Config::from_params(&[(name, value.clone())])
+            .map(|_| ())
+            .or_else(|e| {
+                if e.param == "default_app" && name == "default_app" {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+    }
+
     pub fn from_params(params: &[(&'static str, RawValue)]) -> Result<Config, ParamError> {
         let mut config = Config::default();
         for (name, value) in params {
