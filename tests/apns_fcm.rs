@@ -64,24 +64,12 @@ fn start(setup: Setup, app: &str, timeout: u32, extra: &[(&str, &str)]) -> Kamai
 /// Kamailio with an FCM app whose service account the local FCM server knows, and a sleeping
 /// Android phone registered for bob.
 fn fcm_setup(name: &str, script: FcmScript) -> (Kamailio, FcmMock, Phone) {
-    let mut setup = Setup::new(name);
-    let pki = TestPki::create(&setup.dir.join("pki"));
-    let mock = FcmMock::start(&pki, script);
-    let account = write_service_account(&setup.dir, &mock);
-    setup
-        .env
-        .push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
-    let app = format!(
-        "\"id=com.example.android;provider=fcm;service_account={}\"",
-        account.display()
-    );
-    let fcm_url = format!("\"{}\"", mock.base_url());
-    let k = start(
-        setup,
-        &app,
-        20,
+    let (k, mock) = fcm_registrar(
+        name,
+        "com.example.android",
+        script,
         &[
-            ("PUSH_FCM_URL", fcm_url.as_str()),
+            ("PUSH_TIMEOUT", "20"),
             ("PUSH_DEFAULT_APP", "\"com.example.android\""),
         ],
     );

@@ -145,31 +145,12 @@ fn one_register_cannot_fan_out_into_more_than_max_devices_pushes() {
 #[test]
 fn fcm_device_naming_its_firebase_project_is_stored_and_pushed() {
     const TOKEN: &str = "fcmtoken:APA91bH-project0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut setup = Setup::new("fcm-project");
-    let pki = TestPki::create(&setup.dir.join("pki"));
-    let mock = FcmMock::start(&pki, fcm_always_ok());
-    let account = write_service_account(&setup.dir, &mock);
-    setup
-        .env
-        .push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
-    let db = setup.db_define();
     // The only app is the fcm one, under its package name; there is no default app.
-    let app = format!(
-        "\"id=com.example.phone.android;provider=fcm;service_account={}\"",
-        account.display()
-    );
-    let fcm_url = format!("\"{}\"", mock.base_url());
-    let k = Kamailio::start_example(
-        setup,
-        "push-registrar.cfg",
-        &[
-            ("PUSH_DB", db.as_str()),
-            ("PUSH_APP", app.as_str()),
-            ("NO_DEFAULT_APP", "1"),
-            ("PUSH_FCM_URL", fcm_url.as_str()),
-            ("MIN_EXPIRES", "1"),
-            ("PUSH_TIMEOUT", "20"),
-        ],
+    let (k, mock) = fcm_registrar(
+        "fcm-project",
+        "com.example.phone.android",
+        fcm_always_ok(),
+        &[("NO_DEFAULT_APP", "1"), ("PUSH_TIMEOUT", "20")],
     );
     // RFC 8599: pn-param is the Firebase project id. The 200 OK must carry
     // Feature-Caps: +sip.pns="fcm" (device_register.xml checks it) and the device is stored.

@@ -61,29 +61,13 @@ fn register_expecting(
 
 #[test]
 fn unsupported_service_gets_555_and_bindings_get_one_refresh_push_before_expiry() {
-    let mut setup = Setup::new("rfc8599");
-    let pki = TestPki::create(&setup.dir.join("pki"));
-    let mock = FcmMock::start(&pki, fcm_always_ok());
-    let account = write_service_account(&setup.dir, &mock);
-    setup
-        .env
-        .push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
-    let db = setup.db_define();
-    let app = format!(
-        "\"id=com.example.android;provider=fcm;service_account={}\"",
-        account.display()
-    );
-    let fcm_url = format!("\"{}\"", mock.base_url());
     // Bindings of 60 s, refresh pushes 57 s before expiry: due about 3 s after registering.
-    let k = Kamailio::start_example(
-        setup,
-        "push-registrar.cfg",
+    let (k, mock) = fcm_registrar(
+        "rfc8599",
+        "com.example.android",
+        fcm_always_ok(),
         &[
-            ("PUSH_DB", db.as_str()),
-            ("PUSH_APP", app.as_str()),
             ("PUSH_DEFAULT_APP", "\"com.example.android\""),
-            ("PUSH_FCM_URL", fcm_url.as_str()),
-            ("MIN_EXPIRES", "1"),
             ("REFRESH_WINDOW", "57"),
         ],
     );

@@ -206,3 +206,37 @@ pub fn pending(k: &Kamailio) -> String {
 pub fn no_call_pending(k: &Kamailio) -> bool {
     eventually(Duration::from_secs(5), || !pending(k).contains("call_id"))
 }
+
+/// A Kamailio running cfg-examples/push-registrar.cfg whose app `app_id` is an fcm app, with a
+/// service account the local FCM server (started here, answering as `script` says) knows, and
+/// the test CA trusted; `extra` adds `-A` defines (a default app, refresh pushes...).
+pub fn fcm_registrar(
+    name: &str,
+    app_id: &str,
+    script: crate::mock_push::FcmScript,
+    extra: &[(&str, &str)],
+) -> (Kamailio, crate::mock_push::FcmMock) {
+    use crate::mock_push::{write_service_account, FcmMock, TestPki};
+    let mut setup = Setup::new(name);
+    let pki = TestPki::create(&setup.dir.join("pki"));
+    let mock = FcmMock::start(&pki, script);
+    let account = write_service_account(&setup.dir, &mock);
+    setup
+        .env
+        .push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
+    let db = setup.db_define();
+    let app = format!(
+        "\"id={app_id};provider=fcm;service_account={}\"",
+        account.display()
+    );
+    let fcm_url = format!("\"{}\"", mock.base_url());
+    let mut defines = vec![
+        ("PUSH_DB", db.as_str()),
+        ("PUSH_APP", app.as_str()),
+        ("PUSH_FCM_URL", fcm_url.as_str()),
+        ("MIN_EXPIRES", "1"),
+    ];
+    defines.extend_from_slice(extra);
+    let k = Kamailio::start_example(setup, "push-registrar.cfg", &defines);
+    (k, mock)
+}
