@@ -4,6 +4,7 @@
 use super::guard;
 use super::state;
 use super::sys::{rpc_export_t, rpc_t};
+use push_core::ipc::limits::MAX_AOR;
 use push_core::ipc::message::{Answer, Question};
 use push_core::ipc::reply;
 use std::ffi::{c_char, c_int, c_uint, c_void, CString};
@@ -105,7 +106,7 @@ fn cstring(s: &str) -> CString {
 
 impl Reply {
     fn fault(&self, code: c_int, message: &str) {
-        let message = cstring(message);
+        let message = cstring(&push_core::ipc::limits::bounded_text(message, MAX_FAULT));
         // SAFETY: api and ctx come from Kamailio for this call; "%s" takes one C string.
         unsafe {
             if let Some(fault) = (*self.api).fault {
@@ -344,14 +345,29 @@ fn ask_within(question: Question, timeout: Duration) -> Result<Answer, (c_int, S
 /// The store's key for an AOR an operator typed (`+4930123`, `%2B4930123`, `sip:alice@host`),
 /// normalised as push_suspend and push_register normalise theirs; text with no user part is
 /// passed on as it is.
-fn aor_key(text: String) -> String {
+/// The AOR an RPC argument names, keyed as the module keys AORs; an argument longer than any AOR
+/// the module keeps is refused (400) before it reaches the dispatcher.
+fn aor_key(text: String) -> Result<String, (c_int, String)> {
+    if text.len() > MAX_AOR {
+        return Err((
+            400,
+            format!(
+                "the AOR is {} bytes long; AORs are at most {MAX_AOR} bytes",
+                text.len()
+            ),
+        ));
+    }
     let use_domain = state::get().is_some_and(|g| g.config.use_domain);
-    push_core::devices::normalize_aor(&text, use_domain).unwrap_or(text)
+    Ok(push_core::devices::normalize_aor(&text, use_domain).unwrap_or(text))
 }
+
+/// ctl's fault buffer holds a little over 250 bytes (a longer fault reaches kamcmd as nothing):
+/// fault texts are cut to this many bytes.
+const MAX_FAULT: usize = 200;
 
 unsafe extern "C" fn rpc_pending(api: *mut rpc_t, ctx: *mut c_void) {
     serve("push.pending", api, ctx, |reply| {
-        let aor = reply.optional_str().map(aor_key);
+        let aor = reply.optional_str().map(aor_key).transpose()?;
         let Answer::Pending(calls) = ask(Question::Pending { aor })? else {
             return Err((500, "unexpected answer".to_string()));
         };
@@ -375,7 +391,7 @@ unsafe extern "C" fn rpc_devices(api: *mut rpc_t, ctx: *mut c_void) {
             400,
             "push.devices needs an AOR, e.g. kamcmd push.devices alice".to_string(),
         ))?;
-        let aor = aor_key(aor);
+        let aor = aor_key(aor)?;
         let Answer::Devices(devices) = ask(Question::Devices { aor })? else {
             return Err((500, "unexpected answer".to_string()));
         };
@@ -446,7 +462,7 @@ unsafe extern "C" fn rpc_remove(api: *mut rpc_t, ctx: *mut c_void) {
             400,
             "push.remove needs an AOR: push.remove <aor> [device]".to_string(),
         ))?;
-        let aor = aor_key(aor);
+        let aor = aor_key(aor)?;
         let Answer::Removed(n) = ask(Question::Remove { aor, device })? else {
             return Err((500, "unexpected answer".to_string()));
         };
@@ -463,7 +479,7 @@ unsafe extern "C" fn rpc_send(api: *mut rpc_t, ctx: *mut c_void) {
         let aor = reply
             .optional_str()
             .ok_or((400, "push.send needs an AOR: push.send <aor>".to_string()))?;
-        let aor = aor_key(aor);
+        let aor = aor_key(aor)?;
         // The dispatcher answers within 1.5 s whatever the push services do.
         let Answer::Sent(results) = ask_within(Question::Send { aor }, DISPATCHER_TIMEOUT)? else {
             return Err((500, "unexpected answer".to_string()));

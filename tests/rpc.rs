@@ -71,6 +71,16 @@ fn rpc_commands_answer_and_refuse_bad_arguments() {
         .unwrap()
         .contains("call_id"));
 
+    // Arguments longer than any AOR are refused naming the problem (a 5 KB one used to hit the
+    // queue's frame size), and a fault quoting a long AOR still reaches kamcmd (ctl's fault
+    // buffer is small: kamcmd used to print nothing).
+    for len in [300, 5000] {
+        let err = k.kamcmd(&["push.devices", &"a".repeat(len)]).unwrap_err();
+        assert!(err.contains("AORs are at most 256 bytes"), "{len}: {err}");
+    }
+    let err = k.kamcmd(&["push.send", &"b".repeat(250)]).unwrap_err();
+    assert!(err.contains("no push device for bbbb"), "{err}");
+
     // push.devices: needs an AOR; shows tokens shortened.
     let err = k.kamcmd(&["push.devices"]).unwrap_err();
     assert!(err.contains("needs an AOR"), "{err}");

@@ -21,9 +21,29 @@ pub fn bounded(s: String, max: usize) -> String {
     s[..end].to_string()
 }
 
+/// A text for a reply or a log line: at most `max` bytes, control characters escaped, cut on a
+/// character boundary and marked with `…` when it was longer.
+pub fn bounded_text(text: &str, max: usize) -> String {
+    let escaped: String = text.escape_debug().collect();
+    if escaped.len() <= max {
+        return escaped;
+    }
+    let mut cut = bounded(escaped, max.saturating_sub('…'.len_utf8()));
+    cut.push('…');
+    cut
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounded_text_escapes_and_marks_the_cut() {
+        assert_eq!(bounded_text("a\nb", 10), "a\\nb");
+        let long = bounded_text(&"é".repeat(300), 200);
+        assert!(long.len() <= 200 && long.ends_with('…'), "{long}");
+        assert_eq!(bounded_text("short", 200), "short");
+    }
 
     #[test]
     fn bounded_cuts_on_char_boundaries() {
