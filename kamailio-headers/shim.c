@@ -1,7 +1,7 @@
 /* Kamailio API that bindgen cannot call, or that is clearer in C: macros, static inline functions,
  * header parsing, and the tm/usrloc bindings. Compiled by build.rs with Kamailio's own -D set, so the
  * macros expand as they do inside Kamailio. Rust reaches these through the declarations in wrapper.h;
- * the push_rs_* functions called from here are defined in Rust (src/kamailio/). */
+ * the push_rs_* functions called from here are defined in Rust (src/). */
 #include <string.h>
 #include <signal.h>
 #include <pthread.h>

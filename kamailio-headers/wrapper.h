@@ -98,13 +98,13 @@ int push_shim_resume_after_reply(struct sip_msg *msg, const char *aor, int len);
 int push_shim_kemi_engine(void);
 int push_shim_continue_kemi(unsigned int index, unsigned int label, const char *name, int len);
 
-/* Defined in Rust (src/kamailio/callbacks.rs), called from shim.c. */
+/* Defined in Rust (src/callbacks.rs), called from shim.c. */
 void push_rs_tm_event(unsigned int index, unsigned int label, int type, int code);
 void push_rs_contact_event(const push_contact_event_t *ev);
 void push_rs_script_edge(int post);
 void push_rs_resume_after_reply(const char *aor, int len);
 
-/* KEMI functions, defined in Rust (src/kamailio/script.rs); `str` arguments arrive as views. */
+/* KEMI functions, defined in Rust (src/script.rs); `str` arguments arrive as views. */
 int push_rs_kemi_suspend(struct sip_msg *msg);
 int push_rs_kemi_suspend_aor(struct sip_msg *msg, push_strv_t *aor);
 int push_rs_kemi_resume(struct sip_msg *msg);

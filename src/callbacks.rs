@@ -93,6 +93,23 @@ pub fn announce_push_support(msg: *mut sys::sip_msg, provider: &str) {
     }
 }
 
+/// One REGISTER cannot fan out: its `n`-th push Contact (counting from 1) is refused past
+/// `max_devices`, with one log line at the first refused one. Every path that reads a REGISTER's
+/// Contacts asks here (the store also keeps at most as many devices per AOR, whatever path they
+/// come by).
+pub fn beyond_max_devices(aor: &str, n: usize) -> bool {
+    let max = state::get().map_or(usize::MAX, |g| g.config.max_devices);
+    if n <= max {
+        return false;
+    }
+    if n == max + 1 {
+        push_core::notice!(
+            "a REGISTER of {aor} has more than {max} push Contacts (max_devices): the others are ignored"
+        );
+    }
+    true
+}
+
 /// Starts a new message's announcements (push_register on a reply: each reply is its own).
 pub fn forget_announced() {
     ANNOUNCED.with(|a| a.borrow_mut().clear());
@@ -172,20 +189,12 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
                 );
                 return;
             }
-            // One REGISTER cannot fan out: at most max_devices push Contacts of it are passed on
-            // (the store keeps at most as many devices per AOR, whatever path they come by).
             if IN_REQUEST.with(Cell::get) {
                 let seen = PUSH_CONTACTS.with(|n| {
                     n.set(n.get() + 1);
                     n.get()
                 });
-                if seen > g.config.max_devices {
-                    if seen == g.config.max_devices + 1 {
-                        push_core::notice!(
-                            "a REGISTER of {aor} has more than {} push Contacts (max_devices): the others are ignored",
-                            g.config.max_devices
-                        );
-                    }
+                if beyond_max_devices(&aor, seen) {
                     return;
                 }
             }

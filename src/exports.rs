@@ -67,6 +67,8 @@ pub unsafe extern "C" fn mod_register(
     _reserved2: *mut std::ffi::c_void,
 ) -> c_int {
     guard::call("mod_register", -1, || {
+        // Kamailio's logger from the start: modparam checks log while the config is parsed.
+        push_core::log::set_backend(Box::new(KamailioLog));
         // SAFETY: the export table is static and lives as long as the library.
         if unsafe { sys::push_shim_kemi_register() } < 0 {
             -1
@@ -89,7 +91,7 @@ unsafe extern "C" fn mod_init() -> c_int {
 /// Checks the parameters and builds what every process will inherit. Runs once, in the main
 /// process, before any fork: no thread may be started here.
 fn init() -> Result<(), String> {
-    push_core::log::set_backend(Box::new(KamailioLog));
+    push_core::log::refresh_level();
     guard::install_panic_hook();
     let params = std::mem::take(&mut *PARAM_VALUES.lock().map_err(|_| "parameter list poisoned")?);
     let mut config = Config::from_params(&params).map_err(|e| e.to_string())?;
@@ -283,6 +285,19 @@ unsafe extern "C" fn mod_destroy() {
     })
 }
 
+/// Runs a t_continue of a held call with push_failed() answering `push_failed` in the routes it
+/// runs, and says what tm answered.
+fn continued(push_failed: c_int, t_continue: impl FnOnce() -> c_int) -> Result<(), String> {
+    CONTINUING_FAILED.with(|f| f.set(push_failed));
+    let r = t_continue();
+    CONTINUING_FAILED.with(|f| f.set(-1));
+    match r {
+        0 => Ok(()),
+        1 => Err("the transaction was cancelled or timed out meanwhile".to_string()),
+        r => Err(format!("t_continue returned {r}")),
+    }
+}
+
 /// The dispatcher's main-thread duties towards Kamailio.
 struct KamailioHost {
     resume: ResumeTarget,
@@ -296,52 +311,42 @@ impl Host for KamailioHost {
     }
 
     fn continue_call(&self, key: CallKey, failed: bool) -> Result<(), String> {
-        CONTINUING_FAILED.with(|f| f.set(if failed { FAILED_ALL_PUSHES } else { -1 }));
-        // SAFETY: t_continue may run in any Kamailio process; it looks the transaction up by its
-        // identifiers and fails cleanly if tm no longer holds it. Runs on the main thread.
-        let r = unsafe {
-            match &self.resume {
-                ResumeTarget::Route(route) => sys::push_shim_continue(key.0, key.1, *route),
-                ResumeTarget::Kemi(name) => sys::push_shim_continue_kemi(
-                    key.0,
-                    key.1,
-                    name.as_ptr(),
-                    name.as_bytes().len() as c_int,
-                ),
+        let push_failed = if failed { FAILED_ALL_PUSHES } else { -1 };
+        continued(push_failed, || {
+            // SAFETY: t_continue may run in any Kamailio process; it looks the transaction up by
+            // its identifiers and fails cleanly if tm no longer holds it. Runs on the main thread.
+            unsafe {
+                match &self.resume {
+                    ResumeTarget::Route(route) => sys::push_shim_continue(key.0, key.1, *route),
+                    ResumeTarget::Kemi(name) => sys::push_shim_continue_kemi(
+                        key.0,
+                        key.1,
+                        name.as_ptr(),
+                        name.as_bytes().len() as c_int,
+                    ),
+                }
             }
-        };
-        CONTINUING_FAILED.with(|f| f.set(-1));
-        match r {
-            0 => Ok(()),
-            1 => Err("the transaction was cancelled or timed out meanwhile".to_string()),
-            r => Err(format!("t_continue returned {r}")),
-        }
+        })
     }
 
     fn end_call(&self, key: CallKey, why: CallEnd) -> Result<(), String> {
-        CONTINUING_FAILED.with(|f| {
-            f.set(match why {
-                CallEnd::Failed => FAILED_ALL_PUSHES,
-                CallEnd::TimedOut => FAILED_TIMEOUT,
-            })
-        });
-        // SAFETY: as continue_call: t_continue looks the transaction up by its identifiers and
-        // fails cleanly if tm no longer holds it; the reason is a static C string. Main thread.
-        let r = unsafe {
-            sys::push_shim_end(
-                key.0,
-                key.1,
-                why.status() as c_int,
-                480,
-                c"Temporarily Unavailable".as_ptr(),
-            )
+        let push_failed = match why {
+            CallEnd::Failed => FAILED_ALL_PUSHES,
+            CallEnd::TimedOut => FAILED_TIMEOUT,
         };
-        CONTINUING_FAILED.with(|f| f.set(-1));
-        match r {
-            0 => Ok(()),
-            1 => Err("the transaction was cancelled or timed out meanwhile".to_string()),
-            r => Err(format!("t_continue returned {r}")),
-        }
+        continued(push_failed, || {
+            // SAFETY: as continue_call: t_continue looks the transaction up by its identifiers and
+            // fails cleanly if tm no longer holds it; the reason is a static C string. Main thread.
+            unsafe {
+                sys::push_shim_end(
+                    key.0,
+                    key.1,
+                    why.status() as c_int,
+                    480,
+                    c"Temporarily Unavailable".as_ptr(),
+                )
+            }
+        })
     }
 
     fn append_branches(&self, key: CallKey) -> Result<u32, String> {

@@ -51,7 +51,6 @@ fn record(index: usize, value: *mut c_void) -> c_int {
     // Checked at once, so `kamailio -c` refuses a bad value while it parses the config, with the
     // same line mod_init would log.
     if let Err(e) = config::Config::check_param(param.name, &value) {
-        push_core::log::set_backend(Box::new(super::logger::KamailioLog));
         push_core::error!("{e}");
         return -1;
     }

@@ -108,11 +108,11 @@ fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
         return TOO_MANY;
     }
     let (mut index, mut label) = (0u32, 0u32);
-    // SAFETY: msg is the current request; index/label are out-parameters.
     let tm_start = std::time::Instant::now();
     // tm's own timer is a safety net: the dispatcher ends the call at `timeout` (480, or the
     // script's failure route), TM_SAFETY_MS before tm would answer 408.
     let tm_ms = g.config.timeout * 1000 + TM_SAFETY_MS;
+    // SAFETY: msg is the current request; index/label are out-parameters.
     let r = unsafe { sys::push_shim_suspend(msg, tm_ms, &mut index, &mut label) };
     let tm_ns = tm_start.elapsed().as_nanos() as u64;
     TM_NS.with(|t| t.set(tm_ns));
@@ -263,19 +263,11 @@ fn register_contacts(msg: *mut sip_msg, announce: bool) -> Option<RegisterContac
                     out.unsupported = true;
                     continue;
                 }
-                // One REGISTER cannot fan out: at most max_devices push Contacts are read.
-                (_, Some(_), _) if out.push_contacts >= g.config.max_devices => {
-                    if out.push_contacts == g.config.max_devices {
-                        push_core::notice!(
-                            "a REGISTER of {aor} has more than {} push Contacts (max_devices): the others are ignored",
-                            g.config.max_devices
-                        );
-                        out.push_contacts += 1;
-                    }
-                    continue;
-                }
                 (_, Some(b), _) => {
                     out.push_contacts += 1;
+                    if super::callbacks::beyond_max_devices(&aor, out.push_contacts) {
+                        continue;
+                    }
                     out.stored = true;
                     if announce {
                         super::callbacks::announce_push_support(msg, &b.provider);

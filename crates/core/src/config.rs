@@ -544,30 +544,27 @@ impl Config {
     /// value while it parses the config). Checks across parameters (`default_app` naming an
     /// app) wait for [`Config::from_params`].
     pub fn check_param(name: &'static str, value: &RawValue) -> Result<(), ParamError> {
-        Config::from_params(&[(name, value.clone())])
-            .map(|_| ())
-            .or_else(|e| {
-                if e.param == "default_app" && name == "default_app" {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
+        Config::default().apply(name, value)
+    }
+
+    /// Sets one parameter as the script set it, checked on its own.
+    fn apply(&mut self, name: &'static str, value: &RawValue) -> Result<(), ParamError> {
+        let err = |problem: String| ParamError {
+            param: name,
+            value: value.clone(),
+            problem,
+        };
+        let param = PARAMS
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| err("unknown parameter".to_string()))?;
+        (param.apply)(self, value).map_err(err)
     }
 
     pub fn from_params(params: &[(&'static str, RawValue)]) -> Result<Config, ParamError> {
         let mut config = Config::default();
         for (name, value) in params {
-            let err = |problem: String| ParamError {
-                param: name,
-                value: value.clone(),
-                problem,
-            };
-            let param = PARAMS
-                .iter()
-                .find(|p| p.name == *name)
-                .ok_or_else(|| err("unknown parameter".to_string()))?;
-            (param.apply)(&mut config, value).map_err(err)?;
+            config.apply(name, value)?;
         }
         if let Some(default) = &config.default_app {
             if !config.apps.iter().any(|a| &a.id == default) {
@@ -863,6 +860,21 @@ mod tests {
         );
         assert!(c.app_for(Some("com.unknown.app.voip")).is_none());
         assert!(c.app_for(None).is_none());
+    }
+
+    #[test]
+    fn one_parameter_is_checked_on_its_own() {
+        // What kamailio -c can check while it parses: each value alone.
+        let bad = Config::check_param(
+            "app",
+            &RawValue::Str("id=a;provider=webhook;url=http://x.example/;colour=red".into()),
+        )
+        .unwrap_err();
+        assert!(bad.problem.contains("unknown key 'colour'"), "{bad}");
+        assert!(Config::check_param("dispatcher_threads", &RawValue::Int(0)).is_err());
+        assert!(Config::check_param("no_such_thing", &RawValue::Int(1)).is_err());
+        // An app named before it is declared: only the whole config can tell.
+        assert!(Config::check_param("default_app", &RawValue::Str("later".into())).is_ok());
     }
 
     #[test]

@@ -40,7 +40,8 @@ static FORWARD: OnceCell<Box<dyn Fn(Record) + Send + Sync>> = OnceCell::new();
 /// The level as last seen by the main thread, for checks on other threads.
 static CACHED_LEVEL: AtomicI32 = AtomicI32::new(Level::Info as i32);
 
-/// Installs the backend once per process image (in Kamailio: in mod_init, before fork).
+/// Installs the backend once per process image (in Kamailio: when the module is loaded, before
+/// the config's modparams and any fork).
 pub fn set_backend(backend: Box<dyn Backend>) {
     let _ = BACKEND.set(backend);
     refresh_level();
@@ -100,10 +101,15 @@ pub fn emit(level: Level, target: &'static str, args: fmt::Arguments<'_>) {
     if !enabled(level) {
         return;
     }
+    let mut message = fmt::format(args);
+    // One line per record, whatever a SIP value or a remote answer in it holds.
+    if message.chars().any(char::is_control) {
+        message = crate::ipc::limits::escape_controls(&message);
+    }
     let record = Record {
         level,
         target,
-        message: fmt::format(args),
+        message,
     };
     if !on_main_thread() {
         if let Some(forward) = FORWARD.get() {
@@ -155,6 +161,20 @@ mod tests {
         // Kamailio prints a line when its level is <= the debug level: errors first.
         assert!(Level::Error < Level::Warn && Level::Info < Level::Debug);
         assert_eq!(Level::Debug as i32, 3);
+    }
+
+    #[test]
+    fn a_record_stays_one_line_whatever_its_values_hold() {
+        static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        // Test threads are not main threads: their records go to the forwarder.
+        set_forwarder(Box::new(|record| SEEN.lock().unwrap().push(record.message)));
+        crate::error!("call to {}", "alice\r\n 0(1) ERROR: forged\x1b[31m\0");
+        let seen = SEEN.lock().unwrap();
+        assert!(
+            seen.iter()
+                .any(|m| m == "call to alice\\r\\n 0(1) ERROR: forged\\u{1b}[31m\\u{0}"),
+            "{seen:?}"
+        );
     }
 
     #[test]

@@ -24,13 +24,36 @@ pub fn bounded(s: String, max: usize) -> String {
 /// A text for a reply or a log line: at most `max` bytes, control characters escaped, cut on a
 /// character boundary and marked with `…` when it was longer.
 pub fn bounded_text(text: &str, max: usize) -> String {
-    let escaped: String = text.escape_debug().collect();
-    if escaped.len() <= max {
-        return escaped;
+    let whole: usize = text.chars().map(|c| escaped(c).len()).sum();
+    if whole <= max {
+        return escape_controls(text);
     }
-    let mut cut = bounded(escaped, max.saturating_sub('…'.len_utf8()));
-    cut.push('…');
-    cut
+    let room = max.saturating_sub('…'.len_utf8());
+    let mut out = String::with_capacity(max);
+    for piece in text.chars().map(escaped) {
+        if out.len() + piece.len() > room {
+            break;
+        }
+        out.push_str(&piece);
+    }
+    out.push('…');
+    out
+}
+
+/// `text` with its control characters escaped (a log line stays one line).
+pub fn escape_controls(text: &str) -> String {
+    text.chars().map(escaped).collect()
+}
+
+/// One character as it may stand in a log line: control characters escaped, never cut apart.
+fn escaped(c: char) -> std::borrow::Cow<'static, str> {
+    match c {
+        '\n' => "\\n".into(),
+        '\r' => "\\r".into(),
+        '\t' => "\\t".into(),
+        c if c.is_control() => format!("\\u{{{:x}}}", c as u32).into(),
+        c => c.to_string().into(),
+    }
 }
 
 #[cfg(test)]

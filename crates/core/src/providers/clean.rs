@@ -5,6 +5,7 @@
 //! token (shown shortened, as everywhere else).
 
 use crate::devices::contact::shorten_token;
+use crate::ipc::limits::bounded_text;
 use once_cell::sync::Lazy;
 use regex::Regex;
 
@@ -29,29 +30,7 @@ pub fn outside_text(text: &str, device_token: Option<&str>) -> String {
     let text = BEARER.replace_all(&text, "$1 <redacted>");
     let text = JWT.replace_all(&text, "<jwt redacted>");
     let text = GOOGLE_TOKEN.replace_all(&text, "ya29.<redacted>");
-    let mut out = String::with_capacity(text.len().min(MAX_TEXT));
-    for c in text.chars() {
-        let escaped;
-        let piece = match c {
-            '\n' => "\\n",
-            '\r' => "\\r",
-            '\t' => "\\t",
-            c if c.is_control() => {
-                escaped = format!("\\u{{{:x}}}", c as u32);
-                escaped.as_str()
-            }
-            c => {
-                escaped = c.to_string();
-                escaped.as_str()
-            }
-        };
-        if out.len() + piece.len() > MAX_TEXT - '…'.len_utf8() {
-            out.push('…');
-            return out;
-        }
-        out.push_str(piece);
-    }
-    out
+    bounded_text(&text, MAX_TEXT)
 }
 
 /// Every occurrence of `needle` (ASCII case ignored: a hex token may come back in upper case)
