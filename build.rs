@@ -286,7 +286,15 @@ fn check_installed_binary(version: &str, flags: &str) {
         .find_map(|l| l.strip_prefix("flags: "))
         .map(str::trim)
         .unwrap_or("");
-    if installed_version != version.trim() || installed_flags != flags.trim() {
+    // `kamailio -v` prints `full_version`: SER_FULL_VERSION, then the repository revision the tree
+    // was cut from (empty in 5.6's Debian tree, `fce50d` in 6.0.1's). Kamailio's loader compares
+    // SER_FULL_VERSION only, so the revision is not part of the match.
+    let version = version.trim();
+    let same_version = installed_version == version
+        || installed_version
+            .strip_prefix(version)
+            .is_some_and(|rest| rest.starts_with(' '));
+    if !same_version || loader_flags(installed_flags) != loader_flags(flags) {
         fail(&format!(
             "the Kamailio headers do not match the installed `{bin}`:\n  headers:   {version}\n             {flags}\n  \
              installed: {installed_version}\n             {installed_flags}\n\
@@ -294,6 +302,19 @@ fn check_installed_binary(version: &str, flags: &str) {
              KAMAILIO_SRC at the source tree that `{bin}` was built from (KAMAILIO_BIN names another binary)."
         ));
     }
+}
+
+/// The compile flags as Kamailio's loader compares them. From 6.1 on `kamailio -v` prints the flags
+/// as seen in core/ver.c, which includes the memory managers' headers first: they define
+/// DBG_QM_MALLOC, DBG_F_MALLOC and DBG_TLSF_MALLOC when DBG_SR_MEMORY is set. The loader
+/// (sr_module.c) and every module (sr_module.h's MODULE_VERSION) see SER_COMPILE_FLAGS without
+/// them, so they are left out of the comparison; DBG_SR_MEMORY itself stays in.
+fn loader_flags(flags: &str) -> Vec<&str> {
+    flags
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !matches!(*f, "DBG_QM_MALLOC" | "DBG_F_MALLOC" | "DBG_TLSF_MALLOC"))
+        .collect()
 }
 
 fn escape(s: &str) -> String {

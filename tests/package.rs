@@ -65,6 +65,12 @@ fn has_debug_info(so: &str) -> bool {
 
 #[test]
 fn package_installs_runs_as_kamailio_and_removes_cleanly() {
+    if testing_built_kamailio() {
+        // The package depends on the Debian kamailio package it was built for; a Kamailio built
+        // into its own prefix (KAMAILIO_BIN) has no package to depend on.
+        eprintln!("package test: runs against the installed Debian kamailio only (KAMAILIO_BIN is set)");
+        return;
+    }
     for p in PACKAGES {
         assert!(
             !installed(p),
@@ -95,7 +101,7 @@ fn package_installs_runs_as_kamailio_and_removes_cleanly() {
 
     let _purge = Purge;
     run(Command::new("dpkg").arg("-i").arg(&main).arg(&dbgsym));
-    let so = format!("{SYSTEM_MODULES}/push.so");
+    let so = format!("{DEBIAN_MODULES}/push.so");
     assert!(!has_debug_info(&so), "{so} still carries its debug info");
     let build_id = run(Command::new("readelf").args(["-n", &so]));
     let build_id = build_id
@@ -131,12 +137,12 @@ fn package_installs_runs_as_kamailio_and_removes_cleanly() {
 
     // The installed example, with push.so from Kamailio's module directory only.
     let example = Path::new(DOC).join("examples/push-registrar.cfg");
-    run(Command::new(KAMAILIO)
+    run(Command::new("kamailio")
         .arg("-c")
         .arg("-f")
         .arg(&example)
         .arg("-L")
-        .arg(SYSTEM_MODULES));
+        .arg(DEBIAN_MODULES));
 
     // As kamailio.service runs it: user kamailio, the default db_url.
     let server = PushServer::start(Box::new(|_| (200, Duration::ZERO)), None);

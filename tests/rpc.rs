@@ -46,7 +46,7 @@ fn rpc_commands_answer_and_refuse_bad_arguments() {
     let stats = k.kamcmd(&["push.stats"]).unwrap();
     assert!(field(&stats, "pid").is_some());
     // The module's version and the Kamailio it was built for, in push.stats and at start.
-    let kamailio = std::process::Command::new(KAMAILIO)
+    let kamailio = std::process::Command::new(kamailio_bin())
         .arg("-v")
         .output()
         .unwrap();

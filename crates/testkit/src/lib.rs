@@ -41,8 +41,51 @@ pub fn target_tmpdir() -> PathBuf {
     dir
 }
 
-pub const KAMAILIO: &str = "kamailio";
-pub const SYSTEM_MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules";
+/// Debian's module directory, used when the tests run against the installed package.
+pub const DEBIAN_MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules";
+
+/// The Kamailio the tests start: `$KAMAILIO_BIN` (the variable build.rs checks the headers against,
+/// set by scripts/test-kamailio.sh for a Kamailio built by scripts/build-kamailio.sh), else the
+/// installed `kamailio`.
+pub fn kamailio_bin() -> PathBuf {
+    std::env::var_os("KAMAILIO_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("kamailio"))
+}
+
+/// The prefix of a Kamailio built into its own directory (`<prefix>/sbin/kamailio`), if the tests
+/// run against one.
+fn built_prefix() -> Option<PathBuf> {
+    let bin = PathBuf::from(std::env::var_os("KAMAILIO_BIN")?);
+    Some(bin.parent()?.parent()?.to_path_buf())
+}
+
+/// Kamailio's own modules: `$KAMAILIO_MODULES`, else `<prefix>/lib/kamailio/modules` of a built
+/// Kamailio, else Debian's directory.
+pub fn system_modules() -> String {
+    if let Some(dir) = std::env::var_os("KAMAILIO_MODULES") {
+        return dir.to_string_lossy().into_owned();
+    }
+    match built_prefix() {
+        Some(prefix) => prefix.join("lib/kamailio/modules").display().to_string(),
+        None => DEBIAN_MODULES.to_string(),
+    }
+}
+
+/// The kamcmd matching the Kamailio under test: the built one beside `$KAMAILIO_BIN`, else the
+/// installed `kamcmd`.
+pub fn kamcmd_bin() -> PathBuf {
+    built_prefix()
+        .map(|prefix| prefix.join("sbin/kamcmd"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("kamcmd"))
+}
+
+/// True when the tests run against a Kamailio built by scripts/build-kamailio.sh rather than the
+/// installed Debian package.
+pub fn testing_built_kamailio() -> bool {
+    std::env::var_os("KAMAILIO_BIN").is_some()
+}
 
 /// The module built with the tests: target/<profile>/libkamailio_push.so, or $PUSH_MODULE.
 pub fn module_path() -> PathBuf {
@@ -73,7 +116,7 @@ pub fn module_dir() -> PathBuf {
 
 /// The `-L` search path: the built module first, then Kamailio's own modules.
 pub fn module_search_path() -> String {
-    format!("{}:{}", module_dir().display(), SYSTEM_MODULES)
+    format!("{}:{}", module_dir().display(), system_modules())
 }
 
 /// A fresh directory under the target dir for one test run.
@@ -174,7 +217,7 @@ pub struct Kamailio {
 
 /// Runs `kamailio -c` on a config file; returns (success, output).
 pub fn check_config(cfg: &Path, defines: &[(&str, &str)]) -> (bool, String) {
-    let mut cmd = Command::new(KAMAILIO);
+    let mut cmd = Command::new(kamailio_bin());
     cmd.arg("-c")
         .arg("-f")
         .arg(cfg)
@@ -246,13 +289,13 @@ impl Kamailio {
                     .arg(format!("--regid={user}"))
                     .arg("--init-groups")
                     .arg("--")
-                    .arg(KAMAILIO);
+                    .arg(kamailio_bin());
                 c
             }
-            None => Command::new(KAMAILIO),
+            None => Command::new(kamailio_bin()),
         };
         let modules = if setup.installed_modules {
-            SYSTEM_MODULES.to_string()
+            system_modules()
         } else {
             module_search_path()
         };
@@ -326,7 +369,7 @@ impl Kamailio {
     }
 
     pub fn kamcmd(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("kamcmd")
+        let out = Command::new(kamcmd_bin())
             .arg("-s")
             .arg(format!("unix:{}", self.setup.ctl.display()))
             .args(args)
