@@ -103,14 +103,27 @@ pub fn module_path() -> PathBuf {
     so
 }
 
+static NEXT_TMP: AtomicUsize = AtomicUsize::new(0);
+
 /// A directory holding `push.so` (a link to the built module), so configs can say `loadmodule "push.so"`.
 pub fn module_dir() -> PathBuf {
     let dir = crate::target_tmpdir().join("modules");
     fs::create_dir_all(&dir).unwrap();
     let link = dir.join("push.so");
-    let _ = fs::remove_file(&link);
-    // Another test may create it at the same moment; either link is the same.
-    let _ = std::os::unix::fs::symlink(module_path(), &link);
+    // Other tests (threads, or test binaries running at once) start Kamailio from the same
+    // directory: the link is replaced atomically (a new link renamed over the old one), so it is
+    // never missing while one of them looks for push.so.
+    let target = module_path();
+    if fs::read_link(&link).ok().as_deref() != Some(target.as_path()) {
+        let tmp = dir.join(format!(
+            ".push.so.{}.{}",
+            std::process::id(),
+            NEXT_TMP.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&target, &tmp).expect("cannot link the module");
+        fs::rename(&tmp, &link).expect("cannot place the module link");
+    }
     dir
 }
 
@@ -348,11 +361,54 @@ impl Kamailio {
                 );
             }
             if self.setup.ctl.exists() && self.kamcmd(&["core.version"]).is_ok() {
+                self.wait_settled(deadline);
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("kamailio not ready after 15 s:\n{}", self.log_text());
+    }
+
+    /// Waits until Kamailio has forked all of its processes and each of them has run. ctl answers
+    /// before the main process forks the TCP processes, and a child that receives SIGTERM before
+    /// its first instruction after fork() takes the signal for the main process's (Kamailio's
+    /// fork_process clears `_ksr_is_main` only then): that child never exits and a shutdown waits
+    /// for it until ser_kill_timeout. Tests that stop Kamailio right after it starts would then see
+    /// a hang that no operator meets, so the harness waits until the process list has stopped
+    /// growing and every process in it is waiting (state S in /proc), up to the start deadline.
+    fn wait_settled(&self, deadline: Instant) {
+        // main.c logs how many processes it will have ("processes (at least): 11").
+        let expected: usize = self
+            .log_text()
+            .lines()
+            .find_map(|l| l.split("processes (at least): ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        let mut previous: Vec<i32> = Vec::new();
+        while Instant::now() < deadline {
+            let pids: Vec<i32> = self
+                .kamcmd(&["core.psx"])
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("PID: "))
+                .filter_map(|p| p.trim().parse().ok())
+                .collect();
+            let waiting = pids.iter().all(|pid| {
+                fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|stat| {
+                        // `pid (comm) S ...`: the state follows the last ')'.
+                        let rest = &stat[stat.rfind(')')? + 1..];
+                        rest.split_whitespace().next().map(|s| s == "S")
+                    })
+                    .unwrap_or(false)
+            });
+            if !pids.is_empty() && pids.len() >= expected && pids == previous && waiting {
+                return;
+            }
+            previous = pids;
+            std::thread::sleep(Duration::from_millis(30));
+        }
     }
 
     /// Waits for the process to exit on its own (e.g. a refused config).
