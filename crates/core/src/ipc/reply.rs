@@ -85,7 +85,15 @@ pub fn ask(
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
             ) =>
         {
-            return Err(AskError::NoAnswer(timeout))
+            // Giving up: from now on an answer cannot be delivered (its sender gets EPIPE, so a
+            // dispatcher that acts only on a delivered answer, as push_resume's does, does not
+            // act), and one that came in just now is still read.
+            let _ = socket.shutdown(std::net::Shutdown::Read);
+            let _ = socket.set_nonblocking(true);
+            match socket.recv(&mut buf) {
+                Ok(n) if n > 0 => n,
+                _ => return Err(AskError::NoAnswer(timeout)),
+            }
         }
         Err(e) => return Err(AskError::Socket(e)),
     };
@@ -93,7 +101,8 @@ pub fn ask(
 }
 
 /// Sends an answer to the asker's socket without waiting; an asker that gave up is not an error
-/// worth more than a debug line, so the caller decides what to log.
+/// worth more than a debug line, so the caller decides what to log. Ok means the answer is in the
+/// asker's socket: an asker that gave up ([`ask`]) no longer accepts one.
 pub fn answer(reply_to: &str, answer: &Answer) -> io::Result<()> {
     let bytes = postcard::to_stdvec(answer).map_err(io::Error::other)?;
     let addr = SocketAddr::from_abstract_name(reply_to.as_bytes())?;
