@@ -17,6 +17,7 @@
 #include "core/mem/shm_mem.h"
 #include "core/kemi.h"
 #include "core/events.h"
+#include "core/globals.h"
 #include "core/action.h"
 #include "core/parser/msg_parser.h"
 #include "core/parser/parse_from.h"
@@ -269,6 +270,8 @@ int push_shim_suspend(struct sip_msg *msg, unsigned int timeout_ms, unsigned int
 	}
 	if(t->uas.status >= 200)
 		return PUSH_SUSPEND_ALREADY_REPLIED;
+	if(t->nr_of_outgoings + 2 > sr_dst_max_branches)
+		return PUSH_SUSPEND_NO_BRANCH;
 	if(timeout_ms > 0 && tmb.set_fr(msg, timeout_ms, timeout_ms) < 0)
 		return PUSH_SUSPEND_FAILED;
 	if(tmb.register_tmcb(msg, 0,

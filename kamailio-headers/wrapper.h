@@ -57,7 +57,10 @@ enum push_suspend_result {
 	PUSH_SUSPEND_NO_TRANSACTION = 2,
 	PUSH_SUSPEND_ALREADY_REPLIED = 3,
 	PUSH_SUSPEND_CANCELED = 4,
-	PUSH_SUSPEND_FAILED = 5
+	PUSH_SUSPEND_FAILED = 5,
+	/* the transaction has fewer than 2 branches left (max_branches): one for tm's blind branch
+	 * while held, one at least for the relay after the device wakes */
+	PUSH_SUSPEND_NO_BRANCH = 6
 };
 
 /* usrloc callback types (modules/usrloc/ul_callback.h) and tm callback types used here. */

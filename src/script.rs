@@ -32,6 +32,10 @@ pub const FAILED_TIMEOUT: c_int = 2;
 /// Return code of push_suspend for a request that is not an INVITE: only calls are pushed.
 const NOT_INVITE: c_int = -4;
 
+/// Return code of push_suspend when the transaction has no branch left to hold the call (it
+/// tried `max_branches` - 1 contacts already).
+const NO_BRANCH: c_int = -5;
+
 /// How much later than `timeout` tm's own timer ends a held call the dispatcher did not end.
 const TM_SAFETY_MS: u32 = 2000;
 
@@ -127,6 +131,13 @@ fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
         sys::push_suspend_result_PUSH_SUSPEND_CANCELED => {
             push_core::debug!("push_suspend: the call to {aor} is already cancelled");
             return NO_DEVICE;
+        }
+        sys::push_suspend_result_PUSH_SUSPEND_NO_BRANCH => {
+            push_core::warn!(
+                "push_suspend: the call to {aor} already tried so many branches that none is left \
+                 to hold it (core parameter max_branches); not held"
+            );
+            return NO_BRANCH;
         }
         sys::push_suspend_result_PUSH_SUSPEND_ALREADY_REPLIED => {
             push_core::warn!("push_suspend: the transaction to {aor} already has a final reply");
