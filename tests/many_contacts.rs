@@ -64,7 +64,11 @@ fn with_twelve_branches_only_the_call_gets_480_not_500() {
     let start = Instant::now();
     let (ok, out) = caller_expecting(&k, "alice", "udp", 480).wait(Duration::from_secs(20));
     assert!(ok, "{out}");
-    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(k.wait_for_log("none is left to hold it", Duration::from_secs(3)));
     assert_eq!(stat(&k, "suspended"), 0);
     assert!(server.requests().is_empty());

@@ -56,8 +56,7 @@ fn refused_connections_end_calls_fast_then_the_breaker_opens_and_closes_again() 
     // Second failing call: the breaker opens (breaker_failures 2), said once in the log.
     let took = call_480(&k);
     assert!(took < Duration::from_secs(5), "{took:?}");
-    assert!(eventually(Duration::from_secs(3), || apps_failing(&k)
-        .contains("= 1")));
+    assert!(eventually(Duration::from_secs(3), || apps_failing(&k).contains("= 1")));
     let apps = k.kamcmd(&["push.apps"]).unwrap();
     assert!(apps.contains("failing (circuit open"), "{apps}");
     assert_eq!(count(&k.log_text(), "marked failing"), 1);
@@ -79,8 +78,7 @@ fn refused_connections_end_calls_fast_then_the_breaker_opens_and_closes_again() 
     assert!(ok, "{out}");
     let (ok, out) = call.wait(Duration::from_secs(20));
     assert!(ok, "{out}");
-    assert!(eventually(Duration::from_secs(3), || apps_failing(&k)
-        .contains("= 0")));
+    assert!(eventually(Duration::from_secs(3), || apps_failing(&k).contains("= 0")));
     let log = k.log_text();
     assert_eq!(count(&log, "the push service answers again"), 1, "{log}");
     assert_eq!(count(&log, "marked failing"), 1);

@@ -32,7 +32,8 @@ fn sigterm_with_50_held_calls_answers_each_503() {
         &k.setup.dir,
     );
     assert!(
-        eventually(Duration::from_secs(15), || stat(&k, "held_now") == CALLS as u64),
+        eventually(Duration::from_secs(15), || stat(&k, "held_now")
+            == CALLS as u64),
         "held: {}",
         stat(&k, "held_now")
     );
@@ -43,8 +44,9 @@ fn sigterm_with_50_held_calls_answers_each_503() {
     let (ok, out) = callers.wait(Duration::from_secs(30));
     assert!(ok, "not every caller got 503:\n{out}");
     assert!(
-        k.log_text()
-            .contains(&format!("Kamailio shuts down: {CALLS} held call(s) answered 503")),
+        k.log_text().contains(&format!(
+            "Kamailio shuts down: {CALLS} held call(s) answered 503"
+        )),
         "{}",
         k.log_text()
     );

@@ -175,8 +175,8 @@ impl PushServer {
 
     /// The same on `port` (0: any free port).
     fn run_on(port: u16, handler: Arc<Handler>, on_push: Option<Arc<OnPush>>) -> PushServer {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port))
-            .expect("cannot start the push server");
+        let listener =
+            std::net::TcpListener::bind(("127.0.0.1", port)).expect("cannot start the push server");
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));

@@ -169,6 +169,42 @@ mod tests {
     }
 
     #[test]
+    fn an_asker_that_gave_up_refuses_a_late_answer_and_the_responder_knows() {
+        let depth = AtomicI64::new(0);
+        let q = Queue::new(64 << 10).unwrap();
+        let read_fd = q.read_fd_for_tests();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let responder = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // SAFETY: blocking read into a live buffer from a descriptor the queue keeps open.
+            let n = unsafe { libc::read(read_fd, buf.as_mut_ptr().cast(), buf.len()) };
+            let mut d = Decoder::default();
+            d.push(&buf[..n as usize]);
+            let Ok(ToDispatcher::Ask { reply_to, .. }) = d.next_message().unwrap() else {
+                panic!("not a question");
+            };
+            // Answers only once the asker gave up (but still holds its socket).
+            rx.recv().unwrap();
+            answer(&reply_to, &Answer::Status(status()))
+        });
+        let sender = q.sender(&depth);
+        let name = reply_name();
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let socket = UnixDatagram::bind_addr(&addr).unwrap();
+        sender
+            .send(&ToDispatcher::Ask {
+                reply_to: name,
+                question: Question::Status,
+            })
+            .unwrap();
+        // What ask() does when its wait ends.
+        socket.shutdown(std::net::Shutdown::Read).unwrap();
+        tx.send(()).unwrap();
+        let delivered = responder.join().unwrap();
+        assert!(delivered.is_err(), "a late answer was delivered");
+    }
+
+    #[test]
     fn answering_a_gone_asker_fails_without_waiting() {
         assert!(answer("kamailio-push/nobody/0/0", &Answer::Status(status())).is_err());
     }

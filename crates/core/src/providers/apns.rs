@@ -242,7 +242,8 @@ impl ApnsSender {
             let result = tokio::time::timeout(left, client.send(payload)).await;
             // Apple could not be reached at all (refused, a name that does not resolve, a failed
             // TLS handshake): only a few attempts (a broken stream or a timeout keeps its retries).
-            let unreachable = matches!(&result, Ok(Err(apns_h2::Error::ClientError(e))) if e.is_connect());
+            let unreachable =
+                matches!(&result, Ok(Err(apns_h2::Error::ClientError(e))) if e.is_connect());
             let (status, reason, retryable) = match result {
                 Ok(Ok(_)) => {
                     return Outcome::Sent {

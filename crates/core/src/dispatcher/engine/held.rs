@@ -234,14 +234,15 @@ impl Engine {
             match host.end_call(*key, CallEnd::Shutdown) {
                 Ok(()) => ended += 1,
                 Err(e) => {
-                    debug!("held transaction {}:{} not ended at shutdown: {e}", key.0, key.1);
+                    debug!(
+                        "held transaction {}:{} not ended at shutdown: {e}",
+                        key.0, key.1
+                    );
                     self.forget(*key);
                 }
             }
         }
-        notice!(
-            "Kamailio shuts down: {ended} held call(s) answered 503 Service Unavailable"
-        );
+        notice!("Kamailio shuts down: {ended} held call(s) answered 503 Service Unavailable");
         ended
     }
 
