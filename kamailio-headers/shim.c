@@ -16,6 +16,8 @@
 #include "core/mem/mem.h"
 #include "core/mem/shm_mem.h"
 #include "core/kemi.h"
+#include "core/events.h"
+#include "core/globals.h"
 #include "core/action.h"
 #include "core/parser/msg_parser.h"
 #include "core/parser/parse_from.h"
@@ -220,11 +222,12 @@ static void free_aor(void *param)
 
 /* Returns 0 when the resume was deferred until the reply is sent, -2 when `msg` is not a reply
  * relayed by tm (resume at once), -1 on error. */
-int push_shim_resume_after_reply(struct sip_msg *msg, const char *aor, int len)
+int push_shim_resume_after_reply(struct sip_msg *msg, const char *aor, int len, void **handle)
 {
 	struct cell *t;
 	str *copy;
 
+	*handle = NULL;
 	if(msg == NULL || msg->first_line.type != SIP_REPLY)
 		return -2;
 	t = tmb.t_gett();
@@ -240,7 +243,14 @@ int push_shim_resume_after_reply(struct sip_msg *msg, const char *aor, int len)
 		shm_free(copy);
 		return -1;
 	}
+	*handle = copy;
 	return 0;
+}
+
+void push_shim_resume_call_off(void *handle)
+{
+	if(handle != NULL)
+		((str *)handle)->len = 0;
 }
 
 int push_shim_suspend(struct sip_msg *msg, unsigned int timeout_ms, unsigned int *index,
@@ -260,6 +270,8 @@ int push_shim_suspend(struct sip_msg *msg, unsigned int timeout_ms, unsigned int
 	}
 	if(t->uas.status >= 200)
 		return PUSH_SUSPEND_ALREADY_REPLIED;
+	if(t->nr_of_outgoings + 2 > sr_dst_max_branches)
+		return PUSH_SUSPEND_NO_BRANCH;
 	if(timeout_ms > 0 && tmb.set_fr(msg, timeout_ms, timeout_ms) < 0)
 		return PUSH_SUSPEND_FAILED;
 	if(tmb.register_tmcb(msg, 0,
@@ -276,6 +288,7 @@ int push_shim_suspend(struct sip_msg *msg, unsigned int timeout_ms, unsigned int
 /* Ending a held call from the dispatcher (the wait timed out, or no push could be delivered):
  * t_continue runs `end_action`, a one-action route calling end_held(). */
 static int end_status = 408;
+static int end_failure_route = 1;
 static int end_code = 480;
 static char *end_reason = "Temporarily Unavailable";
 
@@ -294,7 +307,7 @@ static int end_held(struct sip_msg *msg, char *p1, char *p2)
 	b = t->async_backup.blind_uac;
 	if(b >= 0 && b < t->nr_of_outgoings)
 		t->uac[b].last_received = end_status;
-	on_failure = t->on_failure;
+	on_failure = end_failure_route ? t->on_failure : 0;
 	if(on_failure > 0) {
 		/* as tm does before a failure route: run once unless the route arms it again */
 		t->on_failure = 0;
@@ -323,9 +336,11 @@ static ksr_cmd_export_t end_cmd = {"push:end_held", end_held, 0, 0, 0, FAILURE_R
 static struct action end_action;
 
 /* Ends the held transaction: `status` is what its failure route sees (t_check_status,
- * $T_reply_code), `code`/`reason` the answer when that route does not decide. Same results as
+ * $T_reply_code), `code`/`reason` the answer when that route does not decide; with
+ * `failure_route` 0 the failure route is not run (shutdown). Same results as
  * push_shim_continue. */
-int push_shim_end(unsigned int index, unsigned int label, int status, int code, const char *reason)
+int push_shim_end(unsigned int index, unsigned int label, int status, int code, const char *reason,
+		int failure_route)
 {
 	if(end_action.type != MODULE0_T) {
 		memset(&end_action, 0, sizeof(end_action));
@@ -339,9 +354,33 @@ int push_shim_end(unsigned int index, unsigned int label, int status, int code, 
 		end_action.val[1].u.number = 0;
 	}
 	end_status = status;
+	end_failure_route = failure_route;
 	end_code = code;
 	end_reason = (char *)reason;
 	return tmb.t_continue(index, label, &end_action);
+}
+
+static void (*shutdown_cb)(void) = NULL;
+static sr_corecb_void_f shutdown_before = NULL;
+
+static void push_app_shutdown(void)
+{
+	if(shutdown_cb != NULL)
+		shutdown_cb();
+	if(shutdown_before != NULL)
+		shutdown_before();
+}
+
+void push_shim_on_shutdown(void (*cb)(void))
+{
+	sr_corecb_t *cbp = sr_corecb_get();
+	if(cbp == NULL)
+		return;
+	shutdown_cb = cb;
+	if(cbp->app_shutdown != push_app_shutdown) {
+		shutdown_before = cbp->app_shutdown;
+		cbp->app_shutdown = push_app_shutdown;
+	}
 }
 
 int push_shim_cancel_suspend(unsigned int index, unsigned int label)

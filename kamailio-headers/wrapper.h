@@ -57,7 +57,10 @@ enum push_suspend_result {
 	PUSH_SUSPEND_NO_TRANSACTION = 2,
 	PUSH_SUSPEND_ALREADY_REPLIED = 3,
 	PUSH_SUSPEND_CANCELED = 4,
-	PUSH_SUSPEND_FAILED = 5
+	PUSH_SUSPEND_FAILED = 5,
+	/* the transaction has fewer than 2 branches left (max_branches): one for tm's blind branch
+	 * while held, one at least for the relay after the device wakes */
+	PUSH_SUSPEND_NO_BRANCH = 6
 };
 
 /* usrloc callback types (modules/usrloc/ul_callback.h) and tm callback types used here. */
@@ -88,13 +91,20 @@ int push_shim_suspend(struct sip_msg *msg, unsigned int timeout_ms, unsigned int
 		unsigned int *label);
 int push_shim_cancel_suspend(unsigned int index, unsigned int label);
 int push_shim_continue(unsigned int index, unsigned int label, int route);
-int push_shim_end(unsigned int index, unsigned int label, int status, int code, const char *reason);
+int push_shim_end(unsigned int index, unsigned int label, int status, int code, const char *reason,
+		int failure_route);
+/* Kamailio's main process calls `cb` when it begins shutting down, before it signals the other
+ * processes (core app_shutdown callback; a callback set before, systemdops', still runs). */
+void push_shim_on_shutdown(void (*cb)(void));
 int push_shim_register_ulcb(void);
 int push_shim_register_script_cbs(void);
 int push_shim_add_reply_header(struct sip_msg *msg, const char *hdr, int len);
 struct sip_msg *push_shim_current_request(void);
 int push_shim_kemi_register(void);
-int push_shim_resume_after_reply(struct sip_msg *msg, const char *aor, int len);
+int push_shim_resume_after_reply(struct sip_msg *msg, const char *aor, int len, void **handle);
+/* Calls off a resume deferred by push_shim_resume_after_reply (same process, before the reply
+ * goes out). */
+void push_shim_resume_call_off(void *handle);
 int push_shim_kemi_engine(void);
 int push_shim_continue_kemi(unsigned int index, unsigned int label, const char *name, int len);
 

@@ -13,11 +13,14 @@ use push_core::config::Config;
 use push_core::devices::index::AorIndex;
 use push_core::devices::store::Store;
 use push_core::dispatcher::{self, Host};
-use push_core::ipc::message::CallKey;
+use push_core::ipc::message::{Answer, CallKey, Question};
 use push_core::ipc::queue::Queue;
+use push_core::ipc::reply;
 use push_core::shared::Shared;
 use std::ffi::{c_char, c_int, CString};
 use std::ptr::{addr_of_mut, null_mut};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 /// A pointer that may live in a static (it points at constant data).
 #[repr(transparent)]
@@ -210,6 +213,8 @@ fn init() -> Result<(), String> {
         index,
         resume,
     })?;
+    // SAFETY: main process, before any fork; the callback is a plain extern "C" function.
+    unsafe { sys::push_shim_on_shutdown(Some(app_shutdown)) };
     super::stats::register()
 }
 
@@ -279,6 +284,30 @@ fn run_dispatcher() -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
+/// How long Kamailio's main process waits, when it begins shutting down, for the dispatcher to
+/// answer the held calls (before Kamailio signals its processes to stop).
+const SHUTDOWN_ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Kamailio's main process begins shutting down (SIGTERM, SIGINT, or a child process died), before
+/// it signals the other processes: push_suspend holds no more calls, and the dispatcher answers
+/// every call still held 503 while the SIP workers still run.
+extern "C" fn app_shutdown() {
+    guard::call("shutdown", (), || {
+        let Some(g) = state::get() else { return };
+        g.shared.shutting_down.store(1, Ordering::SeqCst);
+        let pid = g.shared.dispatcher_pid.load(Ordering::Relaxed);
+        // SAFETY: signal 0 only checks that the process exists (a dead dispatcher was reaped).
+        if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
+            return;
+        }
+        match reply::ask(&g.sender(), Question::Shutdown, SHUTDOWN_ANSWER_TIMEOUT) {
+            Ok(Answer::Ended(_)) => {}
+            Ok(other) => push_core::warn!("shutdown: unexpected answer {other:?}"),
+            Err(e) => push_core::error!("shutdown: held calls not answered: {e}"),
+        }
+    })
+}
+
 unsafe extern "C" fn mod_destroy() {
     guard::call("mod_destroy", (), || {
         push_core::debug!("push module destroyed")
@@ -331,8 +360,12 @@ impl Host for KamailioHost {
 
     fn end_call(&self, key: CallKey, why: CallEnd) -> Result<(), String> {
         let push_failed = match why {
-            CallEnd::Failed => FAILED_ALL_PUSHES,
+            CallEnd::Failed | CallEnd::Shutdown => FAILED_ALL_PUSHES,
             CallEnd::TimedOut => FAILED_TIMEOUT,
+        };
+        let (code, reason, failure_route) = match why {
+            CallEnd::Shutdown => (503, c"Service Unavailable", 0),
+            CallEnd::Failed | CallEnd::TimedOut => (480, c"Temporarily Unavailable", 1),
         };
         continued(push_failed, || {
             // SAFETY: as continue_call: t_continue looks the transaction up by its identifiers and
@@ -342,8 +375,9 @@ impl Host for KamailioHost {
                     key.0,
                     key.1,
                     why.status() as c_int,
-                    480,
-                    c"Temporarily Unavailable".as_ptr(),
+                    code,
+                    reason.as_ptr(),
+                    failure_route,
                 )
             }
         })

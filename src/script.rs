@@ -32,6 +32,10 @@ pub const FAILED_TIMEOUT: c_int = 2;
 /// Return code of push_suspend for a request that is not an INVITE: only calls are pushed.
 const NOT_INVITE: c_int = -4;
 
+/// Return code of push_suspend when the transaction has no branch left to hold the call (it
+/// tried `max_branches` - 1 contacts already).
+const NO_BRANCH: c_int = -5;
+
 /// How much later than `timeout` tm's own timer ends a held call the dispatcher did not end.
 const TM_SAFETY_MS: u32 = 2000;
 
@@ -100,6 +104,10 @@ fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
         push_core::debug!("push_suspend: no push device for {aor}");
         return NO_DEVICE;
     }
+    if g.shared.shutting_down.load(Ordering::Relaxed) != 0 {
+        push_core::info!("push_suspend: Kamailio is shutting down; not holding a call to {aor}");
+        return TOO_MANY;
+    }
     if g.shared.held_now.load(Ordering::Relaxed) >= g.config.max_pending as i64 {
         push_core::warn!(
             "push_suspend: {} calls already held (max_pending); not holding a call to {aor}",
@@ -123,6 +131,13 @@ fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
         sys::push_suspend_result_PUSH_SUSPEND_CANCELED => {
             push_core::debug!("push_suspend: the call to {aor} is already cancelled");
             return NO_DEVICE;
+        }
+        sys::push_suspend_result_PUSH_SUSPEND_NO_BRANCH => {
+            push_core::warn!(
+                "push_suspend: the call to {aor} already tried so many branches that none is left \
+                 to hold it (core parameter max_branches); not held"
+            );
+            return NO_BRANCH;
         }
         sys::push_suspend_result_PUSH_SUSPEND_ALREADY_REPLIED => {
             push_core::warn!("push_suspend: the transaction to {aor} already has a final reply");
@@ -384,8 +399,14 @@ fn resume(msg: *mut sip_msg, aor: Option<String>) -> c_int {
     // In an onreply_route the calls continue only after the reply is relayed; the count is of the
     // calls waiting now.
     // SAFETY: msg is the current message; the AOR bytes are copied to shared memory.
+    let mut handle: *mut std::ffi::c_void = std::ptr::null_mut();
     let deferred = unsafe {
-        sys::push_shim_resume_after_reply(msg, aor.as_ptr() as *const c_char, aor.len() as c_int)
+        sys::push_shim_resume_after_reply(
+            msg,
+            aor.as_ptr() as *const c_char,
+            aor.len() as c_int,
+            &mut handle,
+        )
     };
     if deferred == -1 {
         push_core::error!("push_resume: cannot wait for the reply to be sent; resuming {aor} now");
@@ -414,7 +435,11 @@ fn resume(msg: *mut sip_msg, aor: Option<String>) -> c_int {
                 NO_DEVICE
             }
             Err(e) => {
-                push_core::error!("push_resume: {key}: {e}");
+                // No count, no resume: the answer says nothing was continued, and so it is.
+                // SAFETY: the handle push_shim_resume_after_reply gave in this process; the reply
+                // has not gone out yet (it goes out after this onreply route).
+                unsafe { sys::push_shim_resume_call_off(handle) };
+                push_core::error!("push_resume: {key}: {e}; calls not continued");
                 NO_DEVICE
             }
         };

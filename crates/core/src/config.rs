@@ -524,6 +524,11 @@ params! {
     /// Devices kept per AOR, and push Contacts read per REGISTER: beyond it, the least recently
     /// registered devices give way (one request cannot fan out into many pushes).
     max_devices: Int, set(Int(10)) => max_devices: usize = |v| int_in(v, MAX_DEVICES_RANGE);
+    /// Consecutive pushes of an app that fail for want of an answer (service unreachable, retries
+    /// run out) before the app is marked failing and its devices are no longer pushed. 0: off.
+    breaker_failures: Int, set(Int(5)) => breaker_failures: u32 = |v| int_in(v, BREAKER_FAILURES_RANGE);
+    /// Seconds between the probe pushes let through to an app marked failing.
+    breaker_probe_interval: Int, set(Int(10)) => breaker_probe_interval: u32 = |v| int_in(v, BREAKER_PROBE_RANGE);
 }
 
 pub const THREADS_RANGE: (i64, i64) = (1, 64);
@@ -535,6 +540,8 @@ pub const AOR_INDEX_RANGE: (i64, i64) = (1024, 1 << 27);
 /// Up to a day before expiry; 0 turns binding-refresh pushes off.
 pub const REFRESH_WINDOW_RANGE: (i64, i64) = (0, 86_400);
 pub const MAX_DEVICES_RANGE: (i64, i64) = (1, 1000);
+pub const BREAKER_FAILURES_RANGE: (i64, i64) = (0, 1_000_000);
+pub const BREAKER_PROBE_RANGE: (i64, i64) = (1, 3600);
 
 impl Config {
     /// Builds the configuration from the parameters in the order the script set them; a parameter

@@ -106,6 +106,8 @@ statistics! {
     }
     /// Calls held right now.
     held_now: Gauge = |shared| shared.held_now.load(Ordering::Relaxed),
+    /// Apps marked failing right now (their circuit breaker open: their devices are not pushed).
+    apps_failing: Gauge = |shared| shared.apps_failing.load(Ordering::Relaxed),
     /// Wake time (a held call's pushes going out to its device registering), median, in ms.
     wake_ms_p50: Derived = |shared| millis(shared.wake_latency.summary().p50_ns),
     /// Wake time, 99th percentile, in ms.
@@ -137,6 +139,10 @@ pub struct Shared {
     pub queue_depth: AtomicI64,
     /// Calls held right now (push_suspend adds, the dispatcher removes when tm is done with them).
     pub held_now: AtomicI64,
+    /// Apps whose circuit breaker is open (set by the dispatcher).
+    pub apps_failing: AtomicI64,
+    /// 1 once Kamailio's main process began shutting down: push_suspend holds no more calls.
+    pub shutting_down: AtomicI32,
     pub counters: Counters,
     /// Time SIP workers spent inside push_suspend, all of it.
     pub suspend_latency: crate::latency::Histogram,

@@ -157,11 +157,26 @@ impl PushServer {
         PushServer::start(Box::new(|_| (200, Duration::ZERO)), on_push)
     }
 
+    /// Always answers 200 at once, on `port` (a push service that comes back where it was).
+    pub fn ok_on_port(port: u16, on_push: Option<Box<OnPush>>) -> PushServer {
+        let handler = |_: usize, _: &Request| {
+            Answer::status(200)
+                .header("Content-Type", "text/plain; charset=UTF-8")
+                .body("{}")
+        };
+        PushServer::run_on(port, Arc::new(handler), on_push.map(Arc::from))
+    }
+
     /// An HTTP/1.1 server (hyper) on its own runtime thread: any number of connections and
     /// requests at once, each answered after its own delay.
     fn run(handler: Arc<Handler>, on_push: Option<Arc<OnPush>>) -> PushServer {
+        PushServer::run_on(0, handler, on_push)
+    }
+
+    /// The same on `port` (0: any free port).
+    fn run_on(port: u16, handler: Arc<Handler>, on_push: Option<Arc<OnPush>>) -> PushServer {
         let listener =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("cannot start the push server");
+            std::net::TcpListener::bind(("127.0.0.1", port)).expect("cannot start the push server");
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));

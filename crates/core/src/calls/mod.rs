@@ -48,6 +48,8 @@ pub enum CallEnd {
     TimedOut,
     /// Every push failed for good: the failure route sees 480, the caller gets 480.
     Failed,
+    /// Kamailio is shutting down: the caller gets 503 at once (no failure route runs).
+    Shutdown,
 }
 
 impl CallEnd {
@@ -56,6 +58,7 @@ impl CallEnd {
         match self {
             CallEnd::TimedOut => 408,
             CallEnd::Failed => 480,
+            CallEnd::Shutdown => 503,
         }
     }
 }
@@ -183,6 +186,16 @@ impl Calls {
     }
 
     /// push_resume: every waiting call of the AOR, whoever registered.
+    /// How many calls of the AOR are still waiting.
+    pub fn waiting_count(&self, aor: &str) -> u32 {
+        self.by_aor.get(aor).map_or(0, |keys| {
+            keys.iter()
+                .filter_map(|k| self.calls.get(k))
+                .filter(|c| c.phase == Phase::Waiting)
+                .count() as u32
+        })
+    }
+
     pub fn resume_aor(&mut self, aor: &str) -> Vec<CallKey> {
         let Some(keys) = self.by_aor.get(aor) else {
             return Vec::new();
@@ -220,6 +233,18 @@ impl Calls {
             return true;
         }
         false
+    }
+
+    /// Every call still waiting (Kamailio shuts down): marked failed and returned, once.
+    pub fn take_waiting(&mut self) -> Vec<CallKey> {
+        let mut out = Vec::new();
+        for call in self.calls.values_mut() {
+            if call.phase == Phase::Waiting {
+                call.phase = Phase::Failed;
+                out.push(call.key);
+            }
+        }
+        out
     }
 
     /// Calls still waiting whose deadline has come: they are marked timed out and returned, once.

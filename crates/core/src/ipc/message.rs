@@ -99,6 +99,9 @@ pub enum Question {
     Remove { aor: String, device: Option<String> },
     /// Push every device of an AOR now (a test push) and report each provider's answer.
     Send { aor: String },
+    /// Kamailio shuts down (asked by its main process before it stops the others): every call
+    /// still waiting is answered 503 now; answers how many.
+    Shutdown,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -111,6 +114,8 @@ pub enum Answer {
     /// Per app: its id and an error text (empty when the credentials were loaded).
     Reloaded(Vec<(String, String)>),
     Removed(u32),
+    /// Held calls answered because Kamailio shuts down.
+    Ended(u32),
     /// Per device: its shortened id, the app and the provider's answer.
     Sent(Vec<(String, String, String)>),
     Error(String),

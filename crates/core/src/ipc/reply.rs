@@ -85,7 +85,15 @@ pub fn ask(
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
             ) =>
         {
-            return Err(AskError::NoAnswer(timeout))
+            // Giving up: from now on an answer cannot be delivered (its sender gets EPIPE, so a
+            // dispatcher that acts only on a delivered answer, as push_resume's does, does not
+            // act), and one that came in just now is still read.
+            let _ = socket.shutdown(std::net::Shutdown::Read);
+            let _ = socket.set_nonblocking(true);
+            match socket.recv(&mut buf) {
+                Ok(n) if n > 0 => n,
+                _ => return Err(AskError::NoAnswer(timeout)),
+            }
         }
         Err(e) => return Err(AskError::Socket(e)),
     };
@@ -93,7 +101,8 @@ pub fn ask(
 }
 
 /// Sends an answer to the asker's socket without waiting; an asker that gave up is not an error
-/// worth more than a debug line, so the caller decides what to log.
+/// worth more than a debug line, so the caller decides what to log. Ok means the answer is in the
+/// asker's socket: an asker that gave up ([`ask`]) no longer accepts one.
 pub fn answer(reply_to: &str, answer: &Answer) -> io::Result<()> {
     let bytes = postcard::to_stdvec(answer).map_err(io::Error::other)?;
     let addr = SocketAddr::from_abstract_name(reply_to.as_bytes())?;
@@ -157,6 +166,42 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, AskError::NoAnswer(_)), "{err}");
         assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_asker_that_gave_up_refuses_a_late_answer_and_the_responder_knows() {
+        let depth = AtomicI64::new(0);
+        let q = Queue::new(64 << 10).unwrap();
+        let read_fd = q.read_fd_for_tests();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let responder = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // SAFETY: blocking read into a live buffer from a descriptor the queue keeps open.
+            let n = unsafe { libc::read(read_fd, buf.as_mut_ptr().cast(), buf.len()) };
+            let mut d = Decoder::default();
+            d.push(&buf[..n as usize]);
+            let Ok(ToDispatcher::Ask { reply_to, .. }) = d.next_message().unwrap() else {
+                panic!("not a question");
+            };
+            // Answers only once the asker gave up (but still holds its socket).
+            rx.recv().unwrap();
+            answer(&reply_to, &Answer::Status(status()))
+        });
+        let sender = q.sender(&depth);
+        let name = reply_name();
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let socket = UnixDatagram::bind_addr(&addr).unwrap();
+        sender
+            .send(&ToDispatcher::Ask {
+                reply_to: name,
+                question: Question::Status,
+            })
+            .unwrap();
+        // What ask() does when its wait ends.
+        socket.shutdown(std::net::Shutdown::Read).unwrap();
+        tx.send(()).unwrap();
+        let delivered = responder.join().unwrap();
+        assert!(delivered.is_err(), "a late answer was delivered");
     }
 
     #[test]

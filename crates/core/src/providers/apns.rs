@@ -240,6 +240,10 @@ impl ApnsSender {
                 .saturating_duration_since(Instant::now())
                 .min(ATTEMPT_TIMEOUT);
             let result = tokio::time::timeout(left, client.send(payload)).await;
+            // Apple could not be reached at all (refused, a name that does not resolve, a failed
+            // TLS handshake): only a few attempts (a broken stream or a timeout keeps its retries).
+            let unreachable =
+                matches!(&result, Ok(Err(apns_h2::Error::ClientError(e))) if e.is_connect());
             let (status, reason, retryable) = match result {
                 Ok(Ok(_)) => {
                     return Outcome::Sent {
@@ -289,7 +293,14 @@ impl ApnsSender {
             } else {
                 format!("{status} {reason}")
             };
-            last_error = match backoff.retry(None, deadline, attempts, last_error).await {
+            let next = if unreachable {
+                backoff
+                    .retry_unreachable(deadline, attempts, last_error)
+                    .await
+            } else {
+                backoff.retry(None, deadline, attempts, last_error).await
+            };
+            last_error = match next {
                 Ok(error) => error,
                 Err(gave_up) => return gave_up,
             };

@@ -259,6 +259,8 @@ enum TokenError {
         error: String,
         retry_after: Option<Duration>,
     },
+    /// The token endpoint could not be reached (retried a few times only).
+    Unreachable(String),
     /// The token endpoint refused the credentials (or answered another final status).
     Rejected { status: u16, body: String },
     /// No request can be made at all.
@@ -280,6 +282,8 @@ enum Step {
         error: String,
         retry_after: Option<Duration>,
     },
+    /// FCM or the token endpoint could not be reached (retried a few times only).
+    Unreachable(String),
     Fatal(String),
 }
 
@@ -391,6 +395,13 @@ impl FcmSender {
                     continue;
                 }
                 Step::Retry { error, retry_after } => (retry_after, error),
+                Step::Unreachable(error) => {
+                    match backoff.retry_unreachable(deadline, attempts, error).await {
+                        Ok(error) => last_error = error,
+                        Err(gave_up) => return gave_up,
+                    }
+                    continue;
+                }
             };
             match backoff.retry(retry_after, deadline, attempts, error).await {
                 Ok(error) => last_error = error,
@@ -407,6 +418,7 @@ impl Inner {
             Err(TokenError::Retry { error, retry_after }) => {
                 return Step::Retry { error, retry_after }
             }
+            Err(TokenError::Unreachable(error)) => return Step::Unreachable(error),
             Err(TokenError::Rejected { status, body }) => return Step::Rejected(status, body),
             Err(TokenError::Fatal(error)) => return Step::Fatal(error),
         };
@@ -439,6 +451,7 @@ impl Inner {
                     retry_after: None,
                 }
             }
+            Err(RequestError::Unreachable(error)) => return Step::Unreachable(error),
             Err(RequestError::Fatal(error)) => return Step::Fatal(error),
         };
         let status = response.status();
@@ -596,6 +609,11 @@ impl Inner {
                     error: format!("access token request: {error}"),
                     retry_after: None,
                 })
+            }
+            Err(RequestError::Unreachable(error)) => {
+                return Err(TokenError::Unreachable(format!(
+                    "access token request: {error}"
+                )))
             }
             Err(RequestError::Fatal(error)) => {
                 return Err(TokenError::Fatal(format!("access token request: {error}")))

@@ -37,8 +37,11 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 
 /// Why a request got no answer.
 pub(crate) enum RequestError {
-    /// Worth another attempt (timeout, connection error).
+    /// Worth another attempt (the attempt timed out).
     Retry(String),
+    /// The service could not be reached (connection refused or timed out, a name that does not
+    /// resolve, a failed TLS handshake): retried only a few times ([`super::Backoff`]).
+    Unreachable(String),
     /// The request cannot be made at all (reqwest could not build it); retrying would not help.
     Fatal(String),
 }
@@ -66,6 +69,9 @@ pub(crate) async fn send_bounded(
         ))),
         Ok(Err(error)) if error.is_builder() => {
             Err(RequestError::Fatal(error_text(&error, time, wording)))
+        }
+        Ok(Err(error)) if error.is_connect() => {
+            Err(RequestError::Unreachable(error_text(&error, time, wording)))
         }
         Ok(Err(error)) => Err(RequestError::Retry(error_text(&error, time, wording))),
         Ok(Ok(response)) => Ok(response),

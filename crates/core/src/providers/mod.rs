@@ -19,20 +19,53 @@ use std::time::{Duration, Instant};
 
 /// Retry pacing every provider shares: exponential backoff from 100 ms doubling to 2 s, a server's
 /// Retry-After taken as a minimum, and no wait that would end at or past the call's deadline.
+/// A service that cannot be reached at all (connection refused or timed out, a name that does not
+/// resolve, a failed TLS handshake) gets [`Backoff::UNREACHABLE_RETRIES`] more attempts, none
+/// starting later than [`Backoff::UNREACHABLE_WINDOW`] after the push began: a call to an app
+/// whose service is down ends within 5 s instead of waiting its whole timeout.
 pub struct Backoff {
     next: Duration,
+    started: Instant,
+    unreachable: u32,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
         Backoff {
             next: Duration::from_millis(100),
+            started: Instant::now(),
+            unreachable: 0,
         }
     }
 }
 
 impl Backoff {
     const MAX: Duration = Duration::from_secs(2);
+    /// Attempts after the first that found the service unreachable.
+    pub const UNREACHABLE_RETRIES: u32 = 2;
+    /// No new attempt after an unreachable service once the push is this old.
+    pub const UNREACHABLE_WINDOW: Duration = Duration::from_secs(3);
+
+    /// After an attempt that could not reach the service: another attempt while fewer than
+    /// [`Self::UNREACHABLE_RETRIES`] were made for this reason and the push is younger than
+    /// [`Self::UNREACHABLE_WINDOW`], else the push ends as given up with `last_error`.
+    pub async fn retry_unreachable(
+        &mut self,
+        deadline: Instant,
+        attempts: u32,
+        last_error: String,
+    ) -> Result<String, Outcome> {
+        self.unreachable = self.unreachable.saturating_add(1);
+        if self.unreachable > Self::UNREACHABLE_RETRIES
+            || self.started.elapsed() >= Self::UNREACHABLE_WINDOW
+        {
+            return Err(Outcome::GaveUp {
+                attempts,
+                last_error,
+            });
+        }
+        self.retry(None, deadline, attempts, last_error).await
+    }
 
     /// Waits before the next attempt. Returns false, without waiting, when that attempt could not
     /// start before the deadline: the caller gives up.

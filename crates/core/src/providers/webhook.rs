@@ -116,6 +116,13 @@ pub async fn send(
                 }
             }
             WebhookReply::Retry { error, retry_after } => (retry_after, error),
+            WebhookReply::Unreachable(error) => {
+                match backoff.retry_unreachable(deadline, attempts, error).await {
+                    Ok(error) => last_error = error,
+                    Err(gave_up) => return gave_up,
+                }
+                continue;
+            }
         };
         match backoff.retry(retry_after, deadline, attempts, error).await {
             Ok(error) => last_error = error,
@@ -134,6 +141,8 @@ enum WebhookReply {
         error: String,
         retry_after: Option<Duration>,
     },
+    /// The endpoint could not be reached: retried a few times only.
+    Unreachable(String),
     /// The request cannot be made at all; retrying would not help.
     Fatal(String),
 }
@@ -167,6 +176,7 @@ async fn attempt(
                 retry_after: None,
             }
         }
+        Err(RequestError::Unreachable(error)) => return WebhookReply::Unreachable(error),
     };
     let status = response.status();
     let code = status.as_u16();

@@ -2,11 +2,27 @@
 //! push.reload; which app (and client) pushes a device; and each app's health as push.apps shows
 //! it (ready, what its last push said, or why its credentials cannot be used).
 
-use super::Engine;
+use super::{now, Engine};
 use crate::config::{App, AppProvider};
 use crate::devices::store::Device;
 use crate::ipc::message::AppView;
 use crate::providers::{AppPusher, Outcome};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// An app's circuit breaker: after `breaker_failures` consecutive pushes that got no answer from
+/// the push service (unreachable, retries run out), the app is *failing*: held calls do not wait
+/// for pushes that cannot arrive (their devices through this app fail at once), except one probe
+/// push every `breaker_probe_interval`; the first push the service answers closes it again.
+#[derive(Default)]
+pub(super) struct Breaker {
+    /// Consecutive pushes that got no answer.
+    failures: u32,
+    /// Open (the app failing) since, and when the next probe push may go.
+    open: Option<(Instant, Instant)>,
+    /// The last failure's text.
+    last_error: String,
+}
 
 /// Why a device cannot be pushed.
 pub(super) enum NoPusher<'a> {
@@ -93,9 +109,72 @@ impl Engine {
         }
     }
 
-    /// Notes what an app's last push said (push.apps); credentials the service rejected are
-    /// logged once per app, until a reload builds the app again.
+    /// Whether a call's push may go through `app_id` now: yes unless its breaker is open; while
+    /// it is, one probe push per `breaker_probe_interval`. The error says why not.
+    pub(super) fn breaker_admits(&mut self, app_id: &str) -> Result<(), String> {
+        let interval = Duration::from_secs(u64::from(self.config().breaker_probe_interval));
+        let Some(breaker) = self.breakers.get_mut(app_id) else {
+            return Ok(());
+        };
+        let Some((_, next_probe)) = &mut breaker.open else {
+            return Ok(());
+        };
+        let now = now();
+        if now >= *next_probe {
+            *next_probe = now + interval;
+            info!("app {app_id} is failing: this push is a probe");
+            return Ok(());
+        }
+        Err(format!(
+            "app {app_id} is failing ({}); next probe push in {} s",
+            breaker.last_error,
+            next_probe.saturating_duration_since(now).as_secs() + 1
+        ))
+    }
+
+    /// Counts a push's outcome in its app's breaker: one that got no answer adds a failure (and
+    /// opens the breaker at `breaker_failures`), any answer closes it; each change logged once.
+    fn note_breaker(&mut self, app_id: &str, outcome: &Outcome) {
+        let threshold = self.config().breaker_failures;
+        let interval = Duration::from_secs(u64::from(self.config().breaker_probe_interval));
+        if threshold == 0 {
+            return;
+        }
+        let breaker = self.breakers.entry(app_id.to_string()).or_default();
+        match outcome {
+            Outcome::GaveUp { last_error, .. } => {
+                breaker.failures = breaker.failures.saturating_add(1);
+                breaker.last_error = last_error.clone();
+                if breaker.open.is_none() && breaker.failures >= threshold {
+                    let now = now();
+                    breaker.open = Some((now, now + interval));
+                    self.ctx.shared.apps_failing.fetch_add(1, Ordering::Relaxed);
+                    error!(
+                        "app {app_id}: {} pushes in a row got no answer (last: {last_error}); \
+                         marked failing: calls to its devices fail at once, one probe push every {} s",
+                        breaker.failures,
+                        interval.as_secs()
+                    );
+                }
+            }
+            Outcome::Sent { .. } | Outcome::TokenDead { .. } | Outcome::Rejected { .. } => {
+                breaker.failures = 0;
+                if let Some((since, _)) = breaker.open.take() {
+                    self.ctx.shared.apps_failing.fetch_sub(1, Ordering::Relaxed);
+                    notice!(
+                        "app {app_id}: the push service answers again after {} s; healthy",
+                        now().saturating_duration_since(since).as_secs()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Notes what an app's last push said (push.apps) and counts it in the app's breaker;
+    /// credentials the service rejected are logged once per app, until a reload builds the app
+    /// again.
     pub(super) fn note_health(&mut self, app_id: &str, outcome: &Outcome) {
+        self.note_breaker(app_id, outcome);
         self.health.insert(
             app_id.to_string(),
             match outcome {
@@ -104,7 +183,16 @@ impl Engine {
                 Outcome::Rejected { status, body } => {
                     format!("rejected ({status} {})", body.trim())
                 }
-                Outcome::GaveUp { last_error, .. } => format!("failing ({last_error})"),
+                Outcome::GaveUp { last_error, .. } => match self.breakers.get(app_id) {
+                    Some(Breaker {
+                        open: Some(_),
+                        failures,
+                        ..
+                    }) => format!(
+                        "failing (circuit open after {failures} pushes with no answer: {last_error})"
+                    ),
+                    _ => format!("failing ({last_error})"),
+                },
             },
         );
         if let Outcome::Rejected {

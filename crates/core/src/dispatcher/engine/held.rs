@@ -26,6 +26,7 @@ impl Engine {
             self.ctx.shared.held_now.fetch_sub(1, Ordering::Relaxed);
             return;
         }
+        let shutting_down = self.ctx.shared.shutting_down.load(Ordering::Relaxed) != 0;
         let devices = match &self.store {
             Some(store) => store.devices(&held.aor).unwrap_or_else(|e| {
                 error!("cannot read the devices of {}: {e}", held.aor);
@@ -66,19 +67,28 @@ impl Engine {
                 silent: false,
                 timeout: None,
             };
-            let state = match self.push_for(device, &about, purpose) {
-                Ok(push) => {
-                    launches.push(push);
-                    PushState::Sending
-                }
-                Err(no) => PushState::Failed(no.to_string()),
+            // A device whose app is failing (its breaker open) is not pushed; the breaker said so
+            // in the log once, so no line per call.
+            let (state, logged) = match self.push_for(device, &about, purpose) {
+                Ok(push) => match self.breaker_admits(push.app_id()) {
+                    Ok(()) => {
+                        launches.push(push);
+                        (PushState::Sending, true)
+                    }
+                    Err(failing) => (PushState::Failed(failing), true),
+                },
+                Err(no) => (PushState::Failed(no.to_string()), false),
             };
             if let PushState::Failed(why) = &state {
-                warn!(
-                    "no push for {} device {}: {why}",
-                    held.aor,
-                    shorten_token(&device.prid)
-                );
+                if logged {
+                    debug!("no push for {}: {why}", held.aor);
+                } else {
+                    warn!(
+                        "no push for {} device {}: {why}",
+                        held.aor,
+                        shorten_token(&device.prid)
+                    );
+                }
                 self.count(|c| &c.pushes_failed);
             }
             call.targets.push(PushedDevice {
@@ -87,6 +97,13 @@ impl Engine {
                 instance: device.instance.clone(),
                 state,
             });
+        }
+        if shutting_down {
+            // Held just before the shutdown began: answered 503 like the others.
+            call.phase = Phase::Failed;
+            self.calls.insert(call);
+            self.end_call(held.key, CallEnd::Shutdown, host);
+            return;
         }
         let hopeless = call
             .targets
@@ -206,6 +223,27 @@ impl Engine {
             );
             self.forget(key);
         }
+    }
+
+    /// Kamailio shuts down: every call still waiting is answered 503 now, while the SIP workers
+    /// and this process still run; returns how many tm accepted.
+    pub(super) fn shutdown(&mut self, host: &dyn Host) -> u32 {
+        let keys = self.calls.take_waiting();
+        let mut ended = 0;
+        for key in &keys {
+            match host.end_call(*key, CallEnd::Shutdown) {
+                Ok(()) => ended += 1,
+                Err(e) => {
+                    debug!(
+                        "held transaction {}:{} not ended at shutdown: {e}",
+                        key.0, key.1
+                    );
+                    self.forget(*key);
+                }
+            }
+        }
+        notice!("Kamailio shuts down: {ended} held call(s) answered 503 Service Unavailable");
+        ended
     }
 
     /// Calls whose deadline has come with no device registered: ended now (480, or the script's

@@ -80,6 +80,8 @@ pub struct Engine {
     health: HashMap<String, String>,
     /// Apps whose credentials were rejected and already logged (logged once per app).
     credential_alerts: HashSet<String>,
+    /// Each app's circuit breaker (apps.rs).
+    breakers: HashMap<String, apps::Breaker>,
     last_refresh_scan: Instant,
     /// The push tasks of each held call, stopped when tm is done with the call.
     push_tasks: HashMap<CallKey, Vec<tokio::task::AbortHandle>>,
@@ -138,6 +140,7 @@ impl Engine {
             senders: HashMap::new(),
             health: HashMap::new(),
             credential_alerts: HashSet::new(),
+            breakers: HashMap::new(),
             last_refresh_scan: now(),
             push_tasks: HashMap::new(),
         };

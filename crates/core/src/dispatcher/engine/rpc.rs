@@ -41,9 +41,38 @@ impl Engine {
         if let Question::Send { aor } = question {
             return self.send_test(reply_to, aor);
         }
+        if let Question::Resume { aor } = question {
+            return self.resume_when_told(reply_to, &aor, host);
+        }
         let answer = self.answer(question, host);
         if let Err(e) = reply::answer(&reply_to, &answer) {
             debug!("answer to {reply_to} not delivered (the asker gave up?): {e}");
+        }
+    }
+
+    /// push_resume(): the count of calls waiting for the AOR goes to the asker first, and the calls
+    /// are continued only if the asker took it (a worker that gave up waiting returned -1, and
+    /// then nothing is continued: its count stays right).
+    fn resume_when_told(&mut self, reply_to: String, aor: &str, host: &dyn Host) {
+        let Some(key) = normalize_aor(aor, self.config().use_domain) else {
+            let _ = reply::answer(&reply_to, &Answer::Error(format!("'{aor}' is not an AOR")));
+            return;
+        };
+        let waiting = self.calls.waiting_count(&key);
+        match reply::answer(&reply_to, &Answer::Resumed(waiting)) {
+            Ok(()) if waiting > 0 => {
+                if let Err(e) = self.resume_aor(aor, host) {
+                    warn!("push_resume: {e}");
+                }
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if waiting > 0 {
+                    warn!(
+                        "push_resume for {key} gave up waiting ({e}); its {waiting} call(s) keep waiting"
+                    );
+                }
+            }
         }
     }
 
@@ -93,6 +122,7 @@ impl Engine {
                 self.remove_devices(&aor, device.as_deref())
             }
             Question::Send { .. } => Answer::Error("push.send is answered by its own task".into()),
+            Question::Shutdown => Answer::Ended(self.shutdown(host)),
             Question::Resume { aor } => match self.resume_aor(&aor, host) {
                 Ok(n) => Answer::Resumed(n),
                 Err(e) => Answer::Error(e),

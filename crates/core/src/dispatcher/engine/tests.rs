@@ -709,3 +709,89 @@ fn an_aor_keeps_at_most_max_devices_and_a_call_pushes_only_those() {
     rig.pushes_done(3);
     assert_eq!(rig.requests(3).len(), 3);
 }
+
+#[test]
+fn push_resume_whose_worker_gave_up_continues_nothing() {
+    let mut rig = Rig::ok();
+    rig.call_pushed("tok", None);
+    // Nobody listens at this name any more: the worker stopped waiting.
+    rig.handle(ToDispatcher::Ask {
+        reply_to: format!("push-engine-test/{}/gone", std::process::id()),
+        question: Question::Resume { aor: AOR.into() },
+    });
+    assert_eq!(rig.continued(), vec![]);
+    // The call still waits: the next push_resume that is heard continues it, and says so.
+    assert_eq!(
+        rig.ask(Question::Resume { aor: AOR.into() }),
+        Answer::Resumed(1)
+    );
+    assert_eq!(rig.continued(), vec![((1, 1), false)]);
+    assert_eq!(
+        rig.ask(Question::Resume { aor: AOR.into() }),
+        Answer::Resumed(0)
+    );
+}
+
+#[test]
+fn an_app_that_cannot_be_reached_is_marked_failing_probed_and_healthy_again() {
+    // Port 1 on the loopback: every connection refused.
+    let mut rig = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| {
+        c.apps = vec![App::parse("id=app;provider=webhook;url=http://127.0.0.1:1/push").unwrap()];
+        c.breaker_failures = 2;
+        c.breaker_probe_interval = 1;
+    });
+    rig.register("tok", None);
+    for n in 1..=2 {
+        rig.hold((1, n));
+        let outcomes = rig.pushes_done(1);
+        assert!(
+            matches!(&outcomes[0], Outcome::GaveUp { attempts: 3, .. }),
+            "{outcomes:?}"
+        );
+        assert_eq!(rig.ended().last(), Some(&((1, n), CallEnd::Failed)));
+    }
+    assert_eq!(rig.shared.apps_failing.load(Ordering::Relaxed), 1);
+    let apps = rig.ask(Question::Apps);
+    assert!(
+        format!("{apps:?}").contains("failing (circuit open after 2 pushes"),
+        "{apps:?}"
+    );
+    // Open: the next call ends at once, no push goes.
+    rig.hold((1, 3));
+    assert_eq!(rig.ended().last(), Some(&((1, 3), CallEnd::Failed)));
+    assert!(rig.jobs.recv_timeout(Duration::from_millis(300)).is_err());
+    // A probe is due after the interval: that call's push goes (and fails again).
+    std::thread::sleep(Duration::from_millis(1100));
+    rig.hold((1, 4));
+    assert!(matches!(rig.pushes_done(1)[0], Outcome::GaveUp { .. }));
+    assert_eq!(rig.shared.apps_failing.load(Ordering::Relaxed), 1);
+    rig.hold((1, 5));
+    assert_eq!(rig.ended().last(), Some(&((1, 5), CallEnd::Failed)));
+    // An answer closes it (a push.send test push is never held back).
+    rig.engine.push_done(
+        PushDone {
+            key: (u32::MAX, u32::MAX),
+            aor: AOR.into(),
+            app_id: "app".into(),
+            device_id: "token:tok".into(),
+            outcome: Outcome::Sent {
+                status: 200,
+                attempts: 1,
+            },
+        },
+        &rig.host,
+    );
+    assert_eq!(rig.shared.apps_failing.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn shutdown_answers_every_waiting_call_and_any_held_after_it() {
+    let mut rig = Rig::ok();
+    rig.call_pushed("tok", None);
+    assert_eq!(rig.ask(Question::Shutdown), Answer::Ended(1));
+    assert_eq!(rig.ended(), vec![((1, 1), CallEnd::Shutdown)]);
+    rig.shared.shutting_down.store(1, Ordering::Relaxed);
+    rig.hold((1, 2));
+    assert_eq!(rig.ended().last(), Some(&((1, 2), CallEnd::Shutdown)));
+    assert_eq!(rig.ask(Question::Shutdown), Answer::Ended(0));
+}
