@@ -85,7 +85,14 @@ fn main() {
     let mut shim = cc::Build::new();
     shim.file(manifest.join("kamailio-headers/shim.c"))
         .include(&src)
-        .warnings(false);
+        .warnings(false)
+        // A Kamailio whose C API differs from the one the shim was written against (a function
+        // gone, a parameter of another type) must stop the build here rather than load a module
+        // that calls it wrongly: these are errors, whatever the compiler's defaults.
+        .flag("-Werror=implicit-function-declaration")
+        .flag("-Werror=incompatible-pointer-types")
+        .flag("-Werror=int-conversion")
+        .flag("-Werror=return-type");
     for d in &defines {
         shim.flag(d);
     }
