@@ -22,6 +22,7 @@
 #include "core/parser/parse_to.h"
 #include "core/parser/parse_uri.h"
 #include "core/parser/parse_expires.h"
+#include "core/parser/parse_content.h"
 #include "modules/tm/tm_load.h"
 #include "modules/usrloc/usrloc.h"
 #include "modules/registrar/api.h"
@@ -138,6 +139,26 @@ int push_shim_call_info(struct sip_msg *msg, push_call_info_t *out)
 		strv(&out->ruri_user, &msg->parsed_uri.user);
 		strv(&out->ruri_host, &msg->parsed_uri.host);
 		out->is_invite = (msg->first_line.u.request.method_value == METHOD_INVITE);
+		out->is_message = (msg->first_line.u.request.method_value == METHOD_MESSAGE);
+	}
+	if(out->is_message) {
+		char *body;
+		int len;
+		if(parse_headers(msg, HDR_CONTENTTYPE_F | HDR_CONTENTLENGTH_F, 0) == 0) {
+			if(msg->content_type)
+				strv(&out->content_type, &msg->content_type->body);
+			body = get_body(msg);
+			if(body && msg->content_length) {
+				len = get_content_length(msg);
+				/* never past the end of the buffer, whatever Content-Length says */
+				if(len > (msg->buf + msg->len) - body)
+					len = (msg->buf + msg->len) - body;
+				if(len > 0) {
+					out->body.s = body;
+					out->body.len = len;
+				}
+			}
+		}
 	}
 	return 0;
 }
