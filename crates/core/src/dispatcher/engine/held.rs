@@ -258,8 +258,12 @@ impl Engine {
     pub(super) fn end_overdue(&mut self, host: &dyn Host) {
         for key in self.calls.overdue(now()) {
             if let Some(call) = self.calls.get(key) {
+                let what = match call.kind {
+                    HeldKind::Call => "call",
+                    HeldKind::Message => "message",
+                };
                 info!(
-                    "call {} to {}: no device registered in time; ending it",
+                    "{what} {} to {}: no device registered in time; ending it",
                     call.call_id, call.aor
                 );
             }
