@@ -28,7 +28,14 @@ fn plain_config_timeout_answers_480_not_408() {
         waited >= Duration::from_millis(1800) && waited < Duration::from_millis(3800),
         "{waited:?}"
     );
-    assert_eq!(server.requests().len(), 1);
+    // The call push, then the end-of-call push telling the phone it missed the call.
+    assert_eq!(server.wait_for(2, Duration::from_secs(5)).len(), 2);
+    std::thread::sleep(Duration::from_millis(500));
+    let pushes: Vec<_> = server.requests().iter().map(|r| r.json()).collect();
+    assert_eq!(pushes.len(), 2, "{pushes:#?}");
+    assert_eq!(pushes[0]["type"], "call");
+    assert_eq!(pushes[1]["type"], "cancel");
+    assert_eq!(pushes[1]["reason"], "timeout");
     assert!(eventually(Duration::from_secs(3), || stat(&k, "timed_out") == 1));
     assert!(no_call_pending(&k), "{}", pending(&k));
     assert_eq!(stat(&k, "held_now"), 0);

@@ -25,7 +25,7 @@ pub enum PushState {
 }
 
 impl PushState {
-    /// A push is out, or on its way, to the device (it may have reached it).
+    /// A push is outstanding: accepted by the push service, or still on its way.
     pub fn reached(&self) -> bool {
         matches!(self, PushState::Sending | PushState::Sent)
     }
@@ -113,14 +113,16 @@ impl Call {
     }
 
     /// The devices that get an end-of-call push when this call ends: a call's (not a message's)
-    /// devices a push went out to (or was on its way to) that did not join it.
+    /// devices whose push the push service accepted and that did not join it. A push still on
+    /// its way (retrying a failing service) is stopped when the call ends, and its device gets
+    /// nothing.
     pub fn end_push_targets(&self) -> Vec<&PushedDevice> {
         if self.kind != HeldKind::Call {
             return Vec::new();
         }
         self.targets
             .iter()
-            .filter(|t| !t.joined && t.state.reached())
+            .filter(|t| !t.joined && t.state == PushState::Sent)
             .collect()
     }
 }
