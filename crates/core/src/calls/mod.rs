@@ -191,10 +191,23 @@ impl Calls {
                 if call.phase == Phase::Waiting && call.matches(binding, instance) {
                     call.phase = Phase::Resumed;
                     resumed.push(*key);
+                    // The resume route relays the call to it: it joins.
+                    for t in call.targets.iter_mut().filter(|t| t.is(binding, instance)) {
+                        t.joined = true;
+                    }
                 }
             }
         }
         resumed
+    }
+
+    /// The device got a branch of the ringing call `key` (it woke late): it joined.
+    pub fn mark_joined(&mut self, key: CallKey, binding: Option<&PushBinding>, instance: Option<&str>) {
+        if let Some(call) = self.calls.get_mut(&key) {
+            for t in call.targets.iter_mut().filter(|t| t.is(binding, instance)) {
+                t.joined = true;
+            }
+        }
     }
 
     /// Resumed calls of `aor` (still ringing) that pushed this device: it woke late and joins them
@@ -238,8 +251,9 @@ impl Calls {
         resumed
     }
 
-    /// A device of `aor` registered: it joins every call of the AOR held for it (waiting or
-    /// ringing), which therefore sends it no end-of-call push.
+    /// A device of `aor` registered through push_register() (a gateway, whose script resumes the
+    /// calls with push_resume()): it joins every call of the AOR held for it (waiting or ringing),
+    /// which therefore sends it no end-of-call push.
     pub fn device_joined(&mut self, aor: &str, binding: Option<&PushBinding>, instance: Option<&str>) {
         let Some(keys) = self.by_aor.get(aor) else {
             return;

@@ -162,13 +162,18 @@ impl Engine {
     /// A device of the AOR registered (usrloc): ringing calls it was pushed for get it as a new
     /// branch (it woke late); calls still waiting for it are resumed.
     pub(super) fn device_woke(&mut self, ev: &ContactEvent, host: &dyn Host) {
-        self.calls
-            .device_joined(&ev.aor, ev.binding.as_ref(), ev.instance.as_deref());
         let joins = self
             .calls
             .late_joiners(&ev.aor, ev.binding.as_ref(), ev.instance.as_deref());
         for key in joins {
-            match host.append_branches(key) {
+            let result = host.append_branches(key);
+            if result.is_ok() {
+                // A branch for it now (or already: tm skips contacts it tried): tm's CANCEL
+                // reaches it, no end-of-call push.
+                self.calls
+                    .mark_joined(key, ev.binding.as_ref(), ev.instance.as_deref());
+            }
+            match result {
                 Ok(0) => {}
                 Ok(n) => info!(
                     "device of {} woke late: {n} branch(es) added to its ringing call",
