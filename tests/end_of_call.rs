@@ -272,7 +272,10 @@ fn apns_message_push_is_an_alert_to_the_app_topic() {
 /// Bob sends alice a MESSAGE with Call-ID `call_id` and must get `status`.
 fn message_expecting(k: &Kamailio, user: &str, call_id: &str, status: u16) -> Sipp {
     let template = repo_root().join("tests/sipp/message_send.xml");
-    let scenario = k.setup.dir.join(format!("message_{status}.xml"));
+    // One file per sender: senders started together must not read a file being rewritten.
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let scenario = k.setup.dir.join(format!("message_{status}_{n}.xml"));
     let text = std::fs::read_to_string(template)
         .unwrap()
         .replace("STATUS", &status.to_string());

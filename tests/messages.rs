@@ -22,7 +22,10 @@ fn start(name: &str, cfg: &str, url: &str, timeout: u32, extra: &[(&str, &str)])
 /// Bob sends `user` a MESSAGE ("hello from bob") with Call-ID `call_id` and must get `status`.
 fn message_expecting(k: &Kamailio, user: &str, call_id: &str, status: u16) -> Sipp {
     let template = repo_root().join("tests/sipp/message_send.xml");
-    let scenario = k.setup.dir.join(format!("message_{status}.xml"));
+    // One file per sender: senders started together must not read a file being rewritten.
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let scenario = k.setup.dir.join(format!("message_{status}_{n}.xml"));
     let text = std::fs::read_to_string(template)
         .unwrap()
         .replace("STATUS", &status.to_string());
@@ -193,4 +196,38 @@ fn msilo_example_stores_a_message_nobody_woke_for_and_delivers_it_at_the_next_re
         stored_messages(&db)
     );
     assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn fcm_message_push_is_a_high_priority_data_message_never_a_call() {
+    use testkit::mock_push::fcm_always_ok;
+    let (k, mock) = fcm_registrar(
+        "msg-fcm",
+        "com.example.android",
+        fcm_always_ok(),
+        &[
+            ("PUSH_TIMEOUT", "2"),
+            ("PUSH_DEFAULT_APP", "\"com.example.android\""),
+        ],
+    );
+    let phone = Phone {
+        provider: "fcm".into(),
+        pnparam: "kamailio-push-test".into(),
+        ..Phone::new("bob", "fcmtoken:APA91bH-abcdefghijklmnopqrstuvwxyz0123456789", "udp")
+    };
+    phone.register_then_sleep(&k);
+    // push-registrar.cfg: a MESSAGE with no live binding is held (route[HOLD]) and, nobody
+    // registering within 2 s, answered 480 by its failure route.
+    let (ok, out) = message_expecting(&k, "bob", "msg-fcm-%u", 480).wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+    let sends = mock.wait_for_sends(1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(mock.sends().len(), 1, "{:#?}", mock.sends());
+    let m = &sends[0];
+    assert_eq!(m.status, 200, "{m:?}");
+    assert_eq!(m.data("type"), Some("message"));
+    assert_eq!(m.data("call_id"), Some("msg-fcm-1"));
+    assert_eq!(m.data("caller_name"), Some("Bob Caller"));
+    assert_eq!(m.data("text"), None, "no preview without message_preview");
+    assert_eq!(m.body["message"]["android"]["priority"], "high");
 }
