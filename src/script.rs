@@ -6,8 +6,7 @@ use push_core::devices::contact::parse_contact_header;
 use push_core::devices::normalize_aor;
 use push_core::devices::profile::binding_for;
 use push_core::ipc::limits::{
-    bounded, MAX_AOR, MAX_CALL_ID, MAX_CONTACT, MAX_MESSAGE_TEXT, MAX_NAME, MAX_URI,
-    MAX_USER_AGENT,
+    bounded, MAX_AOR, MAX_CALL_ID, MAX_CONTACT, MAX_MESSAGE_TEXT, MAX_NAME, MAX_URI, MAX_USER_AGENT,
 };
 use push_core::ipc::message::{
     Answer, ContactChange, ContactEvent, HeldCall, HeldKind, Question, ToDispatcher,

@@ -148,7 +148,10 @@ fn apns_connection_is_reused_and_sandbox_devices_use_the_sandbox() {
         let (ok, out) = call.wait(Duration::from_secs(20));
         assert!(ok, "{out}");
         // The call push, then the end-of-call push of the cancelled call.
-        assert_eq!(s.mock.wait_for(2 * i + 2, Duration::from_secs(10)).len(), 2 * i + 2);
+        assert_eq!(
+            s.mock.wait_for(2 * i + 2, Duration::from_secs(10)).len(),
+            2 * i + 2
+        );
     }
     assert_eq!(
         s.mock.connections(),

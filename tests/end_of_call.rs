@@ -70,7 +70,10 @@ fn ends(pushes: &[serde_json::Value], call_id: &str) -> Vec<(String, String)> {
         .map(|p| {
             assert_eq!(p["call_id"], call_id, "{p}");
             assert_eq!(p["callee_aor"], "alice", "{p}");
-            assert!(p["caller_uri"].as_str().unwrap().starts_with("sip:bob@"), "{p}");
+            assert!(
+                p["caller_uri"].as_str().unwrap().starts_with("sip:bob@"),
+                "{p}"
+            );
             assert_eq!(p["caller_name"], "Bob Caller", "{p}");
             (
                 p["token"].as_str().unwrap().to_string(),
@@ -90,7 +93,12 @@ fn caller_cancelling_pushes_the_sleeping_device_and_cancels_the_one_that_rings()
     let (phone, _tablet) = phone_and_tablet(&k);
     let mut args = transport_args("udp");
     args.extend(["-key", "user", "alice", "-cid_str", "eoc-cancel-%u"]);
-    let call = Sipp::spawn("caller_cancel_ringing.xml", k.sip_port(), &args, &k.setup.dir);
+    let call = Sipp::spawn(
+        "caller_cancel_ringing.xml",
+        k.sip_port(),
+        &args,
+        &k.setup.dir,
+    );
     for _ in 0..2 {
         rx.recv_timeout(Duration::from_secs(5)).expect("call push");
     }
@@ -106,7 +114,10 @@ fn caller_cancelling_pushes_the_sleeping_device_and_cancels_the_one_that_rings()
         ends(&pushes, "eoc-cancel-1"),
         [(TOKEN_B.to_string(), "cancelled".to_string())]
     );
-    assert!(eventually(Duration::from_secs(3), || stat(&k, "end_pushes") == 1));
+    assert!(eventually(Duration::from_secs(3), || stat(
+        &k,
+        "end_pushes"
+    ) == 1));
 }
 
 #[test]
@@ -119,7 +130,9 @@ fn another_device_answering_pushes_answered_elsewhere_to_the_one_still_asleep() 
     for _ in 0..2 {
         rx.recv_timeout(Duration::from_secs(5)).expect("call push");
     }
-    let (ok, out) = phone.wake(&k, "eoc-answer-%u").wait(Duration::from_secs(20));
+    let (ok, out) = phone
+        .wake(&k, "eoc-answer-%u")
+        .wait(Duration::from_secs(20));
     assert!(ok, "{out}");
     let (ok, out) = call.wait(Duration::from_secs(20));
     assert!(ok, "{out}");
@@ -134,7 +147,10 @@ fn another_device_answering_pushes_answered_elsewhere_to_the_one_still_asleep() 
 fn timeout_pushes_every_pushed_device_with_the_missed_call_alert() {
     let server = PushServer::ok(None);
     // The app string is `id=...;url=<this>;secret=...`: the URL carries the app's alert setting.
-    let url = format!("{};missed_call_alert=Missed call from {{caller}}", server.url());
+    let url = format!(
+        "{};missed_call_alert=Missed call from {{caller}}",
+        server.url()
+    );
     let k = registrar("eoc-timeout", &url, 2);
     phone_and_tablet(&k);
     let (ok, out) = caller_expecting(&k, "alice", "udp", 480).wait(Duration::from_secs(20));
@@ -226,7 +242,10 @@ fn apns_end_of_call_push_is_an_alert_to_the_app_topic_never_a_voip_push() {
     assert_eq!(end.header("apns-push-type"), Some("alert"));
     assert_eq!(end.header("apns-topic"), Some(APP));
     assert_eq!(end.header("apns-priority"), Some("10"));
-    assert_eq!(end.header("apns-collapse-id"), call.header("apns-collapse-id"));
+    assert_eq!(
+        end.header("apns-collapse-id"),
+        call.header("apns-collapse-id")
+    );
     assert_eq!(end.body["type"], "cancel");
     assert_eq!(end.body["reason"], "cancelled");
     assert_eq!(end.body["call_id"], call.body["call_id"]);
@@ -248,7 +267,8 @@ fn apns_message_push_is_an_alert_to_the_app_topic() {
     }
     let (k, mock, _pki) = apns_kamailio("msg-apns", "push-plain.cfg", 2);
     Phone::new("alice", IOS_TOKEN, "udp").register_then_sleep(&k);
-    let (ok, out) = message_expecting(&k, "alice", "msg-apns-%u", 480).wait(Duration::from_secs(20));
+    let (ok, out) =
+        message_expecting(&k, "alice", "msg-apns-%u", 480).wait(Duration::from_secs(20));
     assert!(ok, "{out}");
     let reqs = mock.wait_for(1, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(500));
@@ -282,7 +302,12 @@ fn message_expecting(k: &Kamailio, user: &str, call_id: &str, status: u16) -> Si
     std::fs::write(&scenario, text).unwrap();
     let mut args = transport_args("udp");
     args.extend(["-key", "user", user, "-cid_str", call_id]);
-    Sipp::spawn(scenario.to_str().unwrap(), k.sip_port(), &args, &k.setup.dir)
+    Sipp::spawn(
+        scenario.to_str().unwrap(),
+        k.sip_port(),
+        &args,
+        &k.setup.dir,
+    )
 }
 
 #[test]

@@ -32,7 +32,12 @@ fn message_expecting(k: &Kamailio, user: &str, call_id: &str, status: u16) -> Si
     std::fs::write(&scenario, text).unwrap();
     let mut args = transport_args("udp");
     args.extend(["-key", "user", user, "-cid_str", call_id]);
-    Sipp::spawn(scenario.to_str().unwrap(), k.sip_port(), &args, &k.setup.dir)
+    Sipp::spawn(
+        scenario.to_str().unwrap(),
+        k.sip_port(),
+        &args,
+        &k.setup.dir,
+    )
 }
 
 /// The woken phone registers and takes `n` MESSAGEs (each answered 200): one sipp listens for
@@ -78,7 +83,10 @@ fn message_to_a_sleeping_phone_is_pushed_as_a_message_and_delivered_after_its_re
     let push = &pushes[0];
     assert_eq!(push["type"], "message", "{push}");
     assert_eq!(push["call_id"], "msg-deliver-1");
-    assert!(push["caller_uri"].as_str().unwrap().starts_with("sip:bob@"), "{push}");
+    assert!(
+        push["caller_uri"].as_str().unwrap().starts_with("sip:bob@"),
+        "{push}"
+    );
     assert_eq!(push["caller_name"], "Bob Caller");
     assert_eq!(push["callee_aor"], "alice");
     assert_eq!(push["token"], TOKEN);
@@ -175,17 +183,24 @@ fn msilo_example_stores_a_message_nobody_woke_for_and_delivers_it_at_the_next_re
         &cfg,
         &server.url(),
         2,
-        &[("MSILO_DB", msilo.as_str()), ("MSILO_PROXY", proxy.as_str())],
+        &[
+            ("MSILO_DB", msilo.as_str()),
+            ("MSILO_PROXY", proxy.as_str()),
+        ],
     );
     let phone = Phone::new("alice", TOKEN, "udp");
     phone.register_then_sleep(&k);
     // Pushed as a message; nobody registers within 2 s: stored, 202 to the sender.
-    let (ok, out) = message_expecting(&k, "alice", "msg-silo-%u", 202).wait(Duration::from_secs(20));
+    let (ok, out) =
+        message_expecting(&k, "alice", "msg-silo-%u", 202).wait(Duration::from_secs(20));
     assert!(ok, "{out}");
     let pushes = settled(&server, 1);
     assert_eq!(pushes[0]["type"], "message");
     let stored = stored_messages(&db);
-    assert!(stored.starts_with("alice|") && stored.contains("hello from bob"), "{stored:?}");
+    assert!(
+        stored.starts_with("alice|") && stored.contains("hello from bob"),
+        "{stored:?}"
+    );
     // The phone registers later: msilo's m_dump() delivers the stored message.
     let (ok, out) = wake_for_messages(&k, &phone, 1).wait(Duration::from_secs(20));
     assert!(ok, "the stored message was not delivered: {out}");
@@ -213,7 +228,11 @@ fn fcm_message_push_is_a_high_priority_data_message_never_a_call() {
     let phone = Phone {
         provider: "fcm".into(),
         pnparam: "kamailio-push-test".into(),
-        ..Phone::new("bob", "fcmtoken:APA91bH-abcdefghijklmnopqrstuvwxyz0123456789", "udp")
+        ..Phone::new(
+            "bob",
+            "fcmtoken:APA91bH-abcdefghijklmnopqrstuvwxyz0123456789",
+            "udp",
+        )
     };
     phone.register_then_sleep(&k);
     // push-registrar.cfg: a MESSAGE with no live binding is held (route[HOLD]) and, nobody

@@ -183,7 +183,13 @@ pub struct App {
 }
 
 /// Keys every app takes, whatever its provider.
-const COMMON_APP_KEYS: &[&str] = &["id", "provider", "cancel_push", "missed_call_alert", "message_preview"];
+const COMMON_APP_KEYS: &[&str] = &[
+    "id",
+    "provider",
+    "cancel_push",
+    "missed_call_alert",
+    "message_preview",
+];
 
 /// How many characters of a message's text a message push carries (`message_preview`).
 pub const MESSAGE_PREVIEW_CHARS: usize = 120;
@@ -196,7 +202,10 @@ fn parse_switch(key: &str, value: Option<String>, default: bool) -> Result<bool,
         None => Ok(default),
         Some("1") | Some("on") | Some("yes") => Ok(true),
         Some("0") | Some("off") | Some("no") => Ok(false),
-        Some(other) => Err(format!("{key} '{}' is not 0 or 1", other.chars().take(20).collect::<String>())),
+        Some(other) => Err(format!(
+            "{key} '{}' is not 0 or 1",
+            other.chars().take(20).collect::<String>()
+        )),
     }
 }
 
@@ -776,11 +785,16 @@ mod tests {
             Some("Missed call from Bob")
         );
         for bad in ["cancel_push=maybe", "message_preview=2"] {
-            let err = App::parse(&format!("id=a;provider=webhook;url=http://x.example/;{bad}"))
-                .unwrap_err();
+            let err = App::parse(&format!(
+                "id=a;provider=webhook;url=http://x.example/;{bad}"
+            ))
+            .unwrap_err();
             assert!(err.contains(bad.split('=').next().unwrap()), "{bad}: {err}");
         }
-        let long = format!("id=a;provider=fcm;service_account=/x.json;missed_call_alert={}", "x".repeat(300));
+        let long = format!(
+            "id=a;provider=fcm;service_account=/x.json;missed_call_alert={}",
+            "x".repeat(300)
+        );
         assert!(App::parse(&long).unwrap_err().contains("missed_call_alert"));
     }
 

@@ -202,7 +202,12 @@ impl Calls {
     }
 
     /// The device got a branch of the ringing call `key` (it woke late): it joined.
-    pub fn mark_joined(&mut self, key: CallKey, binding: Option<&PushBinding>, instance: Option<&str>) {
+    pub fn mark_joined(
+        &mut self,
+        key: CallKey,
+        binding: Option<&PushBinding>,
+        instance: Option<&str>,
+    ) {
         if let Some(call) = self.calls.get_mut(&key) {
             for t in call.targets.iter_mut().filter(|t| t.is(binding, instance)) {
                 t.joined = true;
@@ -254,7 +259,12 @@ impl Calls {
     /// A device of `aor` registered through push_register() (a gateway, whose script resumes the
     /// calls with push_resume()): it joins every call of the AOR held for it (waiting or ringing),
     /// which therefore sends it no end-of-call push.
-    pub fn device_joined(&mut self, aor: &str, binding: Option<&PushBinding>, instance: Option<&str>) {
+    pub fn device_joined(
+        &mut self,
+        aor: &str,
+        binding: Option<&PushBinding>,
+        instance: Option<&str>,
+    ) {
         let Some(keys) = self.by_aor.get(aor) else {
             return;
         };
@@ -446,8 +456,13 @@ mod tests {
     fn call_fails_only_when_every_push_failed() {
         let mut calls = Calls::default();
         calls.insert(call((1, 1), "alice", &["a", "b"]));
-        assert!(calls.push_done((1, 1), "token:a", Err("410 Unregistered".into())).is_empty());
-        assert_eq!(calls.push_done((1, 1), "token:b", Err("400 BadDeviceToken".into())), vec![(1, 1)]);
+        assert!(calls
+            .push_done((1, 1), "token:a", Err("410 Unregistered".into()))
+            .is_empty());
+        assert_eq!(
+            calls.push_done((1, 1), "token:b", Err("400 BadDeviceToken".into())),
+            vec![(1, 1)]
+        );
         assert_eq!(calls.get((1, 1)).unwrap().phase, Phase::Failed);
         // Once failed it is not resumed by a late REGISTER.
         assert!(calls
@@ -456,7 +471,9 @@ mod tests {
 
         calls.insert(call((1, 2), "alice", &["a", "b"]));
         assert!(calls.push_done((1, 2), "token:a", Ok(())).is_empty());
-        assert!(calls.push_done((1, 2), "token:b", Err("x".into())).is_empty());
+        assert!(calls
+            .push_done((1, 2), "token:b", Err("x".into()))
+            .is_empty());
         assert_eq!(calls.get((1, 2)).unwrap().phase, Phase::Waiting);
     }
 

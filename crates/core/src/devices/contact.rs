@@ -848,11 +848,16 @@ mod tests {
     #[test]
     fn remote_token_of_the_dual_form() {
         assert_eq!(
-            apns_remote_token("sip:a@h;pn-provider=apns;pn-prid=REM:remote&VO:voip;pn-param=T.b.remote&voip")
-                .as_deref(),
+            apns_remote_token(
+                "sip:a@h;pn-provider=apns;pn-prid=REM:remote&VO:voip;pn-param=T.b.remote&voip"
+            )
+            .as_deref(),
             Some("REM")
         );
-        assert_eq!(apns_remote_token("sip:a@h;pn-provider=apns;pn-prid=VO"), None);
+        assert_eq!(
+            apns_remote_token("sip:a@h;pn-provider=apns;pn-prid=VO"),
+            None
+        );
         assert_eq!(apns_remote_token("sip:a@h;pn-prid=VO:voip"), None);
         assert_eq!(apns_remote_token("not a uri"), None);
     }

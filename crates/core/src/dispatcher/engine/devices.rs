@@ -19,11 +19,8 @@ impl Engine {
                     self.device_woke(&ev, host);
                 } else {
                     // push_register(): the script resumes with push_resume(); the device joins.
-                    self.calls.device_joined(
-                        &ev.aor,
-                        ev.binding.as_ref(),
-                        ev.instance.as_deref(),
-                    );
+                    self.calls
+                        .device_joined(&ev.aor, ev.binding.as_ref(), ev.instance.as_deref());
                 }
                 self.store_device(&ev);
             }

@@ -5,10 +5,10 @@
 
 use super::apps::NoPusher;
 use super::{loggable_device, unix_now, Engine, PushDone};
+use crate::config::MESSAGE_PREVIEW_CHARS;
 use crate::devices::store::Device;
 use crate::dispatcher::{Host, MainJob};
 use crate::ipc::message::CallKey;
-use crate::config::MESSAGE_PREVIEW_CHARS;
 use crate::providers::{AppPusher, CallPush, EndReason, Outcome, PushKind, PushTarget};
 use crate::shared::Shared;
 use crossbeam_channel::Sender;
@@ -82,7 +82,10 @@ impl Push {
         let outcome = self.sender.send(&self.body, &self.target, deadline).await;
         if matches!(outcome, Outcome::Sent { .. }) {
             match self.purpose {
-                Purpose::Refresh => shared.counters.refresh_pushes.fetch_add(1, Ordering::Relaxed),
+                Purpose::Refresh => shared
+                    .counters
+                    .refresh_pushes
+                    .fetch_add(1, Ordering::Relaxed),
                 Purpose::End => shared.counters.end_pushes.fetch_add(1, Ordering::Relaxed),
                 _ => 0,
             };

@@ -604,14 +604,21 @@ async fn call_tm_never_ended_is_dropped_after_its_deadline() {
         .iter()
         .map(|r| {
             let j = r.json();
-            (j["type"].as_str().unwrap().into(), j["reason"].as_str().unwrap_or("").into())
+            (
+                j["type"].as_str().unwrap().into(),
+                j["reason"].as_str().unwrap_or("").into(),
+            )
         })
         .collect();
     kinds.sort();
     let call = ("call".to_string(), String::new());
     assert_eq!(
         kinds,
-        [call.clone(), call, ("cancel".to_string(), "timeout".to_string())]
+        [
+            call.clone(),
+            call,
+            ("cancel".to_string(), "timeout".to_string())
+        ]
     );
 }
 
