@@ -283,6 +283,11 @@ int push_shim_suspend(struct sip_msg *msg, unsigned int timeout_ms, unsigned int
 		return PUSH_SUSPEND_ALREADY_REPLIED;
 	if(timeout_ms > 0 && tmb.set_fr(msg, timeout_ms, timeout_ms) < 0)
 		return PUSH_SUSPEND_FAILED;
+	/* TMCB_RESPONSE_OUT also fires, after the call was continued and relayed, for the final reply
+	 * tm relays from a branch (t_reply.c relay_reply: ps->code is the relayed code), so a 2xx
+	 * from the device that answered tells the dispatcher the call was answered elsewhere for
+	 * the devices that did not join it (end-of-call pushes); a locally generated final reply
+	 * (_reply_light) fires it too. */
 	if(tmb.register_tmcb(msg, 0,
 			TMCB_DESTROY | TMCB_E2ECANCEL_IN | TMCB_RESPONSE_OUT, tm_event, 0, 0) <= 0)
 		return PUSH_SUSPEND_FAILED;
