@@ -117,9 +117,13 @@ fn main() {
                         provider: "apns".into(),
                         sent_at: 0,
                         expires_at: 4_000_000_000,
+                        reason: None,
+                        text: None,
+                        alert: None,
                     };
                     let target = ApnsTarget {
                         token: format!("{:064x}", i + 1),
+                        alert_token: None,
                         sandbox: false,
                         param: Some("ABCDE12345.org.example.phone.voip".into()),
                     };

@@ -24,6 +24,7 @@
 #include "core/parser/parse_to.h"
 #include "core/parser/parse_uri.h"
 #include "core/parser/parse_expires.h"
+#include "core/parser/parse_content.h"
 #include "modules/tm/tm_load.h"
 #include "modules/usrloc/usrloc.h"
 #include "modules/registrar/api.h"
@@ -140,6 +141,26 @@ int push_shim_call_info(struct sip_msg *msg, push_call_info_t *out)
 		strv(&out->ruri_user, &msg->parsed_uri.user);
 		strv(&out->ruri_host, &msg->parsed_uri.host);
 		out->is_invite = (msg->first_line.u.request.method_value == METHOD_INVITE);
+		out->is_message = (msg->first_line.u.request.method_value == METHOD_MESSAGE);
+	}
+	if(out->is_message) {
+		char *body;
+		int len;
+		if(parse_headers(msg, HDR_CONTENTTYPE_F | HDR_CONTENTLENGTH_F, 0) == 0) {
+			if(msg->content_type)
+				strv(&out->content_type, &msg->content_type->body);
+			body = get_body(msg);
+			if(body && msg->content_length) {
+				len = get_content_length(msg);
+				/* never past the end of the buffer, whatever Content-Length says */
+				if(len > (msg->buf + msg->len) - body)
+					len = (msg->buf + msg->len) - body;
+				if(len > 0) {
+					out->body.s = body;
+					out->body.len = len;
+				}
+			}
+		}
 	}
 	return 0;
 }
@@ -274,6 +295,11 @@ int push_shim_suspend(struct sip_msg *msg, unsigned int timeout_ms, unsigned int
 		return PUSH_SUSPEND_NO_BRANCH;
 	if(timeout_ms > 0 && tmb.set_fr(msg, timeout_ms, timeout_ms) < 0)
 		return PUSH_SUSPEND_FAILED;
+	/* TMCB_RESPONSE_OUT also fires, after the call was continued and relayed, for the final reply
+	 * tm relays from a branch (t_reply.c relay_reply: ps->code is the relayed code), so a 2xx
+	 * from the device that answered tells the dispatcher the call was answered elsewhere for
+	 * the devices that did not join it (end-of-call pushes); a locally generated final reply
+	 * (_reply_light) fires it too. */
 	if(tmb.register_tmcb(msg, 0,
 			TMCB_DESTROY | TMCB_E2ECANCEL_IN | TMCB_RESPONSE_OUT, tm_event, 0, 0) <= 0)
 		return PUSH_SUSPEND_FAILED;

@@ -26,6 +26,10 @@ typedef struct push_call_info {
 	push_strv_t ruri_user;
 	push_strv_t ruri_host;
 	int is_invite;
+	int is_message;
+	/* MESSAGE only: the Content-Type header's value and the body (not NUL-terminated). */
+	push_strv_t content_type;
+	push_strv_t body;
 } push_call_info_t;
 
 #define PUSH_MAX_CONTACT_HEADERS 16

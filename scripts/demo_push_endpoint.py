@@ -24,6 +24,17 @@ class Endpoint(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             return
         push = json.loads(body)
+        if push.get("type") != "call":
+            # A message, an end-of-call ("cancel", with its reason), a refresh or a test push:
+            # a phone would show it or stop ringing; the demo only answers calls.
+            print(f"push endpoint: {push.get('type')} push for {push['callee_aor']} "
+                  f"(call {push['call_id']}, reason {push.get('reason', '-')}), signature ok",
+                  flush=True)
+            self.send_response(200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+            return
         print(f"push endpoint: push for {push['callee_aor']} (call {push['call_id']} from "
               f"{push['caller_name']} <{push['caller_uri']}>), token {push['token'][:8]}..., "
               "signature ok: waking the phone", flush=True)

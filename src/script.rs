@@ -6,10 +6,10 @@ use push_core::devices::contact::parse_contact_header;
 use push_core::devices::normalize_aor;
 use push_core::devices::profile::binding_for;
 use push_core::ipc::limits::{
-    bounded, MAX_AOR, MAX_CALL_ID, MAX_CONTACT, MAX_NAME, MAX_URI, MAX_USER_AGENT,
+    bounded, MAX_AOR, MAX_CALL_ID, MAX_CONTACT, MAX_MESSAGE_TEXT, MAX_NAME, MAX_URI, MAX_USER_AGENT,
 };
 use push_core::ipc::message::{
-    Answer, ContactChange, ContactEvent, HeldCall, Question, ToDispatcher,
+    Answer, ContactChange, ContactEvent, HeldCall, HeldKind, Question, ToDispatcher,
 };
 use push_core::ipc::reply;
 use std::cell::Cell;
@@ -29,7 +29,7 @@ pub const FAILED_ALL_PUSHES: c_int = 1;
 /// push_failed(): no device registered within `timeout`.
 pub const FAILED_TIMEOUT: c_int = 2;
 
-/// Return code of push_suspend for a request that is not an INVITE: only calls are pushed.
+/// Return code of push_suspend for a request that is neither an INVITE nor a MESSAGE.
 const NOT_INVITE: c_int = -4;
 
 /// Return code of push_suspend when the transaction has no branch left to hold the call (it
@@ -84,10 +84,16 @@ fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
         push_core::error!("push_suspend: cannot parse Call-ID, From or R-URI of the request");
         return INTERNAL;
     }
-    if info.is_invite == 0 {
-        push_core::debug!("push_suspend: only an INVITE is held and pushed; nothing done");
+    let kind = if info.is_invite != 0 {
+        HeldKind::Call
+    } else if info.is_message != 0 {
+        HeldKind::Message
+    } else {
+        push_core::debug!(
+            "push_suspend: only an INVITE or a MESSAGE is held and pushed; nothing done"
+        );
         return NOT_INVITE;
-    }
+    };
     let aor_text = match aor {
         Some(a) => a,
         None => format!(
@@ -151,6 +157,8 @@ fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
     g.shared.held_now.fetch_add(1, Ordering::Relaxed);
     let held = ToDispatcher::Held(HeldCall {
         key: (index, label),
+        kind,
+        text: message_text(&info),
         aor: bounded(aor.clone(), MAX_AOR),
         call_id: bounded(text(&info.call_id).unwrap_or_default(), MAX_CALL_ID),
         caller_uri: bounded(text(&info.from_uri).unwrap_or_default(), MAX_URI),
@@ -169,6 +177,22 @@ fn suspend(msg: *mut sip_msg, aor: Option<String>) -> c_int {
     }
     g.shared.counters.suspended.fetch_add(1, Ordering::Relaxed);
     HELD
+}
+
+/// A MESSAGE's text, when its body is plain text (no Content-Type, or text/plain), bounded.
+fn message_text(info: &sys::push_call_info_t) -> Option<String> {
+    if info.is_message == 0 {
+        return None;
+    }
+    let plain = text(&info.content_type).is_none_or(|ct| {
+        ct.trim()
+            .get(..10)
+            .is_some_and(|t| t.eq_ignore_ascii_case("text/plain"))
+    });
+    if !plain {
+        return None;
+    }
+    text(&info.body).map(|t| bounded(t, MAX_MESSAGE_TEXT))
 }
 
 /// Return code of push_register()/push_check() for a Contact naming a push provider no configured

@@ -172,6 +172,50 @@ impl AppProvider {
 pub struct App {
     pub id: String,
     pub provider: AppProvider,
+    /// End-of-call pushes to pushed devices that did not join a call (app key `cancel_push`,
+    /// default on).
+    pub cancel_push: bool,
+    /// A visible alert for a missed call (end-of-call push with reason `cancelled` or
+    /// `timeout`): app key `missed_call_alert`, `{caller}` standing for the caller's name or URI.
+    pub missed_call_alert: Option<String>,
+    /// Message pushes carry the start of the text (app key `message_preview`, default off).
+    pub message_preview: bool,
+}
+
+/// Keys every app takes, whatever its provider.
+const COMMON_APP_KEYS: &[&str] = &[
+    "id",
+    "provider",
+    "cancel_push",
+    "missed_call_alert",
+    "message_preview",
+];
+
+/// How many characters of a message's text a message push carries (`message_preview`).
+pub const MESSAGE_PREVIEW_CHARS: usize = 120;
+
+/// The longest `missed_call_alert` text (bytes).
+const MAX_ALERT_TEXT: usize = 200;
+
+fn parse_switch(key: &str, value: Option<String>, default: bool) -> Result<bool, String> {
+    match value.as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("1") | Some("on") | Some("yes") => Ok(true),
+        Some("0") | Some("off") | Some("no") => Ok(false),
+        Some(other) => Err(format!(
+            "{key} '{}' is not 0 or 1",
+            other.chars().take(20).collect::<String>()
+        )),
+    }
+}
+
+impl App {
+    /// The visible missed-call alert for a call from `caller`, if the app has one.
+    pub fn missed_call_text(&self, caller: &str) -> Option<String> {
+        self.missed_call_alert
+            .as_ref()
+            .map(|text| text.replace("{caller}", caller))
+    }
 }
 
 impl App {
@@ -308,14 +352,30 @@ impl App {
         };
         if let Some((k, _)) = fields
             .iter()
-            .find(|(k, _)| k != "id" && k != "provider" && !allowed.contains(&k.as_str()))
+            .find(|(k, _)| !COMMON_APP_KEYS.contains(&k.as_str()) && !allowed.contains(&k.as_str()))
         {
             return Err(format!(
                 "unknown key '{k}' for provider={}",
                 provider.name()
             ));
         }
-        Ok(App { id, provider })
+        let cancel_push = parse_switch("cancel_push", take("cancel_push"), true)?;
+        let message_preview = parse_switch("message_preview", take("message_preview"), false)?;
+        let missed_call_alert = take("missed_call_alert").filter(|t| !t.is_empty());
+        if let Some(text) = &missed_call_alert {
+            if text.len() > MAX_ALERT_TEXT || text.chars().any(char::is_control) {
+                return Err(format!(
+                    "missed_call_alert must be at most {MAX_ALERT_TEXT} bytes without control characters"
+                ));
+            }
+        }
+        Ok(App {
+            id,
+            provider,
+            cancel_push,
+            missed_call_alert,
+            message_preview,
+        })
     }
 }
 
@@ -716,6 +776,33 @@ mod tests {
         assert!(text.contains("between 1 and 64"), "{text}");
         let e = Config::from_params(&[("queue_size", RawValue::Int(1000))]).unwrap_err();
         assert_eq!(e.param, "queue_size");
+    }
+
+    #[test]
+    fn end_of_call_and_message_settings_are_per_app() {
+        let plain = App::parse("id=a;provider=webhook;url=http://x.example/").unwrap();
+        assert!(plain.cancel_push && !plain.message_preview && plain.missed_call_alert.is_none());
+        let app = App::parse(
+            "id=a;provider=webhook;url=http://x.example/;cancel_push=0;message_preview=1;missed_call_alert=Missed call from {caller}",
+        )
+        .unwrap();
+        assert!(!app.cancel_push && app.message_preview);
+        assert_eq!(
+            app.missed_call_text("Bob").as_deref(),
+            Some("Missed call from Bob")
+        );
+        for bad in ["cancel_push=maybe", "message_preview=2"] {
+            let err = App::parse(&format!(
+                "id=a;provider=webhook;url=http://x.example/;{bad}"
+            ))
+            .unwrap_err();
+            assert!(err.contains(bad.split('=').next().unwrap()), "{bad}: {err}");
+        }
+        let long = format!(
+            "id=a;provider=fcm;service_account=/x.json;missed_call_alert={}",
+            "x".repeat(300)
+        );
+        assert!(App::parse(&long).unwrap_err().contains("missed_call_alert"));
     }
 
     #[test]

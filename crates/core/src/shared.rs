@@ -103,6 +103,8 @@ statistics! {
         queue_full,
         /// Binding-refresh (background) pushes a provider accepted.
         refresh_pushes,
+        /// End-of-call pushes (cancelled, answered elsewhere, timeout) a provider accepted.
+        end_pushes,
     }
     /// Calls held right now.
     held_now: Gauge = |shared| shared.held_now.load(Ordering::Relaxed),

@@ -6,7 +6,7 @@
 //! counters, pushes).
 
 use crate::devices::contact::PushBinding;
-use crate::ipc::message::{CallKey, PendingCall};
+use crate::ipc::message::{CallKey, HeldKind, PendingCall};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,17 @@ pub enum PushState {
     Sending,
     Sent,
     Failed(String),
+    /// Not pushed for this call: the push of the held MESSAGE with this key, still outstanding,
+    /// covers it (several messages for a sleeping device make one push). It takes that push's
+    /// outcome.
+    Covered(CallKey),
+}
+
+impl PushState {
+    /// A push is outstanding: accepted by the push service, or still on its way.
+    pub fn reached(&self) -> bool {
+        matches!(self, PushState::Sending | PushState::Sent)
+    }
 }
 
 /// One device pushed for a call.
@@ -27,6 +38,17 @@ pub struct PushedDevice {
     pub binding: PushBinding,
     pub instance: Option<String>,
     pub state: PushState,
+    /// The device registered while the call was held: it got (or gets) a branch of the call, so
+    /// tm's own CANCEL ends it there; it gets no end-of-call push.
+    pub joined: bool,
+}
+
+impl PushedDevice {
+    /// Whether a registration (its push binding, its +sip.instance) is this device's.
+    fn is(&self, binding: Option<&PushBinding>, instance: Option<&str>) -> bool {
+        binding.is_some_and(|b| b.same_registration(&self.binding))
+            || (instance.is_some() && self.instance.as_deref() == instance)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +99,7 @@ impl Phase {
 #[derive(Clone, Debug)]
 pub struct Call {
     pub key: CallKey,
+    pub kind: HeldKind,
     pub aor: String,
     pub call_id: String,
     pub caller_uri: String,
@@ -89,10 +112,21 @@ pub struct Call {
 
 impl Call {
     fn matches(&self, binding: Option<&PushBinding>, instance: Option<&str>) -> bool {
-        self.targets.iter().any(|t| {
-            binding.is_some_and(|b| b.same_registration(&t.binding))
-                || (instance.is_some() && t.instance.as_deref() == instance)
-        })
+        self.targets.iter().any(|t| t.is(binding, instance))
+    }
+
+    /// The devices that get an end-of-call push when this call ends: a call's (not a message's)
+    /// devices whose push the push service accepted and that did not join it. A push still on
+    /// its way (retrying a failing service) is stopped when the call ends, and its device gets
+    /// nothing.
+    pub fn end_push_targets(&self) -> Vec<&PushedDevice> {
+        if self.kind != HeldKind::Call {
+            return Vec::new();
+        }
+        self.targets
+            .iter()
+            .filter(|t| !t.joined && t.state == PushState::Sent)
+            .collect()
     }
 }
 
@@ -160,13 +194,32 @@ impl Calls {
                 if call.phase == Phase::Waiting && call.matches(binding, instance) {
                     call.phase = Phase::Resumed;
                     resumed.push(*key);
+                    // The resume route relays the call to it: it joins.
+                    for t in call.targets.iter_mut().filter(|t| t.is(binding, instance)) {
+                        t.joined = true;
+                    }
                 }
             }
         }
         resumed
     }
 
-    /// Resumed calls of `aor` (still ringing) that pushed this device: it woke late and joins them.
+    /// The device got a branch of the ringing call `key` (it woke late): it joined.
+    pub fn mark_joined(
+        &mut self,
+        key: CallKey,
+        binding: Option<&PushBinding>,
+        instance: Option<&str>,
+    ) {
+        if let Some(call) = self.calls.get_mut(&key) {
+            for t in call.targets.iter_mut().filter(|t| t.is(binding, instance)) {
+                t.joined = true;
+            }
+        }
+    }
+
+    /// Resumed calls of `aor` (still ringing) that pushed this device: it woke late and joins them
+    /// (calls only: a MESSAGE already relayed is not forked again).
     pub fn late_joiners(
         &self,
         aor: &str,
@@ -178,7 +231,11 @@ impl Calls {
             .map(|keys| {
                 keys.iter()
                     .filter_map(|k| self.calls.get(k))
-                    .filter(|c| c.phase == Phase::Resumed && c.matches(binding, instance))
+                    .filter(|c| {
+                        c.kind == HeldKind::Call
+                            && c.phase == Phase::Resumed
+                            && c.matches(binding, instance)
+                    })
                     .map(|c| c.key)
                     .collect()
             })
@@ -212,27 +269,86 @@ impl Calls {
         resumed
     }
 
-    /// Records how a push ended. Returns true when this was the last hope: every push of a still
-    /// waiting call has failed, so the call should be failed now rather than at its timeout.
-    pub fn push_done(&mut self, key: CallKey, device_id: &str, result: Result<(), String>) -> bool {
-        let Some(call) = self.calls.get_mut(&key) else {
-            return false;
+    /// A device of `aor` registered through push_register() (a gateway, whose script resumes the
+    /// calls with push_resume()): it joins every call of the AOR held for it (waiting or ringing),
+    /// which therefore sends it no end-of-call push.
+    pub fn device_joined(
+        &mut self,
+        aor: &str,
+        binding: Option<&PushBinding>,
+        instance: Option<&str>,
+    ) {
+        let Some(keys) = self.by_aor.get(aor) else {
+            return;
         };
-        for t in call.targets.iter_mut().filter(|t| t.device_id == device_id) {
-            t.state = match &result {
-                Ok(()) => PushState::Sent,
-                Err(e) => PushState::Failed(e.clone()),
+        for key in keys {
+            if let Some(call) = self.calls.get_mut(key) {
+                if matches!(call.phase, Phase::Waiting | Phase::Resumed) {
+                    for t in call.targets.iter_mut().filter(|t| t.is(binding, instance)) {
+                        t.joined = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A held MESSAGE of `aor` still waiting whose push to `device_id` is still outstanding: a
+    /// new message for that device needs no push of its own.
+    pub fn outstanding_message_push(&self, aor: &str, device_id: &str) -> Option<CallKey> {
+        self.by_aor.get(aor)?.iter().find_map(|key| {
+            let call = self.calls.get(key)?;
+            (call.kind == HeldKind::Message
+                && call.phase == Phase::Waiting
+                && call
+                    .targets
+                    .iter()
+                    .any(|t| t.device_id == device_id && t.state.reached()))
+            .then_some(call.key)
+        })
+    }
+
+    /// Records how a push ended, for its call and for the messages it covers. Returns the calls
+    /// for which this was the last hope: every push of a still waiting call has failed, so the
+    /// call should be failed now rather than at its timeout.
+    pub fn push_done(
+        &mut self,
+        key: CallKey,
+        device_id: &str,
+        result: Result<(), String>,
+    ) -> Vec<CallKey> {
+        let Some(aor) = self.calls.get(&key).map(|c| c.aor.clone()) else {
+            return Vec::new();
+        };
+        let state = match &result {
+            Ok(()) => PushState::Sent,
+            Err(e) => PushState::Failed(e.clone()),
+        };
+        let keys = self.by_aor.get(&aor).cloned().unwrap_or_default();
+        let mut failed = Vec::new();
+        for k in keys {
+            let Some(call) = self.calls.get_mut(&k) else {
+                continue;
             };
+            let mut touched = false;
+            for t in call.targets.iter_mut().filter(|t| t.device_id == device_id) {
+                if k == key || t.state == PushState::Covered(key) {
+                    t.state = state.clone();
+                    touched = true;
+                }
+            }
+            if !touched {
+                continue;
+            }
+            let all_failed = call
+                .targets
+                .iter()
+                .all(|t| matches!(t.state, PushState::Failed(_)));
+            if call.phase == Phase::Waiting && all_failed {
+                call.phase = Phase::Failed;
+                failed.push(k);
+            }
         }
-        let all_failed = call
-            .targets
-            .iter()
-            .all(|t| matches!(t.state, PushState::Failed(_)));
-        if call.phase == Phase::Waiting && all_failed {
-            call.phase = Phase::Failed;
-            return true;
-        }
-        false
+        failed
     }
 
     /// Every call still waiting (Kamailio shuts down): marked failed and returned, once.
@@ -308,6 +424,7 @@ mod tests {
         let now = Instant::now();
         Call {
             key,
+            kind: HeldKind::Call,
             aor: aor.into(),
             call_id: format!("call-{}", key.1),
             caller_uri: "sip:bob@example.com".into(),
@@ -322,6 +439,7 @@ mod tests {
                     binding: binding(t),
                     instance: Some(format!("<urn:uuid:{t}>")),
                     state: PushState::Sending,
+                    joined: false,
                 })
                 .collect(),
         }
@@ -363,8 +481,13 @@ mod tests {
     fn call_fails_only_when_every_push_failed() {
         let mut calls = Calls::default();
         calls.insert(call((1, 1), "alice", &["a", "b"]));
-        assert!(!calls.push_done((1, 1), "token:a", Err("410 Unregistered".into())));
-        assert!(calls.push_done((1, 1), "token:b", Err("400 BadDeviceToken".into())));
+        assert!(calls
+            .push_done((1, 1), "token:a", Err("410 Unregistered".into()))
+            .is_empty());
+        assert_eq!(
+            calls.push_done((1, 1), "token:b", Err("400 BadDeviceToken".into())),
+            vec![(1, 1)]
+        );
         assert_eq!(calls.get((1, 1)).unwrap().phase, Phase::Failed);
         // Once failed it is not resumed by a late REGISTER.
         assert!(calls
@@ -372,8 +495,10 @@ mod tests {
             .is_empty());
 
         calls.insert(call((1, 2), "alice", &["a", "b"]));
-        assert!(!calls.push_done((1, 2), "token:a", Ok(())));
-        assert!(!calls.push_done((1, 2), "token:b", Err("x".into())));
+        assert!(calls.push_done((1, 2), "token:a", Ok(())).is_empty());
+        assert!(calls
+            .push_done((1, 2), "token:b", Err("x".into()))
+            .is_empty());
         assert_eq!(calls.get((1, 2)).unwrap().phase, Phase::Waiting);
     }
 

@@ -734,6 +734,22 @@ fn read_quoted(cur: &mut Cursor<'_>) -> Result<String, ContactError> {
     }
 }
 
+/// The `remote` token of an APNs dual-form `pn-prid` (`tokA:remote&tokB:voip`) in a stored
+/// Contact URI, if it has one: pushes to the app's own topic (alerts: messages, end-of-call
+/// pushes) need it, while the stored token is the VoIP one. None for any other Contact.
+pub fn apns_remote_token(contact: &str) -> Option<String> {
+    let info = parse_contact_uri(contact).ok()?;
+    let raw = info
+        .uri_params
+        .iter()
+        .find(|(n, _)| n == "pn-prid")
+        .and_then(|(_, v)| v.as_deref())?;
+    raw.split('&')
+        .filter_map(|part| part.rsplit_once(':'))
+        .find(|(token, kind)| kind.eq_ignore_ascii_case("remote") && !token.is_empty())
+        .map(|(token, _)| token.to_string())
+}
+
 /// For the APNs dual form `tokA:remote&tokB:voip`: the VoIP token, else the `remote` one, else
 /// the first one. A single token without `:type` is returned as is.
 fn select_apns_token(raw: &str) -> &str {
@@ -827,6 +843,23 @@ mod tests {
 
     fn p(name: &str, value: Option<&str>) -> (String, Option<String>) {
         (name.to_owned(), value.map(str::to_owned))
+    }
+
+    #[test]
+    fn remote_token_of_the_dual_form() {
+        assert_eq!(
+            apns_remote_token(
+                "sip:a@h;pn-provider=apns;pn-prid=REM:remote&VO:voip;pn-param=T.b.remote&voip"
+            )
+            .as_deref(),
+            Some("REM")
+        );
+        assert_eq!(
+            apns_remote_token("sip:a@h;pn-provider=apns;pn-prid=VO"),
+            None
+        );
+        assert_eq!(apns_remote_token("sip:a@h;pn-prid=VO:voip"), None);
+        assert_eq!(apns_remote_token("not a uri"), None);
     }
 
     #[test]

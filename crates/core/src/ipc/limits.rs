@@ -8,6 +8,8 @@ pub const MAX_NAME: usize = 128;
 pub const MAX_CONTACT: usize = 1024;
 pub const MAX_INSTANCE: usize = 256;
 pub const MAX_USER_AGENT: usize = 256;
+/// A held MESSAGE's text (only its start is ever shown: `message_preview`).
+pub const MAX_MESSAGE_TEXT: usize = 512;
 
 /// Cuts a string to at most `max` bytes on a character boundary.
 pub fn bounded(s: String, max: usize) -> String {

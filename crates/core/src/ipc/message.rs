@@ -25,9 +25,20 @@ pub enum ToDispatcher {
     Resume { aor: String },
 }
 
+/// What push_suspend held.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HeldKind {
+    /// An INVITE: a call push (APNs: VoIP), and end-of-call pushes when it ends.
+    #[default]
+    Call,
+    /// A MESSAGE: a message push (never a call push), one per device while one is outstanding.
+    Message,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldCall {
     pub key: CallKey,
+    pub kind: HeldKind,
     pub aor: String,
     pub call_id: String,
     pub caller_uri: String,
@@ -36,6 +47,8 @@ pub struct HeldCall {
     pub timeout: u32,
     /// CLOCK_MONOTONIC (the same clock in every process) when push_suspend held the call, in ns.
     pub held_at_ns: u64,
+    /// A MESSAGE's text (text/plain bodies only, bounded): the preview of apps that want one.
+    pub text: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

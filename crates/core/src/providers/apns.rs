@@ -20,6 +20,8 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct ApnsTarget {
     pub token: String,
+    /// The device's `remote` token (dual-token devices), for pushes to the app's own topic.
+    pub alert_token: Option<String>,
     /// The device said pn-provider=apns.dev.
     pub sandbox: bool,
     /// The device's pn-param (`TEAMID.bundle.id.voip`), naming its topic.
@@ -167,10 +169,22 @@ impl ApnsSender {
         // A binding refresh is a background push to the app itself (never a VoIP push, which iOS
         // reports as a call): the app's own topic, normal priority, content-available only.
         let refresh = push.kind == PushKind::Refresh;
-        // Only a call may be a VoIP push: a test push is an alert to the app's own topic.
+        // Only a call may be a VoIP push: a test push, a message and an end-of-call push are
+        // alerts to the app's own topic.
         let voip = self.inner.voip && push.kind == PushKind::Call;
         let topic = topic_for(&self.inner.bundle_id, voip, target.param.as_deref());
+        // The app's own topic takes the device's `remote` token when it gave two (the stored one
+        // is then its VoIP token, which APNs refuses for that topic).
+        let token = match (&target.alert_token, voip) {
+            (Some(remote), false) => remote.as_str(),
+            _ => target.token.as_str(),
+        };
         let collapse = collapse_id(&push.call_id);
+        let caller = push
+            .caller_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| push.caller_uri.clone());
         let mut attempts = 0;
         let mut renewed = false;
         let mut backoff = super::Backoff::default();
@@ -205,24 +219,37 @@ impl ApnsSender {
                 apns_collapse_id: CollapseId::new(&collapse).ok(),
                 ..Default::default()
             };
-            let builder = if refresh {
-                DefaultNotificationBuilder::new().content_available()
-            } else if push.kind == PushKind::Test {
-                DefaultNotificationBuilder::new()
+            let builder = match push.kind {
+                PushKind::Refresh => DefaultNotificationBuilder::new().content_available(),
+                PushKind::Test => DefaultNotificationBuilder::new()
                     .title("kamailio-push")
-                    .body("Test push (push.send)")
-            } else if voip {
-                DefaultNotificationBuilder::new()
-            } else {
-                DefaultNotificationBuilder::new()
-                    .title(
-                        push.caller_name
-                            .clone()
-                            .unwrap_or_else(|| push.caller_uri.clone()),
-                    )
-                    .body("Incoming call")
+                    .body("Test push (push.send)"),
+                PushKind::Call if voip => DefaultNotificationBuilder::new(),
+                PushKind::Call => DefaultNotificationBuilder::new()
+                    .title(caller.as_str())
+                    .body("Incoming call"),
+                // A chat message: a visible alert from the sender (the text only with the app's
+                // message_preview), grouped per sender; a Notification Service Extension may
+                // rewrite it (mutable-content).
+                PushKind::Message => DefaultNotificationBuilder::new()
+                    .title(caller.as_str())
+                    .body(push.text.as_deref().unwrap_or("New message"))
+                    .thread_id(push.caller_uri.as_str())
+                    .sound("default")
+                    .mutable_content(),
+                // The end of a call: content-available so the running app (it is, while CallKit
+                // shows the call its VoIP push started) is handed the push and ends the CallKit
+                // call; a visible alert only for a missed call of an app with missed_call_alert.
+                PushKind::Cancel => match &push.alert {
+                    Some(alert) => DefaultNotificationBuilder::new()
+                        .title(caller.as_str())
+                        .body(alert.as_str())
+                        .content_available()
+                        .mutable_content(),
+                    None => DefaultNotificationBuilder::new().content_available(),
+                },
             };
-            let mut payload = builder.build(&target.token, options);
+            let mut payload = builder.build(token, options);
             for (key, value) in [
                 ("type", serde_json::json!(push.kind)),
                 ("call_id", serde_json::json!(push.call_id)),
@@ -235,6 +262,15 @@ impl ApnsSender {
                 ("expires_at", serde_json::json!(push.expires_at)),
             ] {
                 let _ = payload.add_custom_data(key, &value);
+            }
+            for (key, value) in [
+                ("reason", push.reason.map(|r| r.as_str().to_string())),
+                ("text", push.text.clone()),
+                ("alert", push.alert.clone()),
+            ] {
+                if let Some(value) = value {
+                    let _ = payload.add_custom_data(key, &value);
+                }
             }
             let left = deadline
                 .saturating_duration_since(Instant::now())
@@ -262,7 +298,16 @@ impl ApnsSender {
                 }
                 Ok(Err(e)) => (0, format!("connection failed: {e}"), true),
             };
+            // A push to the app's own topic with a token of another kind (a VoIP-only device)
+            // says nothing of the token the device's calls use: refused, the device kept.
+            let other_token = !voip && (self.inner.voip || token != target.token);
             match (status, reason.as_str()) {
+                (400, "BadDeviceToken" | "DeviceTokenNotForTopic") if other_token => {
+                    return Outcome::Rejected {
+                        status,
+                        body: reason,
+                    }
+                }
                 (410, _) | (400, "BadDeviceToken") | (400, "DeviceTokenNotForTopic") => {
                     return Outcome::TokenDead {
                         status,

@@ -348,10 +348,12 @@ impl FcmSender {
     /// `attempts` counts tries, each being "get an access token (cached or fetched), then post the
     /// message"; a try that failed getting the token counts too.
     ///
-    /// The message is data-only: type ("call" or "refresh"), call_id, caller_uri, caller_name
-    /// ("" when none), callee_aor, app_id, provider, sent_at (Unix ms of this try), expires_at, all
-    /// as strings; android priority "high" for a call ("normal" for a binding refresh) and ttl the
-    /// whole seconds left before the deadline (at least 1).
+    /// The message is data-only: type ("call", "refresh", "test", "message" or "cancel"),
+    /// call_id, caller_uri, caller_name ("" when none), callee_aor, app_id, provider, sent_at
+    /// (Unix ms of this try), expires_at, and, when they apply, reason (end-of-call push), text
+    /// (message preview) and alert (missed-call text), all as strings; android priority "high"
+    /// ("normal" for a binding refresh) and ttl the whole seconds left before the deadline (at
+    /// least 1).
     pub async fn send(&self, push: &CallPush, deadline: Instant) -> Outcome {
         let mut attempts: u32 = 0;
         let mut backoff = Backoff::default();
@@ -693,6 +695,12 @@ fn message_body(push: &CallPush, left: Duration) -> Result<Vec<u8>, String> {
         provider: &'a str,
         sent_at: String,
         expires_at: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        alert: Option<&'a str>,
     }
     #[derive(Serialize)]
     struct Android {
@@ -703,11 +711,7 @@ fn message_body(push: &CallPush, left: Duration) -> Result<Vec<u8>, String> {
         message: Message {
             token: &push.token,
             data: Data {
-                kind: match push.kind {
-                    PushKind::Call => "call",
-                    PushKind::Refresh => "refresh",
-                    PushKind::Test => "test",
-                },
+                kind: push.kind.as_str(),
                 call_id: &push.call_id,
                 caller_uri: &push.caller_uri,
                 caller_name: push.caller_name.as_deref().unwrap_or(""),
@@ -716,11 +720,16 @@ fn message_body(push: &CallPush, left: Duration) -> Result<Vec<u8>, String> {
                 provider: &push.provider,
                 sent_at: unix_millis().to_string(),
                 expires_at: push.expires_at.to_string(),
+                reason: push.reason.map(|r| r.as_str()),
+                text: push.text.as_deref(),
+                alert: push.alert.as_deref(),
             },
             android: Android {
                 // A binding refresh need not wake the app at once: normal priority.
                 priority: match push.kind {
-                    PushKind::Call | PushKind::Test => "high",
+                    PushKind::Call | PushKind::Test | PushKind::Message | PushKind::Cancel => {
+                        "high"
+                    }
                     PushKind::Refresh => "normal",
                 },
                 ttl: format!("{}s", left.as_secs().max(1)),

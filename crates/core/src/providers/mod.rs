@@ -12,7 +12,7 @@ pub mod http;
 pub mod push;
 pub mod webhook;
 
-pub use push::{CallPush, Outcome, PushKind, PushTarget};
+pub use push::{CallPush, EndReason, Outcome, PushKind, PushTarget};
 
 use crate::config::{App, AppProvider};
 use std::time::{Duration, Instant};
@@ -156,7 +156,11 @@ impl AppPusher {
     /// and show here, once for every provider ([`clean::outside_text`]).
     pub async fn send(&self, push: &CallPush, target: &PushTarget, deadline: Instant) -> Outcome {
         let outcome = self.send_raw(push, target, deadline).await;
-        outcome.cleaned(&target.token)
+        let outcome = outcome.cleaned(&target.token);
+        match &target.alert_token {
+            Some(remote) => outcome.cleaned(remote),
+            None => outcome,
+        }
     }
 
     async fn send_raw(&self, push: &CallPush, target: &PushTarget, deadline: Instant) -> Outcome {
@@ -165,6 +169,7 @@ impl AppPusher {
             AppPusher::Apns(apns) => {
                 let target = apns::ApnsTarget {
                     token: target.token.clone(),
+                    alert_token: target.alert_token.clone(),
                     sandbox: target.device_provider == "apns.dev",
                     param: target.param.clone(),
                 };

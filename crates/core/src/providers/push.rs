@@ -16,12 +16,59 @@ pub enum PushKind {
     /// An operator's test push (`push.send`): the app can tell it from a call (APNs: an alert
     /// push to the app's own topic, never a VoIP push, which iOS would show as a phantom call).
     Test,
+    /// A held MESSAGE (a chat message): never a call push (APNs: an alert push to the app's own
+    /// topic; iOS forbids VoIP pushes for anything but calls).
+    Message,
+    /// The end of a held call the device was pushed for and did not join ([`EndReason`]): the
+    /// app stops ringing (APNs: an alert push to the app's own topic, never a VoIP push).
+    Cancel,
+}
+
+impl PushKind {
+    /// The name apps read (`type` in every payload).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushKind::Call => "call",
+            PushKind::Refresh => "refresh",
+            PushKind::Test => "test",
+            PushKind::Message => "message",
+            PushKind::Cancel => "cancel",
+        }
+    }
+}
+
+/// Why a held call ended, as an end-of-call push says (`reason`).
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The caller hung up (CANCEL).
+    Cancelled,
+    /// Another device (another branch) answered with 2xx.
+    AnsweredElsewhere,
+    /// No device registered within `timeout`, or none that registered answered before tm ended
+    /// the call.
+    Timeout,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Cancelled => "cancelled",
+            EndReason::AnsweredElsewhere => "answered_elsewhere",
+            EndReason::Timeout => "timeout",
+        }
+    }
+
+    /// Whether the callee missed the call (a "missed call" alert is worth showing).
+    pub fn missed(self) -> bool {
+        matches!(self, EndReason::Cancelled | EndReason::Timeout)
+    }
 }
 
 /// What every provider sends about a call (the JSON body of the webhook, field names as below).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct CallPush {
-    /// "call", "refresh" or "test".
+    /// "call", "refresh", "test", "message" or "cancel".
     #[serde(rename = "type")]
     pub kind: PushKind,
     pub call_id: String,
@@ -35,6 +82,16 @@ pub struct CallPush {
     pub sent_at: u64,
     /// Unix seconds when the call stops waiting.
     pub expires_at: u64,
+    /// An end-of-call push: why the call ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<EndReason>,
+    /// A message push: the start of the message's text (only for apps with `message_preview`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// A visible alert the app's user should see (an end-of-call push for a missed call, from the
+    /// app's `missed_call_alert`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert: Option<String>,
 }
 
 #[cfg(test)]
@@ -53,6 +110,9 @@ impl CallPush {
             provider: provider.into(),
             sent_at: 0,
             expires_at: 1_900_000_000,
+            reason: None,
+            text: None,
+            alert: None,
         }
     }
 }
@@ -101,6 +161,9 @@ impl Outcome {
 #[derive(Clone, Debug)]
 pub struct PushTarget {
     pub token: String,
+    /// APNs dual-token devices (`pn-prid=tokA:remote&tokB:voip`): the `remote` token, for pushes
+    /// to the app's own topic (the stored token is the VoIP one, which APNs refuses there).
+    pub alert_token: Option<String>,
     /// The device's pn-provider (`apns`, `apns.dev`, `fcm`, ...).
     pub device_provider: String,
     /// The device's pn-param / app-id.
@@ -112,6 +175,8 @@ impl PushTarget {
     pub fn of(device: &crate::devices::store::Device) -> PushTarget {
         PushTarget {
             token: device.prid.clone(),
+            alert_token: crate::devices::contact::apns_remote_token(&device.contact)
+                .filter(|t| *t != device.prid),
             device_provider: device.provider.clone(),
             param: device.param.clone(),
         }

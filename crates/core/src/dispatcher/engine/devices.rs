@@ -17,6 +17,10 @@ impl Engine {
                 // Calls first: the woken device's INVITE must not wait for the store.
                 if ev.resume {
                     self.device_woke(&ev, host);
+                } else {
+                    // push_register(): the script resumes with push_resume(); the device joins.
+                    self.calls
+                        .device_joined(&ev.aor, ev.binding.as_ref(), ev.instance.as_deref());
                 }
                 self.store_device(&ev);
             }

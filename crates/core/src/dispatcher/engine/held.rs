@@ -9,13 +9,27 @@ use crate::calls::{Call, CallEnd, Phase, PushState, PushedDevice};
 use crate::devices::contact::{shorten_token, PushBinding};
 use crate::devices::normalize_aor;
 use crate::dispatcher::Host;
-use crate::ipc::message::{CallKey, ContactEvent, HeldCall, TmChange, TmEvent};
-use crate::providers::PushKind;
+use crate::ipc::message::{CallKey, ContactEvent, HeldCall, HeldKind, TmChange, TmEvent};
+use crate::providers::{EndReason, PushKind};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// How long a transaction tm told us has ended is remembered, to drop a late `Held` for it.
 const ENDED_MEMORY: Duration = Duration::from_secs(60);
+
+/// How long an end-of-call push is retried; APNs keeps it this long after the call's own push
+/// expired (so it never arrives before a late call push it ends).
+const END_PUSH_WAIT: Duration = Duration::from_secs(30);
+
+/// How many devices of the call `key` an earlier message's push covers.
+fn call_targets_covered(calls: &crate::calls::Calls, key: CallKey) -> usize {
+    calls.get(key).map_or(0, |c| {
+        c.targets
+            .iter()
+            .filter(|t| matches!(t.state, PushState::Covered(_)))
+            .count()
+    })
+}
 
 impl Engine {
     /// push_suspend held a call: every device of its AOR is pushed; when none can be, the call is
@@ -37,7 +51,12 @@ impl Engine {
         let now = now();
         let deadline = now + Duration::from_secs(held.timeout as u64);
         let about = About {
-            kind: PushKind::Call,
+            kind: match held.kind {
+                HeldKind::Call => PushKind::Call,
+                HeldKind::Message => PushKind::Message,
+            },
+            reason: None,
+            text: held.text.clone(),
             call_id: held.call_id.clone(),
             caller_uri: held.caller_uri.clone(),
             caller_name: held.caller_name.clone(),
@@ -49,6 +68,7 @@ impl Engine {
         };
         let mut call = Call {
             key: held.key,
+            kind: held.kind,
             aor: held.aor.clone(),
             call_id: held.call_id.clone(),
             caller_uri: held.caller_uri.clone(),
@@ -67,17 +87,28 @@ impl Engine {
                 silent: false,
                 timeout: None,
             };
+            // A message for a device whose push for an earlier message is still outstanding:
+            // that push covers it (one push per device, not one per message).
+            let covering = match held.kind {
+                HeldKind::Message => self
+                    .calls
+                    .outstanding_message_push(&held.aor, &device.device_id),
+                HeldKind::Call => None,
+            };
             // A device whose app is failing (its breaker open) is not pushed; the breaker said so
             // in the log once, so no line per call.
-            let (state, logged) = match self.push_for(device, &about, purpose) {
-                Ok(push) => match self.breaker_admits(push.app_id()) {
-                    Ok(()) => {
-                        launches.push(push);
-                        (PushState::Sending, true)
-                    }
-                    Err(failing) => (PushState::Failed(failing), true),
+            let (state, logged) = match covering {
+                Some(first) => (PushState::Covered(first), false),
+                None => match self.push_for(device, &about, purpose) {
+                    Ok(push) => match self.breaker_admits(push.app_id()) {
+                        Ok(()) => {
+                            launches.push(push);
+                            (PushState::Sending, true)
+                        }
+                        Err(failing) => (PushState::Failed(failing), true),
+                    },
+                    Err(no) => (PushState::Failed(no.to_string()), false),
                 },
-                Err(no) => (PushState::Failed(no.to_string()), false),
             };
             if let PushState::Failed(why) = &state {
                 if logged {
@@ -96,6 +127,7 @@ impl Engine {
                 binding,
                 instance: device.instance.clone(),
                 state,
+                joined: false,
             });
         }
         if shutting_down {
@@ -122,11 +154,21 @@ impl Engine {
             self.fail_call(held.key, host);
             return;
         }
+        let what = match held.kind {
+            HeldKind::Call => "call",
+            HeldKind::Message => "message",
+        };
+        let covered = call_targets_covered(&self.calls, held.key);
         info!(
-            "call {} to {} held; pushing {} device(s)",
+            "{what} {} to {} held; pushing {} device(s){}",
             held.call_id,
             held.aor,
-            launches.len()
+            launches.len(),
+            if covered > 0 {
+                format!(", {covered} already pushed for an earlier message")
+            } else {
+                String::new()
+            }
         );
         for push in launches {
             let task = self.spawn_push(push, deadline);
@@ -141,7 +183,14 @@ impl Engine {
             .calls
             .late_joiners(&ev.aor, ev.binding.as_ref(), ev.instance.as_deref());
         for key in joins {
-            match host.append_branches(key) {
+            let result = host.append_branches(key);
+            if result.is_ok() {
+                // A branch for it now (or already: tm skips contacts it tried): tm's CANCEL
+                // reaches it, no end-of-call push.
+                self.calls
+                    .mark_joined(key, ev.binding.as_ref(), ev.instance.as_deref());
+            }
+            match result {
                 Ok(0) => {}
                 Ok(n) => info!(
                     "device of {} woke late: {n} branch(es) added to its ringing call",
@@ -192,7 +241,7 @@ impl Engine {
         result: Result<(), String>,
         host: &dyn Host,
     ) {
-        if self.calls.push_done(key, device_id, result) {
+        for key in self.calls.push_done(key, device_id, result) {
             let call_id = self
                 .calls
                 .get(key)
@@ -252,8 +301,12 @@ impl Engine {
     pub(super) fn end_overdue(&mut self, host: &dyn Host) {
         for key in self.calls.overdue(now()) {
             if let Some(call) = self.calls.get(key) {
+                let what = match call.kind {
+                    HeldKind::Call => "call",
+                    HeldKind::Message => "message",
+                };
                 info!(
-                    "call {} to {}: no device registered in time; ending it",
+                    "{what} {} to {}: no device registered in time; ending it",
                     call.call_id, call.aor
                 );
             }
@@ -294,18 +347,23 @@ impl Engine {
     }
 
     /// tm is done with a transaction (CANCEL, final reply, destroyed): a call still waiting is
-    /// counted as cancelled or timed out, and forgotten.
+    /// counted as cancelled or timed out; the pushed devices that did not join it get an
+    /// end-of-call push saying why it ended; the call is forgotten.
     pub(super) fn on_tm(&mut self, ev: TmEvent) {
         let Some(call) = self.calls.get(ev.key) else {
             self.ended.insert(ev.key, now());
             return;
         };
         let waiting = call.phase == Phase::Waiting;
-        match ev.change {
+        // The module ended it at its deadline (or because no push could reach a device): whatever
+        // the script's failure route then did, the pushed phones missed the call.
+        let given_up = matches!(call.phase, Phase::TimedOut | Phase::Failed);
+        let reason = match ev.change {
             TmChange::Cancelled => {
                 if waiting {
                     self.count(|c| &c.cancelled);
                 }
+                EndReason::Cancelled
             }
             TmChange::Replied(code) => {
                 if waiting && code == 487 {
@@ -313,14 +371,78 @@ impl Engine {
                 } else if waiting {
                     self.count(|c| &c.timed_out);
                 }
+                match code {
+                    487 => EndReason::Cancelled,
+                    200..=299 if !given_up => EndReason::AnsweredElsewhere,
+                    _ => EndReason::Timeout,
+                }
             }
             TmChange::Destroyed => {
                 if waiting {
                     self.count(|c| &c.timed_out);
                 }
+                EndReason::Timeout
+            }
+        };
+        self.end_pushes(ev.key, reason);
+        self.forget(ev.key);
+    }
+
+    /// The call `key` is over for `reason`: each device pushed for it that did not join it (no
+    /// branch reached it, so no CANCEL will) gets one end-of-call push, unless its app turned
+    /// them off (`cancel_push=0`). The pushes outlive the call (forget does not stop them).
+    pub(super) fn end_pushes(&mut self, key: CallKey, reason: EndReason) {
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        let targets: Vec<String> = call
+            .end_push_targets()
+            .iter()
+            .map(|t| t.device_id.clone())
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let devices = match &self.store {
+            Some(store) => store.devices(&call.aor).unwrap_or_else(|e| {
+                error!("cannot read the devices of {}: {e}", call.aor);
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        let until = unix_now() + call.deadline.saturating_duration_since(now());
+        let about = About {
+            kind: PushKind::Cancel,
+            reason: Some(reason),
+            text: None,
+            call_id: call.call_id.clone(),
+            caller_uri: call.caller_uri.clone(),
+            caller_name: call.caller_name.clone(),
+            expires_at: (until + END_PUSH_WAIT).as_secs(),
+        };
+        let (aor, call_id) = (call.aor.clone(), call.call_id.clone());
+        let mut sent = 0;
+        for device in devices.iter().filter(|d| targets.contains(&d.device_id)) {
+            if matches!(self.pusher_for(device), Ok((app, _)) if !app.cancel_push) {
+                continue;
+            }
+            match self.push_for(device, &about, Purpose::End) {
+                Ok(push) => {
+                    self.spawn_push(push, now() + END_PUSH_WAIT);
+                    sent += 1;
+                }
+                Err(no) => debug!(
+                    "no end-of-call push for {aor} device {}: {no}",
+                    super::loggable_device(&device.device_id)
+                ),
             }
         }
-        self.forget(ev.key);
+        if sent > 0 {
+            info!(
+                "call {call_id} to {aor} ended ({}): {sent} end-of-call push(es)",
+                reason.as_str()
+            );
+        }
     }
 
     /// Drops a call from the table (tm is done with it) and stops its pushes still running (a
@@ -353,6 +475,7 @@ impl Engine {
                 "held transaction {}:{} outlived its deadline without tm telling; dropped",
                 key.0, key.1
             );
+            self.end_pushes(key, EndReason::Timeout);
             self.forget(key);
         }
         self.ended

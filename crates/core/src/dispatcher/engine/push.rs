@@ -5,10 +5,11 @@
 
 use super::apps::NoPusher;
 use super::{loggable_device, unix_now, Engine, PushDone};
+use crate::config::MESSAGE_PREVIEW_CHARS;
 use crate::devices::store::Device;
 use crate::dispatcher::{Host, MainJob};
 use crate::ipc::message::CallKey;
-use crate::providers::{AppPusher, CallPush, Outcome, PushKind, PushTarget};
+use crate::providers::{AppPusher, CallPush, EndReason, Outcome, PushKind, PushTarget};
 use crate::shared::Shared;
 use crossbeam_channel::Sender;
 use std::sync::atomic::Ordering;
@@ -26,6 +27,10 @@ pub(super) struct About {
     pub caller_name: Option<String>,
     /// Unix seconds when the call stops waiting.
     pub expires_at: u64,
+    /// An end-of-call push: why the call ended.
+    pub reason: Option<EndReason>,
+    /// A message push: the message's text (shown only by apps with `message_preview`).
+    pub text: Option<String>,
 }
 
 /// Whose push it is.
@@ -37,6 +42,8 @@ pub(super) enum Purpose {
     Test,
     /// A binding-refresh push.
     Refresh,
+    /// An end-of-call push (the call is over: nothing waits for its outcome).
+    End,
 }
 
 /// One push ready to go to one device.
@@ -70,14 +77,18 @@ impl Push {
                     .record(crate::latency::monotonic_ns().saturating_sub(held_at_ns));
                 key
             }
-            Purpose::Test | Purpose::Refresh => NO_CALL,
+            Purpose::Test | Purpose::Refresh | Purpose::End => NO_CALL,
         };
         let outcome = self.sender.send(&self.body, &self.target, deadline).await;
-        if matches!(self.purpose, Purpose::Refresh) && matches!(outcome, Outcome::Sent { .. }) {
-            shared
-                .counters
-                .refresh_pushes
-                .fetch_add(1, Ordering::Relaxed);
+        if matches!(outcome, Outcome::Sent { .. }) {
+            match self.purpose {
+                Purpose::Refresh => shared
+                    .counters
+                    .refresh_pushes
+                    .fetch_add(1, Ordering::Relaxed),
+                Purpose::End => shared.counters.end_pushes.fetch_add(1, Ordering::Relaxed),
+                _ => 0,
+            };
         }
         let _ = main.send(MainJob::PushDone(PushDone {
             key,
@@ -90,6 +101,18 @@ impl Push {
     }
 }
 
+/// The start of a message's text for a preview: at most [`MESSAGE_PREVIEW_CHARS`] characters,
+/// runs of white space made one space, `…` when cut.
+pub(super) fn preview(text: &str) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= MESSAGE_PREVIEW_CHARS {
+        return flat;
+    }
+    let mut cut: String = flat.chars().take(MESSAGE_PREVIEW_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
 impl Engine {
     /// The push `about` something to one stored device, through the app that serves it, or why
     /// the device cannot be pushed.
@@ -100,6 +123,22 @@ impl Engine {
         purpose: Purpose,
     ) -> Result<Push, NoPusher<'a>> {
         let (app, sender) = self.pusher_for(device)?;
+        let caller = about
+            .caller_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| about.caller_uri.clone());
+        // The text of a message only for apps that show it, cut to the preview's length.
+        let text = about
+            .text
+            .as_ref()
+            .filter(|_| app.message_preview && about.kind == PushKind::Message)
+            .map(|t| preview(t));
+        // A visible "missed call" alert, in the same push, for apps that want one.
+        let alert = about
+            .reason
+            .filter(|r| r.missed())
+            .and_then(|_| app.missed_call_text(&caller));
         Ok(Push {
             purpose,
             device_id: device.device_id.clone(),
@@ -115,6 +154,9 @@ impl Engine {
                 provider: device.provider.clone(),
                 sent_at: unix_now().as_millis() as u64,
                 expires_at: about.expires_at,
+                reason: about.reason,
+                text,
+                alert,
             },
             target: PushTarget::of(device),
         })

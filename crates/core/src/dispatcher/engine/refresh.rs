@@ -43,6 +43,8 @@ impl Engine {
             }
             let about = About {
                 kind: PushKind::Refresh,
+                reason: None,
+                text: None,
                 call_id: format!("refresh-{}", device.device_id),
                 caller_uri: String::new(),
                 caller_name: None,

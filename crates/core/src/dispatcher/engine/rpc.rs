@@ -152,6 +152,8 @@ impl Engine {
         let deadline = now() + TEST_PUSH_WAIT;
         let about = About {
             kind: PushKind::Test,
+            reason: None,
+            text: None,
             call_id: format!("push.send-{}", unix.as_millis()),
             caller_uri: "sip:push.send@localhost".into(),
             caller_name: Some("push.send".into()),

@@ -12,7 +12,8 @@ use crate::devices::contact::PushBinding;
 use crate::devices::index::AorIndex;
 use crate::devices::store::Store;
 use crate::ipc::message::{
-    Answer, ContactChange, ContactEvent, HeldCall, PendingCall, Question, TmChange, TmEvent,
+    Answer, ContactChange, ContactEvent, HeldCall, HeldKind, PendingCall, Question, TmChange,
+    TmEvent,
 };
 use crate::shared::{Counters, Shared};
 use crossbeam_channel::Receiver;
@@ -173,12 +174,30 @@ impl Rig {
         self.shared.held_now.fetch_add(1, Ordering::Relaxed);
         self.handle(ToDispatcher::Held(HeldCall {
             key,
+            kind: HeldKind::Call,
             aor: AOR.into(),
             call_id: format!("call-{}", key.1),
             caller_uri: "sip:bob@example.com".into(),
             caller_name: Some("Bob".into()),
             timeout: 30,
             held_at_ns: crate::latency::monotonic_ns(),
+            text: None,
+        }));
+    }
+
+    /// push_suspend holds a MESSAGE to AOR with this text.
+    fn hold_message(&mut self, key: CallKey, text: &str) {
+        self.shared.held_now.fetch_add(1, Ordering::Relaxed);
+        self.handle(ToDispatcher::Held(HeldCall {
+            key,
+            kind: HeldKind::Message,
+            aor: AOR.into(),
+            call_id: format!("msg-{}", key.1),
+            caller_uri: "sip:bob@example.com".into(),
+            caller_name: None,
+            timeout: 30,
+            held_at_ns: crate::latency::monotonic_ns(),
+            text: Some(text.into()),
         }));
     }
 
@@ -479,6 +498,7 @@ fn cancelled_call_is_forgotten_and_not_resumed() {
 #[test]
 fn tm_ending_a_call_stops_its_pushes() {
     // The push service fails: the push retries (100 ms, 200 ms, 400 ms...) until the deadline.
+    // The device never got a push: no end-of-call push either.
     let mut rig = Rig::answering(503);
     rig.register("tokA", None);
     rig.hold((1, 1));
@@ -577,7 +597,29 @@ async fn call_tm_never_ended_is_dropped_after_its_deadline() {
     // ...and then forgotten: tm may use the key again.
     rig.hold((1, 1));
     assert_eq!(rig.pending().len(), 1);
-    rig.requests(2);
+    // The call push, the end-of-call push (timeout) when the call was dropped, the new call's.
+    // (the last two in either order).
+    let mut kinds: Vec<(String, String)> = rig
+        .requests(3)
+        .iter()
+        .map(|r| {
+            let j = r.json();
+            (
+                j["type"].as_str().unwrap().into(),
+                j["reason"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    kinds.sort();
+    let call = ("call".to_string(), String::new());
+    assert_eq!(
+        kinds,
+        [
+            call.clone(),
+            call,
+            ("cancel".to_string(), "timeout".to_string())
+        ]
+    );
 }
 
 #[test]
@@ -794,4 +836,279 @@ fn shutdown_answers_every_waiting_call_and_any_held_after_it() {
     rig.hold((1, 2));
     assert_eq!(rig.ended().last(), Some(&((1, 2), CallEnd::Shutdown)));
     assert_eq!(rig.ask(Question::Shutdown), Answer::Ended(0));
+}
+
+/// Two devices (a, b) of AOR registered and pushed for the call (1, 1).
+fn two_devices_pushed(rig: &mut Rig) {
+    rig.register("tokA", Some("<urn:uuid:a>"));
+    rig.register("tokB", Some("<urn:uuid:b>"));
+    rig.hold((1, 1));
+    rig.requests(2);
+    rig.pushes_done(2);
+}
+
+/// The end-of-call pushes among the server's requests: (token, reason) sorted.
+fn end_pushes(rig: &Rig, total: usize) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = rig
+        .requests(total)
+        .iter()
+        .map(|r| r.json())
+        .filter(|j| j["type"] == "cancel")
+        .map(|j| {
+            assert_eq!(j["call_id"], "call-1", "{j}");
+            assert_eq!(j["caller_uri"], "sip:bob@example.com", "{j}");
+            (
+                j["token"].as_str().unwrap().to_string(),
+                j["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn answered_elsewhere_pushes_only_the_device_that_did_not_join() {
+    let mut rig = Rig::ok();
+    two_devices_pushed(&mut rig);
+    // a wakes and gets the call; b never registers.
+    rig.register("tokA", Some("<urn:uuid:a>"));
+    assert_eq!(rig.continued(), vec![((1, 1), false)]);
+    rig.tm((1, 1), TmChange::Replied(200));
+    assert_eq!(
+        end_pushes(&rig, 3),
+        [("tokB".to_string(), "answered_elsewhere".to_string())]
+    );
+    rig.pushes_done(1);
+    assert_eq!(rig.count(|c| &c.end_pushes), 1);
+    // tm's destroy later sends nothing more.
+    rig.tm((1, 1), TmChange::Destroyed);
+    rig.requests(3);
+}
+
+#[test]
+fn cancel_pushes_every_pushed_device_once_with_reason_cancelled() {
+    let mut rig = Rig::ok();
+    two_devices_pushed(&mut rig);
+    rig.tm((1, 1), TmChange::Cancelled);
+    rig.tm((1, 1), TmChange::Replied(487));
+    rig.tm((1, 1), TmChange::Destroyed);
+    assert_eq!(
+        end_pushes(&rig, 4),
+        [
+            ("tokA".to_string(), "cancelled".to_string()),
+            ("tokB".to_string(), "cancelled".to_string())
+        ]
+    );
+    // A missed call shows no alert unless the app asks for one.
+    assert!(rig.server.requests()[2].json().get("alert").is_none());
+}
+
+#[test]
+fn a_device_that_joined_the_ringing_call_gets_no_end_push() {
+    let mut rig = Rig::ok();
+    two_devices_pushed(&mut rig);
+    rig.host.branches.set(1);
+    rig.register("tokA", Some("<urn:uuid:a>"));
+    // b wakes late and joins as a new branch: tm cancels it, no push needed.
+    rig.register("tokB", Some("<urn:uuid:b>"));
+    rig.tm((1, 1), TmChange::Cancelled);
+    assert!(end_pushes(&rig, 2).is_empty());
+}
+
+#[test]
+fn timeout_pushes_devices_with_reason_timeout_and_the_missed_call_alert() {
+    let mut rig = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| {
+        c.apps[0].missed_call_alert = Some("Missed call from {caller}".into())
+    });
+    two_devices_pushed(&mut rig);
+    // The module ended the call (480) or tm's timer did (408): the phones missed it.
+    rig.tm((1, 1), TmChange::Replied(480));
+    assert_eq!(
+        end_pushes(&rig, 4),
+        [
+            ("tokA".to_string(), "timeout".to_string()),
+            ("tokB".to_string(), "timeout".to_string())
+        ]
+    );
+    assert_eq!(rig.count(|c| &c.timed_out), 1);
+    let last = rig.server.requests()[3].json();
+    assert_eq!(last["alert"], "Missed call from Bob");
+}
+
+#[test]
+fn answered_elsewhere_carries_no_missed_call_alert_and_cancel_push_off_sends_nothing() {
+    let mut rig = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| {
+        c.apps[0].missed_call_alert = Some("Missed call".into())
+    });
+    two_devices_pushed(&mut rig);
+    rig.register("tokA", Some("<urn:uuid:a>"));
+    rig.tm((1, 1), TmChange::Replied(200));
+    let push = rig.requests(3)[2].json();
+    assert_eq!(push["reason"], "answered_elsewhere");
+    assert!(push.get("alert").is_none(), "{push}");
+
+    let mut off = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| {
+        c.apps[0].cancel_push = false
+    });
+    two_devices_pushed(&mut off);
+    off.tm((1, 1), TmChange::Cancelled);
+    off.requests(2);
+}
+
+#[test]
+fn a_device_whose_push_failed_gets_no_end_push() {
+    let mut rig = Rig::answering(400);
+    rig.register("tokA", None);
+    rig.hold((1, 1));
+    rig.pushes_done(1);
+    assert_eq!(rig.ended(), vec![((1, 1), CallEnd::Failed)]);
+    rig.tm((1, 1), TmChange::Replied(480));
+    rig.requests(1);
+}
+
+#[test]
+fn a_message_is_pushed_as_a_message_once_per_device_while_its_push_is_outstanding() {
+    let mut rig = Rig::ok();
+    rig.register("tokA", Some("<urn:uuid:a>"));
+    rig.hold_message((1, 1), "hello there");
+    rig.hold_message((1, 2), "second");
+    rig.hold_message((1, 3), "third");
+    let pushes = rig.requests(1);
+    let push = pushes[0].json();
+    assert_eq!(push["type"], "message");
+    assert_eq!(push["call_id"], "msg-1");
+    assert_eq!(push["caller_uri"], "sip:bob@example.com");
+    // No text without the app's message_preview.
+    assert!(push.get("text").is_none(), "{push}");
+    rig.pushes_done(1);
+    assert_eq!(rig.pending().len(), 3);
+    // The device registers: every held message is continued, once.
+    rig.register("tokA", Some("<urn:uuid:a>"));
+    let mut continued = rig.continued();
+    continued.sort();
+    assert_eq!(
+        continued,
+        vec![((1, 1), false), ((1, 2), false), ((1, 3), false)]
+    );
+    // Delivered: no end-of-call push for a message.
+    for key in [(1, 1), (1, 2), (1, 3)] {
+        rig.tm(key, TmChange::Replied(200));
+    }
+    rig.requests(1);
+    // A message after that is pushed again.
+    rig.hold_message((1, 4), "later");
+    rig.requests(2);
+}
+
+#[test]
+fn a_message_timing_out_gets_no_end_push_and_the_covered_ones_share_a_failed_push() {
+    let mut rig = Rig::answering(400);
+    rig.register("tokA", None);
+    rig.hold_message((1, 1), "one");
+    rig.hold_message((1, 2), "two");
+    rig.requests(1);
+    rig.pushes_done(1);
+    // The one push failed: both messages fail now (480), not at their timeout.
+    let mut ended = rig.ended();
+    ended.sort_by_key(|(k, _)| *k);
+    assert_eq!(
+        ended,
+        vec![((1, 1), CallEnd::Failed), ((1, 2), CallEnd::Failed)]
+    );
+    rig.tm((1, 1), TmChange::Replied(480));
+    rig.tm((1, 2), TmChange::Replied(480));
+    rig.requests(1);
+}
+
+#[test]
+fn message_preview_is_cut_and_only_for_apps_that_want_it() {
+    let mut rig = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| {
+        c.apps[0].message_preview = true
+    });
+    rig.register("tokA", None);
+    let long = format!("hi\n{}", "x".repeat(400));
+    rig.hold_message((1, 1), &long);
+    let push = rig.requests(1)[0].json();
+    let text = push["text"].as_str().unwrap();
+    assert!(text.starts_with("hi x"), "{text}");
+    assert_eq!(text.chars().count(), crate::config::MESSAGE_PREVIEW_CHARS);
+    assert!(text.ends_with('…'));
+}
+
+#[test]
+fn a_gateway_device_registering_through_push_register_joins_the_call() {
+    let mut rig = Rig::ok();
+    two_devices_pushed(&mut rig);
+    // push_register() on the backend's 2xx (no resume of its own), then push_resume().
+    rig.handle(ToDispatcher::Contact(ContactEvent {
+        change: ContactChange::Registered,
+        aor: AOR.into(),
+        contact: format!("sip:{AOR}@10.0.0.1:5060;pn-provider=fcm;pn-prid=tokA"),
+        instance: Some("<urn:uuid:a>".into()),
+        user_agent: None,
+        binding: Some(PushBinding {
+            provider: "fcm".into(),
+            prid: "tokA".into(),
+            param: None,
+            silent: false,
+            timeout: None,
+        }),
+        resume: false,
+        expires_at: None,
+    }));
+    assert!(rig.continued().is_empty());
+    rig.handle(ToDispatcher::Resume { aor: AOR.into() });
+    assert_eq!(rig.continued(), vec![((1, 1), false)]);
+    rig.tm((1, 1), TmChange::Replied(200));
+    assert_eq!(
+        end_pushes(&rig, 3),
+        [("tokB".to_string(), "answered_elsewhere".to_string())]
+    );
+}
+
+/// A host whose append_branches fails (the call is ending): the late device got no branch.
+#[test]
+fn a_late_device_that_got_no_branch_still_gets_its_end_push() {
+    struct NoBranch(FakeHost);
+    impl Host for NoBranch {
+        fn tick(&self) {}
+        fn continue_call(&self, key: CallKey, failed: bool) -> Result<(), String> {
+            self.0.continue_call(key, failed)
+        }
+        fn end_call(&self, key: CallKey, why: CallEnd) -> Result<(), String> {
+            self.0.end_call(key, why)
+        }
+        fn append_branches(&self, _: CallKey) -> Result<u32, String> {
+            Err("transaction cancelled".into())
+        }
+    }
+    let mut rig = Rig::ok();
+    two_devices_pushed(&mut rig);
+    rig.register("tokA", Some("<urn:uuid:a>"));
+    let host = NoBranch(FakeHost::default());
+    rig.engine.handle(
+        ToDispatcher::Contact(ContactEvent {
+            change: ContactChange::Registered,
+            aor: AOR.into(),
+            contact: format!("sip:{AOR}@10.0.0.2:5060;pn-provider=fcm;pn-prid=tokB"),
+            instance: Some("<urn:uuid:b>".into()),
+            user_agent: None,
+            binding: Some(PushBinding {
+                provider: "fcm".into(),
+                prid: "tokB".into(),
+                param: None,
+                silent: false,
+                timeout: None,
+            }),
+            resume: true,
+            expires_at: None,
+        }),
+        &host,
+    );
+    rig.tm((1, 1), TmChange::Cancelled);
+    assert_eq!(
+        end_pushes(&rig, 3),
+        [("tokB".to_string(), "cancelled".to_string())]
+    );
 }

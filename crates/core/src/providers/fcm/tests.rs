@@ -909,3 +909,34 @@ fn from_file_names_the_path() {
         "{missing_error}"
     );
 }
+
+#[test]
+fn message_and_end_of_call_pushes_are_high_priority_data_with_their_fields() {
+    let mut push = CallPush::sample("tok", "app", "fcm");
+    push.kind = crate::providers::PushKind::Cancel;
+    push.reason = Some(crate::providers::EndReason::AnsweredElsewhere);
+    let body: serde_json::Value =
+        serde_json::from_slice(&message_body(&push, Duration::from_secs(30)).unwrap()).unwrap();
+    let message = &body["message"];
+    assert_eq!(message["data"]["type"], "cancel");
+    assert_eq!(message["data"]["reason"], "answered_elsewhere");
+    assert_eq!(message["data"]["call_id"], push.call_id);
+    assert!(message["data"].get("text").is_none() && message["data"].get("alert").is_none());
+    assert_eq!(message["android"]["priority"], "high");
+
+    push.kind = crate::providers::PushKind::Message;
+    push.reason = None;
+    push.text = Some("hello".into());
+    let body: serde_json::Value =
+        serde_json::from_slice(&message_body(&push, Duration::from_secs(30)).unwrap()).unwrap();
+    assert_eq!(body["message"]["data"]["type"], "message");
+    assert_eq!(body["message"]["data"]["text"], "hello");
+    assert!(body["message"]["data"].get("reason").is_none());
+    assert_eq!(body["message"]["android"]["priority"], "high");
+    // Every data value is a string, as FCM requires.
+    assert!(body["message"]["data"]
+        .as_object()
+        .unwrap()
+        .values()
+        .all(serde_json::Value::is_string));
+}

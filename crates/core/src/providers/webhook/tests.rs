@@ -2,7 +2,7 @@
 //! ([`PushServer`]): signature, body, retries and their pacing, final answers, deadlines.
 
 use super::*;
-use crate::providers::PushKind;
+use crate::providers::{EndReason, PushKind};
 use std::sync::{Arc, Mutex};
 use testkit::push_server::{Answer, PushServer};
 
@@ -65,6 +65,8 @@ fn parse_push(body: &[u8]) -> CallPush {
     CallPush {
         kind: match v["type"].as_str() {
             Some("refresh") => PushKind::Refresh,
+            Some("message") => PushKind::Message,
+            Some("cancel") => PushKind::Cancel,
             _ => PushKind::Call,
         },
         call_id: s("call_id"),
@@ -76,6 +78,14 @@ fn parse_push(body: &[u8]) -> CallPush {
         provider: s("provider"),
         sent_at: v["sent_at"].as_u64().expect("sent_at"),
         expires_at: v["expires_at"].as_u64().expect("expires_at"),
+        reason: match v["reason"].as_str() {
+            Some("cancelled") => Some(EndReason::Cancelled),
+            Some("answered_elsewhere") => Some(EndReason::AnsweredElsewhere),
+            Some("timeout") => Some(EndReason::Timeout),
+            _ => None,
+        },
+        text: v["text"].as_str().map(String::from),
+        alert: v["alert"].as_str().map(String::from),
     }
 }
 
