@@ -802,6 +802,16 @@ impl ApnsAnswer {
         }
     }
 
+    /// This status with a `retry-after: <secs>` header, as APNs answers 429 (too many pushes for
+    /// one device) or 503 (shutting down, unavailable).
+    pub fn retry_after(status: u16, reason: &str, secs: u64) -> ApnsAnswer {
+        ApnsAnswer::Status {
+            status,
+            reason: reason.to_string(),
+            retry_after: Some(secs),
+        }
+    }
+
     /// The delay before it and the answer itself.
     fn flatten(self) -> (Duration, ApnsAnswer) {
         without_delays(self, |answer| match answer {

@@ -743,6 +743,9 @@ impl ApnsSender {
     }
 }
 
+#[cfg(test)]
+mod transport_tests;
+
 /// The topic: the one the device's pn-param names (without its 10-character team id), else the
 /// bundle id; with `.voip` for VoIP pushes.
 pub fn topic_for(bundle_id: &str, voip: bool, param: Option<&str>) -> String {
