@@ -1108,7 +1108,7 @@ impl ApnsState {
 }
 
 /// A provider token in base64url form, and its signing input and signature as sent. APNs also
-/// accepts tokens encoded with the standard base64 alphabet and padding (apns-h2 sends those), so
+/// accepts tokens encoded with the standard base64 alphabet and padding (apns-h2's client sent those), so
 /// both forms are read; the signature is checked over the bytes that were sent.
 fn split_provider_token(jwt: &str) -> Option<(String, String, String)> {
     let parts: Vec<&str> = jwt.split('.').collect();

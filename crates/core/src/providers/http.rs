@@ -1,4 +1,4 @@
-//! The HTTP plumbing the reqwest-based providers (webhook, FCM) share: the client, one bounded
+//! The HTTP plumbing the reqwest-based providers (webhook, FCM, APNs) share: the client, one bounded
 //! request, bounded body reading, the texts that describe a failed request or an error status,
 //! Retry-After, and the Unix clock.
 
