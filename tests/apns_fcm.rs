@@ -283,6 +283,80 @@ fn apns_403_renews_the_token_once_and_429_and_resets_are_retried() {
 }
 
 #[test]
+fn apns_429_with_retry_after_is_honoured() {
+    if !run_in_private_netns("apns_429_with_retry_after_is_honoured") {
+        return;
+    }
+    let s = apns_setup(
+        "apns-429",
+        Box::new(|n, _| match n {
+            0 => ApnsAnswer::retry_after(429, "TooManyRequests", 1),
+            _ => ApnsAnswer::Ok,
+        }),
+        20,
+    );
+    let phone = iphone();
+    phone.register_then_sleep(&s.k);
+    // A caller that waits (one that cancels would stop the retry: pushes end with the call).
+    let call = caller(&s.k, "alice", "udp", "apns429-%u");
+    let reqs = s.mock.wait_for(2, Duration::from_secs(10));
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert_eq!((reqs[0].status, reqs[1].status), (429, 200));
+    let waited = reqs[1].at.duration_since(reqs[0].at);
+    assert!(
+        waited >= Duration::from_millis(950),
+        "Retry-After ignored: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(3),
+        "waited too long: {waited:?}"
+    );
+    // The same push, the same connection.
+    assert_eq!(reqs[1].header("apns-collapse-id"), Some("apns429-1"));
+    assert_eq!(s.mock.connections(), 1);
+    let (ok, out) = phone.wake(&s.k, "apns429-%u").wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+    let (ok, out) = call.wait(Duration::from_secs(20));
+    assert!(ok, "{out}");
+    assert_eq!(stat(&s.k, "pushes_sent"), 1);
+}
+
+#[test]
+fn apns_retry_after_beyond_the_deadline_fails_the_call_at_once() {
+    if !run_in_private_netns("apns_retry_after_beyond_the_deadline_fails_the_call_at_once") {
+        return;
+    }
+    // 429 to the first call, 503 to the second: both ask for an hour, the calls wait 20 s.
+    let s = apns_setup(
+        "apns-retry-after-late",
+        Box::new(|n, _| match n {
+            0 => ApnsAnswer::retry_after(429, "TooManyRequests", 3600),
+            _ => ApnsAnswer::retry_after(503, "ServiceUnavailable", 3600),
+        }),
+        20,
+    );
+    let phone = iphone();
+    for (n, status) in [(1, 429), (2, 503)] {
+        phone.register_then_sleep(&s.k);
+        let start = Instant::now();
+        let (ok, out) = caller_expecting(&s.k, "alice", "udp", 480).wait(Duration::from_secs(20));
+        assert!(ok, "{status}: {out}");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{status}: {:?}",
+            start.elapsed()
+        );
+        let reqs = s.mock.requests();
+        assert_eq!(reqs.len(), n, "{status}: no retry expected: {reqs:?}");
+        assert_eq!(reqs[n - 1].status, status);
+    }
+    // Throttling is not a dead token: the device stays.
+    assert_eq!(stat(&s.k, "devices_removed"), 0);
+    let devices = s.k.kamcmd(&["push.devices", "alice"]).unwrap();
+    assert!(devices.contains("a1b2c3"), "{devices}");
+}
+
+#[test]
 fn apns_credentials_rejected_twice_fail_the_push_and_are_logged_once() {
     if !run_in_private_netns("apns_credentials_rejected_twice_fail_the_push_and_are_logged_once") {
         return;

@@ -157,11 +157,7 @@ fn apns_token_auth() {
         ApnsAuth::token(&key),
         Box::new(|_, r| match r.token.chars().next() {
             Some('b') => ApnsAnswer::status(410, "Unregistered"),
-            Some('c') => ApnsAnswer::Status {
-                status: 429,
-                reason: "TooManyRequests".into(),
-                retry_after: Some(7),
-            },
+            Some('c') => ApnsAnswer::retry_after(429, "TooManyRequests", 7),
             Some('d') => ApnsAnswer::ResetConnection,
             Some('e') => ApnsAnswer::Delay(Duration::from_millis(300), Box::new(ApnsAnswer::Ok)),
             _ => ApnsAnswer::Ok,

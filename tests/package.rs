@@ -68,7 +68,9 @@ fn package_installs_runs_as_kamailio_and_removes_cleanly() {
     if testing_built_kamailio() {
         // The package depends on the Debian kamailio package it was built for; a Kamailio built
         // into its own prefix (KAMAILIO_BIN) has no package to depend on.
-        eprintln!("package test: runs against the installed Debian kamailio only (KAMAILIO_BIN is set)");
+        eprintln!(
+            "package test: runs against the installed Debian kamailio only (KAMAILIO_BIN is set)"
+        );
         return;
     }
     for p in PACKAGES {

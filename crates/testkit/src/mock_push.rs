@@ -802,6 +802,16 @@ impl ApnsAnswer {
         }
     }
 
+    /// This status with a `retry-after: <secs>` header, as APNs answers 429 (too many pushes for
+    /// one device) or 503 (shutting down, unavailable).
+    pub fn retry_after(status: u16, reason: &str, secs: u64) -> ApnsAnswer {
+        ApnsAnswer::Status {
+            status,
+            reason: reason.to_string(),
+            retry_after: Some(secs),
+        }
+    }
+
     /// The delay before it and the answer itself.
     fn flatten(self) -> (Duration, ApnsAnswer) {
         without_delays(self, |answer| match answer {
@@ -1098,7 +1108,7 @@ impl ApnsState {
 }
 
 /// A provider token in base64url form, and its signing input and signature as sent. APNs also
-/// accepts tokens encoded with the standard base64 alphabet and padding (apns-h2 sends those), so
+/// accepts tokens encoded with the standard base64 alphabet and padding (apns-h2's client sent those), so
 /// both forms are read; the signature is checked over the bytes that were sent.
 fn split_provider_token(jwt: &str) -> Option<(String, String, String)> {
     let parts: Vec<&str> = jwt.split('.').collect();

@@ -1,4 +1,4 @@
-//! The HTTP plumbing the reqwest-based providers (webhook, FCM) share: the client, one bounded
+//! The HTTP plumbing the reqwest-based providers (webhook, FCM, APNs) share: the client, one bounded
 //! request, bounded body reading, the texts that describe a failed request or an error status,
 //! Retry-After, and the Unix clock.
 
@@ -183,7 +183,7 @@ pub(crate) fn error_text(
 }
 
 /// The causes of `error` (not `error` itself, whose text names the URL), joined by ": ".
-fn error_chain(error: &reqwest::Error) -> String {
+pub(crate) fn error_chain(error: &reqwest::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cause = std::error::Error::source(error);
     while let Some(current) = cause {

@@ -1,7 +1,7 @@
 //! Push providers: how a push request reaches a phone. Every provider takes the same call fields
 //! ([`CallPush`]) and ends in the same [`Outcome`]s, so the engine treats them alike.
 //!
-//! Layout: `push` the shared vocabulary, `http` the HTTP plumbing of the reqwest-based providers,
+//! Layout: `push` the shared vocabulary, `http` the HTTP plumbing of the providers (all on reqwest),
 //! one file per provider (`apns`, `fcm`, `webhook`); here, the retry pacing they all use
 //! ([`Backoff`]) and a configured app ready to push ([`AppPusher`]).
 
