@@ -256,8 +256,12 @@ impl Rig {
     }
 
     fn pending(&mut self) -> Vec<PendingCall> {
-        match self.ask(Question::Pending { aor: None }) {
-            Answer::Pending(calls) => calls,
+        match self.ask(Question::Pending {
+            aor: None,
+            offset: 0,
+            limit: 1000,
+        }) {
+            Answer::Pending { calls, .. } => calls,
             other => panic!("{other:?}"),
         }
     }
