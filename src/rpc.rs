@@ -157,13 +157,25 @@ impl Reply {
         }
         let mut int: c_int = 0;
         // SAFETY: "*d": one optional int, stored through the pointer passed.
-        let n = unsafe { scan(self.ctx, c"*d".as_ptr() as *mut c_char, &mut int as *mut c_int) };
+        let n = unsafe {
+            scan(
+                self.ctx,
+                c"*d".as_ptr() as *mut c_char,
+                &mut int as *mut c_int,
+            )
+        };
         if n == 1 {
             return Some(Arg::Text(int.to_string()));
         }
         let mut float: f64 = 0.0;
         // SAFETY: "*f": one optional double, stored through the pointer passed.
-        let n = unsafe { scan(self.ctx, c"*f".as_ptr() as *mut c_char, &mut float as *mut f64) };
+        let n = unsafe {
+            scan(
+                self.ctx,
+                c"*f".as_ptr() as *mut c_char,
+                &mut float as *mut f64,
+            )
+        };
         (n == 1).then_some(Arg::NotText)
     }
 

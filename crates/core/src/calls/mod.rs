@@ -414,7 +414,10 @@ mod tests {
             assert!(pages < 1000);
         }
         assert_eq!(seen.len(), 10_000);
-        let held: Vec<u32> = seen.iter().map(|id| id[..5].parse::<u32>().unwrap() / 3).collect();
+        let held: Vec<u32> = seen
+            .iter()
+            .map(|id| id[..5].parse::<u32>().unwrap() / 3)
+            .collect();
         assert!(held.windows(2).all(|w| w[0] <= w[1]), "not oldest first");
         let mut sorted = seen.clone();
         sorted.sort();

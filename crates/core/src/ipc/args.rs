@@ -203,7 +203,10 @@ mod tests {
             })
         );
         assert_eq!(
-            parse("push.pending", &text(&["limit=500", "alice", "offset=1000"])),
+            parse(
+                "push.pending",
+                &text(&["limit=500", "alice", "offset=1000"])
+            ),
             Ok(Command::Pending {
                 aor: Some("alice".into()),
                 offset: 1000,
@@ -226,7 +229,10 @@ mod tests {
         let e = parse("push.pending", &[Arg::NotText]).unwrap_err();
         assert!(e.contains("argument 1 is not text"), "{e}");
         let e = parse("push.pending", &text(&["limit=0"])).unwrap_err();
-        assert!(e.contains("limit must be a whole number from 1 to 1000"), "{e}");
+        assert!(
+            e.contains("limit must be a whole number from 1 to 1000"),
+            "{e}"
+        );
         let e = parse("push.pending", &text(&["limit=5", "limit=6"])).unwrap_err();
         assert!(e.contains("limit is given twice"), "{e}");
         let e = parse("push.pending", &text(&["alice", "bob"])).unwrap_err();
@@ -260,7 +266,10 @@ mod tests {
         ] {
             for args in [
                 vec![Arg::NotText],
-                text(&["\u{1b}[31m".repeat(100).as_str(), "offset=\n".repeat(90).as_str()]),
+                text(&[
+                    "\u{1b}[31m".repeat(100).as_str(),
+                    "offset=\n".repeat(90).as_str(),
+                ]),
                 text(&["a", "b", "c", "d"]),
             ] {
                 if let Err(e) = parse(method, &args) {

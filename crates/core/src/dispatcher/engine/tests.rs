@@ -268,6 +268,8 @@ impl Rig {
 
     /// The tokens the store holds for AOR.
     fn stored_tokens(&self) -> Vec<String> {
+        // The engine batches its writes until its next tick.
+        self.engine.flush_store();
         let store = Store::open_reader(&self.ctx.config.db_path).unwrap();
         let devices = store.devices(AOR).unwrap();
         devices.into_iter().map(|d| d.prid).collect()
