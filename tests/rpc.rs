@@ -172,7 +172,9 @@ fn page(k: &Kamailio, args: &[&str]) -> (u64, Vec<String>, Option<u64>) {
     let mut command = vec!["push.pending"];
     command.extend_from_slice(args);
     let text = k.kamcmd(&command).unwrap();
-    let total = field(&text, "total").and_then(|t| t.parse().ok()).unwrap_or(0);
+    let total = field(&text, "total")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
     let next = field(&text, "next_offset").and_then(|t| t.parse().ok());
     let calls = text
         .lines()
@@ -201,7 +203,8 @@ fn push_pending_pages_through_thousands_of_held_calls() {
         &k.setup.dir,
     );
     assert!(
-        eventually(Duration::from_secs(60), || page(&k, &["limit=1"]).0 == CALLS),
+        eventually(Duration::from_secs(60), || page(&k, &["limit=1"]).0
+            == CALLS),
         "not all {CALLS} calls held: {}",
         pending(&k)
     );
@@ -237,19 +240,31 @@ fn push_pending_pages_through_thousands_of_held_calls() {
     // Arguments checked with a 400 naming the problem.
     for (args, expected) in [
         (vec!["1.5"], "argument 1 is not text or a whole number"),
-        (vec!["limit=0"], "limit must be a whole number from 1 to 1000"),
-        (vec!["limit=5000"], "limit must be a whole number from 1 to 1000"),
+        (
+            vec!["limit=0"],
+            "limit must be a whole number from 1 to 1000",
+        ),
+        (
+            vec!["limit=5000"],
+            "limit must be a whole number from 1 to 1000",
+        ),
         (vec!["offset=-1"], "offset must be a whole number"),
         (vec!["dave", "erin"], "second AOR"),
     ] {
         let mut command = vec!["push.pending"];
         command.extend(args.iter().copied());
         let err = k.kamcmd(&command).unwrap_err();
-        assert!(err.contains("400") && err.contains(expected), "{args:?}: {err}");
+        assert!(
+            err.contains("400") && err.contains(expected),
+            "{args:?}: {err}"
+        );
     }
     let big = "x".repeat(5000);
     let err = k.kamcmd(&["push.remove", "dave", &big]).unwrap_err();
-    assert!(err.contains("400") && err.contains("5000 bytes long"), "{err}");
+    assert!(
+        err.contains("400") && err.contains("5000 bytes long"),
+        "{err}"
+    );
     let err = k.kamcmd(&["push.apps", "extra"]).unwrap_err();
     assert!(err.contains("takes no argument"), "{err}");
 }
