@@ -715,3 +715,29 @@ fn an_aor_keeps_at_most_max_devices_and_a_call_pushes_only_those() {
     rig.pushes_done(3);
     assert_eq!(rig.requests(3).len(), 3);
 }
+
+/// Issue 12: handling a REGISTER (and the call it resumes) commits nothing to SQLite; the tick
+/// commits the batch, once, and a held call is continued before any write.
+#[test]
+fn registrations_are_committed_by_the_tick_not_on_the_resume_path() {
+    let mut rig = Rig::ok();
+    let db = rig.ctx.config.db_path.clone();
+    let reader = move || {
+        Store::open_reader(&db)
+            .unwrap()
+            .devices(AOR)
+            .unwrap()
+    };
+    rig.register("tokA", Some("<urn:uuid:a>"));
+    rig.hold((1, 1));
+    rig.pushes_done(1);
+    rig.register("tokB", Some("<urn:uuid:a>"));
+    assert_eq!(rig.continued(), vec![((1, 1), false)]);
+    // Nothing committed yet: the REGISTERs' writes wait in the batch...
+    assert!(reader().is_empty(), "a REGISTER was committed on its own");
+    // ...which the engine itself reads (the push above found the device).
+    rig.engine.tick(&rig.host);
+    let stored = reader();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].prid, "tokB");
+}
