@@ -2,10 +2,11 @@
 # The README's test command. First the core crate's unit tests with Kamailio hidden
 # (scripts/test-core.sh: the plain-Rust core needs no Kamailio), then the machine is set up
 # (scripts/setup.sh) and every other test runs: the test kit's own and the integration tests that
-# start real Kamailio instances and drive them with sipp and kamcmd. Then the same integration tests
-# run against Kamailio 6.0 (trixie's, the current Debian stable) and the wake-up, RPC and loading
-# tests against 6.1 (sid's), each built from Debian's source package (scripts/test-kamailio.sh).
-# KAMAILIO_SERIES="6.0" (or "") narrows the extra runs; each part prints how long it took.
+# start real Kamailio instances and drive them with sipp and kamcmd; then each fuzz target for
+# 20 s (scripts/fuzz.sh). Then the same integration tests run against Kamailio 6.0 (trixie's, the
+# current Debian stable) and the wake-up, RPC and loading tests against 6.1 (sid's), each built
+# from Debian's source package (scripts/test-kamailio.sh). KAMAILIO_SERIES="6.0" (or "") narrows
+# the extra runs, FUZZ_SECONDS=0 skips the fuzzing; each part prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 part() { echo "test: $1 took $(( SECONDS - $2 )) s"; }
@@ -22,6 +23,13 @@ t=$SECONDS
 echo "test: cargo test --release --workspace --exclude push-core (installed Kamailio)"
 cargo test --release --locked --workspace --exclude push-core -- --test-threads="${TEST_THREADS:-2}"
 part "integration tests on the installed Kamailio" $t
+
+# Each libFuzzer target briefly (README "Fuzzing").
+if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
+  t=$SECONDS
+  ./scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+  part "fuzzing" $t
+fi
 
 # The module is built for the installed Kamailio again after the last of these runs only.
 series_list=(${KAMAILIO_SERIES-6.0 6.1})

@@ -72,6 +72,8 @@ pub unsafe extern "C" fn mod_register(
     guard::call("mod_register", -1, || {
         // Kamailio's logger from the start: modparam checks log while the config is parsed.
         push_core::log::set_backend(Box::new(KamailioLog));
+        // SAFETY: registers a plain function without arguments, run when the process exits.
+        unsafe { libc::atexit(check_at_exit) };
         // SAFETY: the export table is static and lives as long as the library.
         if unsafe { sys::push_shim_kemi_register() } < 0 {
             -1
@@ -79,6 +81,38 @@ pub unsafe extern "C" fn mod_register(
             0
         }
     })
+}
+
+/// `kamailio -c` parses the config and exits without mod_init, so a check across parameters
+/// (`default_app` naming an app declared anywhere in the config, before or after it) has no other
+/// place to run: at exit, in `-c` mode only, the whole parameter set is checked as mod_init would,
+/// and a bad one makes the exit status 255 with the same line mod_init would log. (Each parameter
+/// on its own was checked as the parser met it, params.rs.)
+extern "C" fn check_at_exit() {
+    // SAFETY: a plain int Kamailio's main() sets while it reads its command line.
+    if unsafe { sys::config_check } == 0 {
+        return;
+    }
+    let failed = guard::call("config check", false, || {
+        let Ok(params) = PARAM_VALUES.lock() else {
+            return false;
+        };
+        match Config::from_params(&params) {
+            Ok(_) => false,
+            Err(e) => {
+                push_core::error!("{e}");
+                true
+            }
+        }
+    });
+    if failed {
+        // SAFETY: flushes stdio (Kamailio printed its listen addresses to stdout) and ends the
+        // process at once with a failing status; no other exit handler needs to run.
+        unsafe {
+            libc::fflush(null_mut());
+            libc::_exit(255);
+        }
+    }
 }
 
 unsafe extern "C" fn mod_init() -> c_int {

@@ -4,7 +4,7 @@
 use super::guard;
 use super::state;
 use super::sys::{rpc_export_t, rpc_t};
-use push_core::ipc::limits::MAX_AOR;
+use push_core::ipc::args::{self, Arg, Command};
 use push_core::ipc::message::{Answer, Question};
 use push_core::ipc::reply;
 use std::ffi::{c_char, c_int, c_uint, c_void, CString};
@@ -15,7 +15,7 @@ use std::time::Duration;
 const DISPATCHER_TIMEOUT: Duration = Duration::from_secs(2);
 
 static PENDING_DOC: Docs<2> = Docs([
-    c"Calls held for a push: AOR, call-id, age, devices pushed, state. Optional parameter: an AOR."
+    c"Calls held for a push, oldest first: first the page (total, offset, returned, next_offset), then per call AOR, call-id, age, devices pushed, state. Optional: an AOR, offset=<n>, limit=<n> (default 100, at most 1000)."
         .as_ptr(),
     null(),
 ]);
@@ -120,43 +120,68 @@ impl Reply {
         }
     }
 
-    /// The first string parameter, if the caller gave one.
-    fn optional_str(&self) -> Option<String> {
-        self.optional_two().0
+    /// The arguments of this call, as [`args::parse`] checks them: at most one more than any
+    /// command takes (the rest is not read).
+    fn args(&self) -> Vec<Arg> {
+        let mut args = Vec::new();
+        while args.len() <= args::MAX_ARGS {
+            match self.next_arg() {
+                Some(arg) => args.push(arg),
+                None => break,
+            }
+        }
+        args
     }
 
-    /// Up to two string parameters, in one scan (a second scan after an optional one reads nothing).
-    fn optional_two(&self) -> (Option<String>, Option<String>) {
-        let mut first: *mut c_char = null_mut();
-        let mut second: *mut c_char = null_mut();
-        // SAFETY: "*.s.s" makes both optional (with numbers converted to strings) and stores C
-        // strings owned by the RPC layer.
+    /// The next argument. ctl's `s` cannot convert a float (kamcmd sends `1.5` as one) and would
+    /// prepare its own "expected float type but bug" fault, so each type is tried strictly, and a
+    /// strict scan that does not match leaves the argument where it was: text, then an int
+    /// (given as its digits), then a float (not text). None: no argument left.
+    fn next_arg(&self) -> Option<Arg> {
+        // SAFETY: api comes from Kamailio for this call.
+        let scan = unsafe { (*self.api).scan }?;
+        let mut text: *mut c_char = null_mut();
+        // SAFETY: "*s": one optional C string, stored through the pointer passed, owned by the
+        // RPC layer for the duration of this call.
         let n = unsafe {
-            (*self.api)
-                .scan
-                .map(|scan| {
-                    scan(
-                        self.ctx,
-                        c"*.s.s".as_ptr() as *mut c_char,
-                        &mut first as *mut *mut c_char,
-                        &mut second as *mut *mut c_char,
-                    )
-                })
-                .unwrap_or(-1)
+            scan(
+                self.ctx,
+                c"*s".as_ptr() as *mut c_char,
+                &mut text as *mut *mut c_char,
+            )
         };
-        // SAFETY: NUL-terminated strings valid during this RPC call, copied here.
-        let take = |p: *mut c_char| {
-            (!p.is_null()).then(|| {
-                unsafe { std::ffi::CStr::from_ptr(p) }
-                    .to_string_lossy()
-                    .into_owned()
-            })
-        };
-        match n {
-            n if n >= 2 => (take(first), take(second)),
-            1 => (take(first), None),
-            _ => (None, None),
+        if n == 1 && !text.is_null() {
+            // SAFETY: a NUL-terminated string valid during this RPC call, copied here.
+            let text = unsafe { std::ffi::CStr::from_ptr(text) };
+            return Some(Arg::Text(text.to_string_lossy().into_owned()));
         }
+        let mut int: c_int = 0;
+        // SAFETY: "*d": one optional int, stored through the pointer passed.
+        let n = unsafe {
+            scan(
+                self.ctx,
+                c"*d".as_ptr() as *mut c_char,
+                &mut int as *mut c_int,
+            )
+        };
+        if n == 1 {
+            return Some(Arg::Text(int.to_string()));
+        }
+        let mut float: f64 = 0.0;
+        // SAFETY: "*f": one optional double, stored through the pointer passed.
+        let n = unsafe {
+            scan(
+                self.ctx,
+                c"*f".as_ptr() as *mut c_char,
+                &mut float as *mut f64,
+            )
+        };
+        (n == 1).then_some(Arg::NotText)
+    }
+
+    /// The command `method` with its arguments checked; a bad argument is a 400 naming it.
+    fn command(&self, method: &str) -> Result<Command, (c_int, String)> {
+        args::parse(method, &self.args()).map_err(|e| (400, e))
     }
 
     fn add_struct(&self) -> Option<Struct> {
@@ -277,6 +302,7 @@ fn serve(
 
 unsafe extern "C" fn rpc_stats(api: *mut rpc_t, ctx: *mut c_void) {
     serve("push.stats", api, ctx, |reply| {
+        reply.command("push.stats")?;
         let globals =
             state::get().ok_or((500, "the push module is not initialised".to_string()))?;
         let status = match reply::ask(&globals.sender(), Question::Status, DISPATCHER_TIMEOUT) {
@@ -344,21 +370,10 @@ fn ask_within(question: Question, timeout: Duration) -> Result<Answer, (c_int, S
 
 /// The store's key for an AOR an operator typed (`+4930123`, `%2B4930123`, `sip:alice@host`),
 /// normalised as push_suspend and push_register normalise theirs; text with no user part is
-/// passed on as it is.
-/// The AOR an RPC argument names, keyed as the module keys AORs; an argument longer than any AOR
-/// the module keeps is refused (400) before it reaches the dispatcher.
-fn aor_key(text: String) -> Result<String, (c_int, String)> {
-    if text.len() > MAX_AOR {
-        return Err((
-            400,
-            format!(
-                "the AOR is {} bytes long; AORs are at most {MAX_AOR} bytes",
-                text.len()
-            ),
-        ));
-    }
+/// passed on as it is. Its length was checked with the other arguments ([`args::parse`]).
+fn aor_key(text: String) -> String {
     let use_domain = state::get().is_some_and(|g| g.config.use_domain);
-    Ok(push_core::devices::normalize_aor(&text, use_domain).unwrap_or(text))
+    push_core::devices::normalize_aor(&text, use_domain).unwrap_or(text)
 }
 
 /// ctl's fault buffer holds a little over 250 bytes (a longer fault reaches kamcmd as nothing):
@@ -367,10 +382,30 @@ const MAX_FAULT: usize = 200;
 
 unsafe extern "C" fn rpc_pending(api: *mut rpc_t, ctx: *mut c_void) {
     serve("push.pending", api, ctx, |reply| {
-        let aor = reply.optional_str().map(aor_key).transpose()?;
-        let Answer::Pending(calls) = ask(Question::Pending { aor })? else {
+        let Command::Pending { aor, offset, limit } = reply.command("push.pending")? else {
+            return Err((500, "unexpected command".to_string()));
+        };
+        let aor = aor.map(aor_key);
+        let Answer::Pending {
+            total,
+            offset,
+            calls,
+        } = ask(Question::Pending { aor, offset, limit })?
+        else {
             return Err((500, "unexpected answer".to_string()));
         };
+        // First the page: how many calls are held in all, where this page starts, how many it
+        // has, and where the next one starts (only when more are left).
+        let page = reply
+            .add_struct()
+            .ok_or((500, "cannot build the reply".to_string()))?;
+        page.uint("total", total as u64);
+        page.uint("offset", offset as u64);
+        page.uint("returned", calls.len() as u64);
+        let next = offset as u64 + calls.len() as u64;
+        if next < total as u64 {
+            page.uint("next_offset", next);
+        }
         for call in calls {
             let s = reply
                 .add_struct()
@@ -387,11 +422,10 @@ unsafe extern "C" fn rpc_pending(api: *mut rpc_t, ctx: *mut c_void) {
 
 unsafe extern "C" fn rpc_devices(api: *mut rpc_t, ctx: *mut c_void) {
     serve("push.devices", api, ctx, |reply| {
-        let aor = reply.optional_str().ok_or((
-            400,
-            "push.devices needs an AOR, e.g. kamcmd push.devices alice".to_string(),
-        ))?;
-        let aor = aor_key(aor)?;
+        let Command::Devices { aor } = reply.command("push.devices")? else {
+            return Err((500, "unexpected command".to_string()));
+        };
+        let aor = aor_key(aor);
         let Answer::Devices(devices) = ask(Question::Devices { aor })? else {
             return Err((500, "unexpected answer".to_string()));
         };
@@ -412,6 +446,7 @@ unsafe extern "C" fn rpc_devices(api: *mut rpc_t, ctx: *mut c_void) {
 
 unsafe extern "C" fn rpc_apps(api: *mut rpc_t, ctx: *mut c_void) {
     serve("push.apps", api, ctx, |reply| {
+        reply.command("push.apps")?;
         let Answer::Apps(apps) = ask(Question::Apps)? else {
             return Err((500, "unexpected answer".to_string()));
         };
@@ -430,6 +465,7 @@ unsafe extern "C" fn rpc_apps(api: *mut rpc_t, ctx: *mut c_void) {
 
 unsafe extern "C" fn rpc_reload(api: *mut rpc_t, ctx: *mut c_void) {
     serve("push.reload", api, ctx, |reply| {
+        reply.command("push.reload")?;
         let Answer::Reloaded(apps) = ask(Question::Reload)? else {
             return Err((500, "unexpected answer".to_string()));
         };
@@ -457,12 +493,10 @@ unsafe extern "C" fn rpc_reload(api: *mut rpc_t, ctx: *mut c_void) {
 
 unsafe extern "C" fn rpc_remove(api: *mut rpc_t, ctx: *mut c_void) {
     serve("push.remove", api, ctx, |reply| {
-        let (aor, device) = reply.optional_two();
-        let aor = aor.ok_or((
-            400,
-            "push.remove needs an AOR: push.remove <aor> [device]".to_string(),
-        ))?;
-        let aor = aor_key(aor)?;
+        let Command::Remove { aor, device } = reply.command("push.remove")? else {
+            return Err((500, "unexpected command".to_string()));
+        };
+        let aor = aor_key(aor);
         let Answer::Removed(n) = ask(Question::Remove { aor, device })? else {
             return Err((500, "unexpected answer".to_string()));
         };
@@ -476,10 +510,10 @@ unsafe extern "C" fn rpc_remove(api: *mut rpc_t, ctx: *mut c_void) {
 
 unsafe extern "C" fn rpc_send(api: *mut rpc_t, ctx: *mut c_void) {
     serve("push.send", api, ctx, |reply| {
-        let aor = reply
-            .optional_str()
-            .ok_or((400, "push.send needs an AOR: push.send <aor>".to_string()))?;
-        let aor = aor_key(aor)?;
+        let Command::Send { aor } = reply.command("push.send")? else {
+            return Err((500, "unexpected command".to_string()));
+        };
+        let aor = aor_key(aor);
         // The dispatcher answers within 1.5 s whatever the push services do.
         let Answer::Sent(results) = ask_within(Question::Send { aor }, DISPATCHER_TIMEOUT)? else {
             return Err((500, "unexpected answer".to_string()));

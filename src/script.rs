@@ -443,10 +443,12 @@ fn resume(msg: *mut sip_msg, aor: Option<String>) -> c_int {
             &g.sender(),
             Question::Pending {
                 aor: Some(key.clone()),
+                offset: 0,
+                limit: u32::MAX,
             },
             RESUME_ANSWER_TIMEOUT,
         ) {
-            Ok(Answer::Pending(calls)) => {
+            Ok(Answer::Pending { calls, .. }) => {
                 let waiting = calls.iter().filter(|c| c.state == "waiting").count();
                 if waiting > 0 {
                     waiting as c_int

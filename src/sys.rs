@@ -21,3 +21,9 @@ pub fn built_for() -> &'static str {
     let full = std::str::from_utf8(bytes).unwrap_or("?");
     full.strip_prefix("kamailio ").unwrap_or(full)
 }
+
+extern "C" {
+    /// core/globals.h: 1 while Kamailio runs as `kamailio -c` (check the config and exit; no
+    /// mod_init).
+    pub static config_check: std::ffi::c_int;
+}

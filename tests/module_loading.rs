@@ -124,6 +124,12 @@ fn kamailio_c_refuses_bad_push_parameters() {
             "modparam(\"push\", \"dispatcher_threads\", 0)",
             "must be between 1 and 64",
         ),
+        // A check across parameters: default_app must name a declared app.
+        (
+            "modparam(\"push\", \"app\", \"id=a;provider=webhook;url=http://x.example/\")\n\
+             modparam(\"push\", \"default_app\", \"ghost\")",
+            "modparam(\"push\", \"default_app\", ...): no app with id 'ghost'",
+        ),
     ] {
         let setup = Setup::new("check");
         let cfg_path = setup.dir.join("kamailio.cfg");
@@ -132,6 +138,19 @@ fn kamailio_c_refuses_bad_push_parameters() {
         assert!(!ok, "kamailio -c accepted {extra}:\n{out}");
         assert!(out.contains(expected), "{extra}:\n{out}");
     }
+}
+
+/// `default_app` may come before the app it names: `kamailio -c` checks the whole set.
+#[test]
+fn kamailio_c_accepts_default_app_declared_before_its_app() {
+    let setup = Setup::new("checkorder");
+    let cfg_path = setup.dir.join("kamailio.cfg");
+    let extra = "modparam(\"push\", \"default_app\", \"a\")\n\
+                 modparam(\"push\", \"app\", \"id=a;provider=webhook;url=http://x.example/\")";
+    std::fs::write(&cfg_path, minimal(&setup, 2, extra)).unwrap();
+    let (ok, out) = check_config(&cfg_path, &[]);
+    assert!(ok, "kamailio -c refused a valid config:\n{out}");
+    assert!(!out.contains("default_app"), "{out}");
 }
 
 #[test]

@@ -166,3 +166,105 @@ fn rpc_commands_answer_and_refuse_bad_arguments() {
     let (ok, out) = caller_expecting(&k, "bob", "udp", 480).wait(Duration::from_secs(10));
     assert!(ok, "{out}");
 }
+
+/// The calls push.pending lists on one page of kamcmd's output, and the page's `total`.
+fn page(k: &Kamailio, args: &[&str]) -> (u64, Vec<String>, Option<u64>) {
+    let mut command = vec!["push.pending"];
+    command.extend_from_slice(args);
+    let text = k.kamcmd(&command).unwrap();
+    let total = field(&text, "total")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let next = field(&text, "next_offset").and_then(|t| t.parse().ok());
+    let calls = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("call_id: "))
+        .map(str::to_string)
+        .collect();
+    (total, calls, next)
+}
+
+/// Thousands of held calls: a single answer used to pass the datagram the dispatcher answers in
+/// (a 2 s timeout for kamcmd); pages of `limit=` from `offset=` list every call once, and every
+/// answer is bounded. Bad arguments get a 400 naming the problem.
+#[test]
+fn push_pending_pages_through_thousands_of_held_calls() {
+    const CALLS: u64 = 2000;
+    let server = PushServer::start(Box::new(|_| (200, Duration::ZERO)), None);
+    let k = registrar("rpc-pending", &server.url(), 120);
+    phone("dave", TOKEN).register_then_sleep(&k);
+    let count = CALLS.to_string();
+    let _callers = Sipp::spawn(
+        "caller.xml",
+        k.sip_port(),
+        &[
+            "-key", "user", "dave", "-m", &count, "-r", "400", "-l", &count, "-timeout", "300s",
+        ],
+        &k.setup.dir,
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || page(&k, &["limit=1"]).0
+            == CALLS),
+        "not all {CALLS} calls held: {}",
+        pending(&k)
+    );
+
+    // The default page is bounded, and says where the next one starts.
+    let (total, first, next) = page(&k, &[]);
+    assert_eq!(total, CALLS);
+    assert_eq!(first.len(), 100);
+    assert_eq!(next, Some(100));
+
+    // Pages of 1000 (the largest limit) list every call once.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut ordered = Vec::new();
+    let mut offset = 0u64;
+    loop {
+        let (total, calls, next) = page(&k, &[&format!("offset={offset}"), "limit=1000", "dave"]);
+        assert_eq!(total, CALLS);
+        assert!(!calls.is_empty());
+        offset += calls.len() as u64;
+        ordered.extend(calls.iter().cloned());
+        seen.extend(calls);
+        match next {
+            Some(n) => assert_eq!(n, offset),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len() as u64, CALLS);
+    // Oldest first: the default page is the start of the same order.
+    assert_eq!(first[..], ordered[..100]);
+    let (_, beyond, next) = page(&k, &["offset=5000"]);
+    assert!(beyond.is_empty() && next.is_none());
+
+    // Arguments checked with a 400 naming the problem.
+    for (args, expected) in [
+        (vec!["1.5"], "argument 1 is not text or a whole number"),
+        (
+            vec!["limit=0"],
+            "limit must be a whole number from 1 to 1000",
+        ),
+        (
+            vec!["limit=5000"],
+            "limit must be a whole number from 1 to 1000",
+        ),
+        (vec!["offset=-1"], "offset must be a whole number"),
+        (vec!["dave", "erin"], "second AOR"),
+    ] {
+        let mut command = vec!["push.pending"];
+        command.extend(args.iter().copied());
+        let err = k.kamcmd(&command).unwrap_err();
+        assert!(
+            err.contains("400") && err.contains(expected),
+            "{args:?}: {err}"
+        );
+    }
+    let big = "x".repeat(5000);
+    let err = k.kamcmd(&["push.remove", "dave", &big]).unwrap_err();
+    assert!(
+        err.contains("400") && err.contains("5000 bytes long"),
+        "{err}"
+    );
+    let err = k.kamcmd(&["push.apps", "extra"]).unwrap_err();
+    assert!(err.contains("takes no argument"), "{err}");
+}

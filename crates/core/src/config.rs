@@ -609,7 +609,8 @@ impl Config {
     /// `app` or `ua_profile`, adds one entry each time).
     /// Checks one parameter on its own, as the script sets it (so `kamailio -c` refuses a bad
     /// value while it parses the config). Checks across parameters (`default_app` naming an
-    /// app) wait for [`Config::from_params`].
+    /// app) wait for [`Config::from_params`], which mod_init runs, and which `kamailio -c` runs
+    /// when it exits (the module's exit handler, src/exports.rs).
     pub fn check_param(name: &'static str, value: &RawValue) -> Result<(), ParamError> {
         Config::default().apply(name, value)
     }

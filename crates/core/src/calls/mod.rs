@@ -384,7 +384,17 @@ impl Calls {
             .collect()
     }
 
-    pub fn pending(&self, aor: Option<&str>, now: Instant) -> Vec<PendingCall> {
+    /// push.pending: the calls held (for `aor`, or all), oldest first (then by transaction, so
+    /// pages neither repeat nor skip a call while none comes or goes), at most `limit` from the
+    /// `offset`-th on, cut where their text would pass [`PAGE_BYTES`] (at least one call). Returns
+    /// how many match in all, and the page.
+    pub fn pending(
+        &self,
+        aor: Option<&str>,
+        now: Instant,
+        offset: u32,
+        limit: u32,
+    ) -> (u32, Vec<PendingCall>) {
         let mut list: Vec<&Call> = match aor {
             Some(aor) => self
                 .by_aor
@@ -393,18 +403,35 @@ impl Calls {
                 .unwrap_or_default(),
             None => self.calls.values().collect(),
         };
-        list.sort_by_key(|c| c.held_at);
-        list.iter()
-            .map(|c| PendingCall {
+        list.sort_by_key(|c| (c.held_at, c.key));
+        let total = list.len().min(u32::MAX as usize) as u32;
+        let mut bytes = 0;
+        let mut page = Vec::new();
+        for c in list.iter().skip(offset as usize).take(limit as usize) {
+            let call = PendingCall {
                 aor: c.aor.clone(),
                 call_id: c.call_id.clone(),
                 age_ms: now.saturating_duration_since(c.held_at).as_millis() as u64,
                 devices_pushed: c.targets.len() as u32,
                 state: c.phase.as_str().to_string(),
-            })
-            .collect()
+            };
+            bytes += call.aor.len() + call.call_id.len() + call.state.len() + PAGE_ENTRY_OVERHEAD;
+            if bytes > PAGE_BYTES && !page.is_empty() {
+                break;
+            }
+            page.push(call);
+        }
+        (total, page)
     }
 }
+
+/// What one page of push.pending may carry, in bytes of text plus [`PAGE_ENTRY_OVERHEAD`] per
+/// call: the answer travels in one Unix datagram to the RPC process (the kernel's default cap is
+/// about 212 KB), then through ctl (32 KB of top-level body by default, each call's structure in
+/// its own 8 KB) to kamcmd, which reads at most 128 KB.
+pub const PAGE_BYTES: usize = 48 * 1024;
+/// Field names, numbers and structure marks of one call in ctl's encoding, rounded up.
+pub const PAGE_ENTRY_OVERHEAD: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -502,14 +529,68 @@ mod tests {
         assert_eq!(calls.get((1, 2)).unwrap().phase, Phase::Waiting);
     }
 
+    /// 10,000 held calls (max_pending's default), listed page by page: every call once, in
+    /// the order they were held, each page within what one answer carries.
+    #[test]
+    fn ten_thousand_held_calls_page_through_completely() {
+        let mut calls = Calls::default();
+        let start = Instant::now();
+        for i in 0..10_000u32 {
+            let mut c = call((i % 7, i), &format!("user-{}", i % 500), &["a"]);
+            // Some share a hold time, as calls held in the same instant do.
+            c.held_at = start + Duration::from_millis((i / 3) as u64);
+            c.call_id = format!("{i:05}-{}", "c".repeat(200));
+            calls.insert(c);
+        }
+        let mut seen = Vec::new();
+        let mut offset = 0;
+        let mut pages = 0;
+        loop {
+            let (total, page) = calls.pending(None, Instant::now(), offset, 1000);
+            assert_eq!(total, 10_000);
+            if page.is_empty() {
+                break;
+            }
+            let bytes: usize = page
+                .iter()
+                .map(|c| c.aor.len() + c.call_id.len() + c.state.len() + PAGE_ENTRY_OVERHEAD)
+                .sum();
+            assert!(bytes <= PAGE_BYTES, "{bytes}");
+            let encoded = postcard::to_stdvec(&page).unwrap();
+            assert!(encoded.len() < 100 * 1024, "{}", encoded.len());
+            offset += page.len() as u32;
+            seen.extend(page.into_iter().map(|c| c.call_id));
+            pages += 1;
+            assert!(pages < 1000);
+        }
+        assert_eq!(seen.len(), 10_000);
+        let held: Vec<u32> = seen
+            .iter()
+            .map(|id| id[..5].parse::<u32>().unwrap() / 3)
+            .collect();
+        assert!(held.windows(2).all(|w| w[0] <= w[1]), "not oldest first");
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 10_000, "a call listed twice");
+        // Long call-ids: the byte bound, not the limit, cut these pages.
+        assert!(pages > 10, "{pages}");
+        // The default page of short entries is the limit's.
+        let (_, page) = calls.pending(Some("user-1"), Instant::now(), 0, 5);
+        assert_eq!(page.len(), 5);
+        assert!(page.iter().all(|c| c.aor == "user-1"));
+        let (total, page) = calls.pending(Some("user-1"), Instant::now(), 19, 5);
+        assert_eq!((total, page.len()), (20, 1));
+    }
+
     #[test]
     fn remove_and_stale_and_pending() {
         let mut calls = Calls::default();
         calls.insert(call((1, 1), "alice", &["a"]));
         calls.insert(call((1, 2), "bob", &["b"]));
-        assert_eq!(calls.pending(None, Instant::now()).len(), 2);
+        assert_eq!(calls.pending(None, Instant::now(), 0, 100).1.len(), 2);
         assert_eq!(
-            calls.pending(Some("bob"), Instant::now())[0].call_id,
+            calls.pending(Some("bob"), Instant::now(), 0, 100).1[0].call_id,
             "call-2"
         );
         assert!(calls.stale(Instant::now()).is_empty());

@@ -20,7 +20,7 @@ use engine::{Engine, PushDone};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -128,9 +128,35 @@ pub fn run(
         config.dispatcher_threads,
         queue_size
     );
+    stop_on_term();
     main_loop(&main_rx, &mut engine, host);
+    // The device store's last batch is committed here, whatever stopped the loop.
+    engine.flush_store();
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// Set by SIGTERM/SIGINT (Kamailio stopping its children, or the parent's death): the main loop
+/// ends at its next turn, so the device store's batch is committed before the process exits
+/// (Kamailio's own handler would `_exit` at once).
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_term(_signal: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Replaces Kamailio's SIGTERM/SIGINT handler in this process (its main thread takes signals;
+/// the runtime threads block them).
+fn stop_on_term() {
+    // SAFETY: sigaction with a handler that only stores to an atomic (async-signal-safe).
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_term as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        for signal in [libc::SIGTERM, libc::SIGINT] {
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
 }
 
 /// The main thread: runs jobs, and the host's duties at least every [`TICK`], until the parent dies.
@@ -138,6 +164,10 @@ fn main_loop(jobs: &Receiver<MainJob>, engine: &mut Engine, host: &dyn Host) {
     let parent = std::os::unix::process::parent_id();
     let mut last_tick = Instant::now();
     loop {
+        if STOP.load(Ordering::Relaxed) {
+            crate::notice!("the push dispatcher stops (signal)");
+            return;
+        }
         match jobs.recv_timeout(TICK) {
             Ok(job) => run_job(job, engine, host),
             Err(RecvTimeoutError::Timeout) => {}

@@ -98,8 +98,12 @@ pub struct TmEvent {
 pub enum Question {
     /// The dispatcher's own state, for `push.stats`.
     Status,
-    /// Held calls, of one AOR or all.
-    Pending { aor: Option<String> },
+    /// Held calls, of one AOR or all, oldest first: at most `limit` from the `offset`-th on.
+    Pending {
+        aor: Option<String>,
+        offset: u32,
+        limit: u32,
+    },
     /// Devices stored for an AOR.
     Devices { aor: String },
     /// Continue every call held for this AOR (push_resume); answers how many.
@@ -120,7 +124,12 @@ pub enum Question {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Answer {
     Status(DispatcherStatus),
-    Pending(Vec<PendingCall>),
+    /// One page of held calls: `total` match, `calls` start at the `offset`-th.
+    Pending {
+        total: u32,
+        offset: u32,
+        calls: Vec<PendingCall>,
+    },
     Devices(Vec<DeviceView>),
     Resumed(u32),
     Apps(Vec<AppView>),

@@ -5,7 +5,9 @@
 //! - [`reply`]: a question that needs an answer (RPC) carries the abstract Unix socket address the
 //!   asker waits on; the dispatcher answers there.
 //! - [`message`]: what travels.
+//! - [`args`]: the push.* RPC commands' arguments, checked before they become a question.
 
+pub mod args;
 pub mod limits;
 pub mod message;
 pub mod queue;

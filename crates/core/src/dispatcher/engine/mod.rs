@@ -116,7 +116,11 @@ impl Engine {
         main: Sender<MainJob>,
     ) -> Engine {
         let store = match Store::open(&ctx.config.db_path) {
-            Ok(store) => Some(store),
+            Ok(mut store) => {
+                // One commit per tick, never one per REGISTER on the resume path.
+                store.batch_writes();
+                Some(store)
+            }
             Err(e) => {
                 error!("cannot open the device store: {e}; devices will not be remembered");
                 None
@@ -175,5 +179,15 @@ impl Engine {
         self.end_overdue(host);
         self.refresh_when_due();
         self.drop_stale();
+        self.flush_store();
+    }
+
+    /// Commits the device store's writes of the last tick in one transaction.
+    pub fn flush_store(&self) {
+        if let Some(store) = &self.store {
+            if let Err(e) = store.flush() {
+                error!("cannot write the device store: {e}");
+            }
+        }
     }
 }

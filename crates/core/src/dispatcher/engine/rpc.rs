@@ -80,9 +80,14 @@ impl Engine {
         let use_domain = self.config().use_domain;
         match question {
             Question::Status => Answer::Status(self.ctx.status()),
-            Question::Pending { aor } => {
+            Question::Pending { aor, offset, limit } => {
                 let aor = aor.and_then(|a| normalize_aor(&a, use_domain));
-                Answer::Pending(self.calls.pending(aor.as_deref(), now()))
+                let (total, calls) = self.calls.pending(aor.as_deref(), now(), offset, limit);
+                Answer::Pending {
+                    total,
+                    offset,
+                    calls,
+                }
             }
             Question::Devices { aor } => {
                 let Some(aor) = normalize_aor(&aor, use_domain) else {

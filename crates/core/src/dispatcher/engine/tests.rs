@@ -275,14 +275,20 @@ impl Rig {
     }
 
     fn pending(&mut self) -> Vec<PendingCall> {
-        match self.ask(Question::Pending { aor: None }) {
-            Answer::Pending(calls) => calls,
+        match self.ask(Question::Pending {
+            aor: None,
+            offset: 0,
+            limit: 1000,
+        }) {
+            Answer::Pending { calls, .. } => calls,
             other => panic!("{other:?}"),
         }
     }
 
     /// The tokens the store holds for AOR.
     fn stored_tokens(&self) -> Vec<String> {
+        // The engine batches its writes until its next tick.
+        self.engine.flush_store();
         let store = Store::open_reader(&self.ctx.config.db_path).unwrap();
         let devices = store.devices(AOR).unwrap();
         devices.into_iter().map(|d| d.prid).collect()
@@ -1111,4 +1117,30 @@ fn a_late_device_that_got_no_branch_still_gets_its_end_push() {
         end_pushes(&rig, 3),
         [("tokB".to_string(), "cancelled".to_string())]
     );
+}
+
+/// Issue 12: handling a REGISTER (and the call it resumes) commits nothing to SQLite; the tick
+/// commits the batch, once, and a held call is continued before any write.
+#[test]
+fn registrations_are_committed_by_the_tick_not_on_the_resume_path() {
+    let mut rig = Rig::ok();
+    let db = rig.ctx.config.db_path.clone();
+    let reader = move || {
+        Store::open_reader(&db)
+            .unwrap()
+            .devices(AOR)
+            .unwrap()
+    };
+    rig.register("tokA", Some("<urn:uuid:a>"));
+    rig.hold((1, 1));
+    rig.pushes_done(1);
+    rig.register("tokB", Some("<urn:uuid:a>"));
+    assert_eq!(rig.continued(), vec![((1, 1), false)]);
+    // Nothing committed yet: the REGISTERs' writes wait in the batch...
+    assert!(reader().is_empty(), "a REGISTER was committed on its own");
+    // ...which the engine itself reads (the push above found the device).
+    rig.engine.tick(&rig.host);
+    let stored = reader();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].prid, "tokB");
 }
