@@ -722,12 +722,7 @@ fn an_aor_keeps_at_most_max_devices_and_a_call_pushes_only_those() {
 fn registrations_are_committed_by_the_tick_not_on_the_resume_path() {
     let mut rig = Rig::ok();
     let db = rig.ctx.config.db_path.clone();
-    let reader = move || {
-        Store::open_reader(&db)
-            .unwrap()
-            .devices(AOR)
-            .unwrap()
-    };
+    let reader = move || Store::open_reader(&db).unwrap().devices(AOR).unwrap();
     rig.register("tokA", Some("<urn:uuid:a>"));
     rig.hold((1, 1));
     rig.pushes_done(1);
