@@ -538,32 +538,35 @@ impl Store {
     /// device_id `token:<its prid>` is removed: that was the same phone before it sent an
     /// instance, and then the result is at least [`Upsert::Replaced`].
     pub fn upsert(&self, device: &Device) -> Result<Upsert, StoreError> {
-        self.atomic(|tx| {
-            let select = |device_id: &str| {
-                tx.prepare_cached(SELECT_ONE)?
-                    .query_row(params![device.aor, device_id], Device::from_row)
-                    .optional()
-            };
-            let existing = select(&device.device_id)?;
-            // The same phone's record from before it sent an instance, if any.
-            let token_id = device
-                .instance
-                .as_ref()
-                .map(|_| format!("token:{}", device.prid))
-                .filter(|id| *id != device.device_id);
-            if let Some(old) = &existing {
-                let recent = (device.updated_at - old.updated_at).abs() < UPDATED_AT_RESOLUTION;
-                if recent && old.same_apart_from_time(device) {
-                    let token_record = match &token_id {
-                        Some(id) => select(id)?.is_some(),
-                        None => false,
-                    };
-                    if !token_record {
-                        // Nothing to write.
-                        return Ok(Upsert::Unchanged);
-                    }
+        // Read first, outside any transaction (this connection is the only writer): a phone that
+        // registers again unchanged costs no transaction, batched or not.
+        let select = |device_id: &str| {
+            self.conn
+                .prepare_cached(SELECT_ONE)?
+                .query_row(params![device.aor, device_id], Device::from_row)
+                .optional()
+        };
+        let existing = select(&device.device_id)?;
+        // The same phone's record from before it sent an instance, if any.
+        let token_id = device
+            .instance
+            .as_ref()
+            .map(|_| format!("token:{}", device.prid))
+            .filter(|id| *id != device.device_id);
+        if let Some(old) = &existing {
+            let recent = (device.updated_at - old.updated_at).abs() < UPDATED_AT_RESOLUTION;
+            if recent && old.same_apart_from_time(device) {
+                let token_record = match &token_id {
+                    Some(id) => select(id)?.is_some(),
+                    None => false,
+                };
+                if !token_record {
+                    // Nothing to write.
+                    return Ok(Upsert::Unchanged);
                 }
             }
+        }
+        self.atomic(|tx| {
             tx.prepare_cached(UPSERT)?.execute(params![
                 device.aor,
                 device.device_id,

@@ -1125,12 +1125,7 @@ fn a_late_device_that_got_no_branch_still_gets_its_end_push() {
 fn registrations_are_committed_by_the_tick_not_on_the_resume_path() {
     let mut rig = Rig::ok();
     let db = rig.ctx.config.db_path.clone();
-    let reader = move || {
-        Store::open_reader(&db)
-            .unwrap()
-            .devices(AOR)
-            .unwrap()
-    };
+    let reader = move || Store::open_reader(&db).unwrap().devices(AOR).unwrap();
     rig.register("tokA", Some("<urn:uuid:a>"));
     rig.hold((1, 1));
     rig.pushes_done(1);
