@@ -29,12 +29,7 @@ fn phone_and_tablet(k: &Kamailio) -> (Phone, Phone) {
 
 /// The woken `phone` registers, gets the held INVITE of `call_id` and rings until cancelled.
 fn wake_and_ring(k: &Kamailio, phone: &Phone, call_id: &str) -> Sipp {
-    let port = free_port();
-    let port_text = port.to_string();
-    let keys = phone.keys(3600, port);
-    let mut args: Vec<&str> = keys.iter().map(String::as_str).collect();
-    args.extend(["-cid_str", call_id, "-p", port_text.as_str()]);
-    Sipp::spawn("device_wake_ring.xml", k.sip_port(), &args, &k.setup.dir)
+    phone.wake_with(k, call_id, "device_wake_ring.xml")
 }
 
 /// The end-of-call pushes among `pushes`: (token, reason), sorted.

@@ -212,12 +212,18 @@ impl Phone {
 
     /// Starts the woken phone: REGISTER, then expects the INVITE on `call_id` and answers it.
     pub fn wake(&self, k: &Kamailio, call_id: &str) -> Sipp {
+        self.wake_with(k, call_id, "device_wake.xml")
+    }
+
+    /// Starts the woken phone playing `scenario` (device_wake.xml, device_wake_ring.xml...):
+    /// REGISTER with a Contact on its own port, then the held INVITE on `call_id`.
+    pub fn wake_with(&self, k: &Kamailio, call_id: &str, scenario: &str) -> Sipp {
         let port = free_port();
         let port_text = port.to_string();
         let keys = self.keys(3600, port);
         let mut args: Vec<&str> = keys.iter().map(String::as_str).collect();
         args.extend(["-cid_str", call_id, "-p", port_text.as_str()]);
-        Sipp::spawn("device_wake.xml", k.sip_port(), &args, &k.setup.dir)
+        Sipp::spawn(scenario, k.sip_port(), &args, &k.setup.dir)
     }
 }
 
