@@ -26,60 +26,14 @@ fn apns_setup(name: &str, script: ApnsScript, timeout: u32) -> Apns {
 
 /// The same, with more `-A` defines.
 fn apns_setup_with(name: &str, script: ApnsScript, timeout: u32, extra: &[(&str, &str)]) -> Apns {
-    let mut setup = Setup::new(name);
-    let pki = TestPki::create(&setup.dir.join("pki"));
-    let key = apns_signing_key(&setup.dir);
-    let mock = ApnsMock::start(
-        "127.0.0.1:443".parse().unwrap(),
-        &pki,
-        ApnsAuth::token(&key),
-        script,
-    );
-    setup
-        .env
-        .push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
-    let app = format!(
-        "\"id={APP};provider=apns;key_file={};key_id={};team_id={}\"",
-        key.p8_path.display(),
-        key.key_id,
-        key.team_id
-    );
-    let k = start(setup, &app, timeout, extra);
+    let (k, mock, key, pki) = apns_registrar(name, "push-registrar.cfg", script, timeout, extra);
     Apns { k, mock, key, pki }
-}
-
-fn start(setup: Setup, app: &str, timeout: u32, extra: &[(&str, &str)]) -> Kamailio {
-    let db = setup.db_define();
-    let timeout = timeout.to_string();
-    let mut defines = vec![
-        ("PUSH_DB", db.as_str()),
-        ("PUSH_APP", app),
-        ("MIN_EXPIRES", "1"),
-        ("PUSH_TIMEOUT", timeout.as_str()),
-    ];
-    defines.extend_from_slice(extra);
-    Kamailio::start_example(setup, "push-registrar.cfg", &defines)
 }
 
 /// Kamailio with an FCM app whose service account the local FCM server knows, and a sleeping
 /// Android phone registered for bob.
 fn fcm_setup(name: &str, script: FcmScript) -> (Kamailio, FcmMock, Phone) {
-    let (k, mock) = fcm_registrar(
-        name,
-        "com.example.android",
-        script,
-        &[
-            ("PUSH_TIMEOUT", "20"),
-            ("PUSH_DEFAULT_APP", "\"com.example.android\""),
-        ],
-    );
-    let phone = Phone {
-        provider: "fcm".into(),
-        pnparam: "kamailio-push-test".into(),
-        ..Phone::new("bob", ANDROID_TOKEN, "udp")
-    };
-    phone.register_then_sleep(&k);
-    (k, mock, phone)
+    fcm_sleeping_phone(name, script, 20, ANDROID_TOKEN)
 }
 
 fn iphone() -> Phone {
@@ -206,7 +160,8 @@ fn apns_certificate_auth_pushes_with_the_client_certificate() {
                 pki.client_pem.display()
             ),
         };
-        let k = start(setup, &app, 20, &[]);
+        let cfg = repo_root().join("cfg-examples/push-registrar.cfg");
+        let k = start_with_app(setup, &cfg, &app, 20, &[]);
         iphone().register_then_sleep(&k);
         let call = caller_cancelling(&k, "alice");
         let reqs = mock.wait_for(1, Duration::from_secs(10));

@@ -3,11 +3,10 @@
 //! device that joined gets tm's CANCEL instead. Through the webhook (signed JSON), APNs (an alert
 //! push to the app's own topic, never a VoIP push) and FCM (a high-priority data message).
 
-use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 use testkit::mock_push::*;
 use testkit::netns::run_in_private_netns;
-use testkit::push_server::{PushServer, Request};
+use testkit::push_server::PushServer;
 use testkit::wake::*;
 use testkit::*;
 
@@ -15,17 +14,6 @@ const TOKEN_A: &str = "aaaa0000111122223333444455556666777788889999aaaabbbbccccd
 const TOKEN_B: &str = "bbbb0000111122223333444455556666777788889999aaaabbbbccccddddeeee";
 const IOS_TOKEN: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const ANDROID_TOKEN: &str = "fcmtoken:APA91bH-abcdefghijklmnopqrstuvwxyz0123456789";
-
-fn notifier() -> (mpsc::Receiver<Request>, Box<testkit::push_server::OnPush>) {
-    let (tx, rx) = mpsc::channel::<Request>();
-    let tx = Mutex::new(tx);
-    (
-        rx,
-        Box::new(move |req: &Request| {
-            let _ = tx.lock().unwrap().send(req.clone());
-        }),
-    )
-}
 
 /// alice's phone and tablet, both asleep.
 fn phone_and_tablet(k: &Kamailio) -> (Phone, Phone) {
@@ -41,25 +29,7 @@ fn phone_and_tablet(k: &Kamailio) -> (Phone, Phone) {
 
 /// The woken `phone` registers, gets the held INVITE of `call_id` and rings until cancelled.
 fn wake_and_ring(k: &Kamailio, phone: &Phone, call_id: &str) -> Sipp {
-    let port = free_port();
-    let port_text = port.to_string();
-    let keys = phone.keys(3600, port);
-    let mut args: Vec<&str> = keys.iter().map(String::as_str).collect();
-    args.extend(["-cid_str", call_id, "-p", port_text.as_str()]);
-    Sipp::spawn("device_wake_ring.xml", k.sip_port(), &args, &k.setup.dir)
-}
-
-/// The pushes the server got once things settled (waiting for `n`, then a second for more).
-fn settled(server: &PushServer, n: usize) -> Vec<serde_json::Value> {
-    server.wait_for(n, Duration::from_secs(10));
-    std::thread::sleep(Duration::from_secs(1));
-    let requests = server.requests();
-    for r in &requests {
-        verify_signature(r);
-    }
-    let pushes: Vec<serde_json::Value> = requests.iter().map(Request::json).collect();
-    assert_eq!(pushes.len(), n, "{pushes:#?}");
-    pushes
+    phone.wake_with(k, call_id, "device_wake_ring.xml")
 }
 
 /// The end-of-call pushes among `pushes`: (token, reason), sorted.
@@ -183,49 +153,14 @@ fn cancel_push_off_sends_no_end_push() {
     assert_eq!(stat(&k, "end_pushes"), 0);
 }
 
-/// Kamailio with an APNs token-auth app (VoIP pushes for calls), the mock on 127.0.0.1:443
-/// inside the namespace, running `cfg`.
-fn apns_kamailio(name: &str, cfg: &str, timeout: u32) -> (Kamailio, ApnsMock, TestPki) {
-    let mut setup = Setup::new(name);
-    let pki = TestPki::create(&setup.dir.join("pki"));
-    let key = apns_signing_key(&setup.dir);
-    let mock = ApnsMock::start(
-        "127.0.0.1:443".parse().unwrap(),
-        &pki,
-        ApnsAuth::token(&key),
-        apns_always_ok(),
-    );
-    setup
-        .env
-        .push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
-    let app = format!(
-        "\"id={APP};provider=apns;key_file={};key_id={};team_id={}\"",
-        key.p8_path.display(),
-        key.key_id,
-        key.team_id
-    );
-    let db = setup.db_define();
-    let timeout = timeout.to_string();
-    let k = Kamailio::start_example(
-        setup,
-        cfg,
-        &[
-            ("PUSH_DB", db.as_str()),
-            ("PUSH_APP", app.as_str()),
-            ("MIN_EXPIRES", "1"),
-            ("PUSH_TIMEOUT", timeout.as_str()),
-        ],
-    );
-    (k, mock, pki)
-}
-
 #[test]
 fn apns_end_of_call_push_is_an_alert_to_the_app_topic_never_a_voip_push() {
     if !run_in_private_netns("apns_end_of_call_push_is_an_alert_to_the_app_topic_never_a_voip_push")
     {
         return;
     }
-    let (k, mock, _pki) = apns_kamailio("eoc-apns", "push-registrar.cfg", 20);
+    let (k, mock, _key, _pki) =
+        apns_registrar("eoc-apns", "push-registrar.cfg", apns_always_ok(), 20, &[]);
     Phone::new("alice", IOS_TOKEN, "udp").register_then_sleep(&k);
     let (ok, out) = caller_cancelling(&k, "alice").wait(Duration::from_secs(20));
     assert!(ok, "{out}");
@@ -265,7 +200,8 @@ fn apns_message_push_is_an_alert_to_the_app_topic() {
     if !run_in_private_netns("apns_message_push_is_an_alert_to_the_app_topic") {
         return;
     }
-    let (k, mock, _pki) = apns_kamailio("msg-apns", "push-plain.cfg", 2);
+    let (k, mock, _key, _pki) =
+        apns_registrar("msg-apns", "push-plain.cfg", apns_always_ok(), 2, &[]);
     Phone::new("alice", IOS_TOKEN, "udp").register_then_sleep(&k);
     let (ok, out) =
         message_expecting(&k, "alice", "msg-apns-%u", 480).wait(Duration::from_secs(20));
@@ -289,44 +225,9 @@ fn apns_message_push_is_an_alert_to_the_app_topic() {
     assert_eq!(stat(&k, "end_pushes"), 0);
 }
 
-/// Bob sends alice a MESSAGE with Call-ID `call_id` and must get `status`.
-fn message_expecting(k: &Kamailio, user: &str, call_id: &str, status: u16) -> Sipp {
-    let template = repo_root().join("tests/sipp/message_send.xml");
-    // One file per sender: senders started together must not read a file being rewritten.
-    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let scenario = k.setup.dir.join(format!("message_{status}_{n}.xml"));
-    let text = std::fs::read_to_string(template)
-        .unwrap()
-        .replace("STATUS", &status.to_string());
-    std::fs::write(&scenario, text).unwrap();
-    let mut args = transport_args("udp");
-    args.extend(["-key", "user", user, "-cid_str", call_id]);
-    Sipp::spawn(
-        scenario.to_str().unwrap(),
-        k.sip_port(),
-        &args,
-        &k.setup.dir,
-    )
-}
-
 #[test]
 fn fcm_end_of_call_push_is_a_high_priority_data_message() {
-    let (k, mock) = fcm_registrar(
-        "eoc-fcm",
-        "com.example.android",
-        fcm_always_ok(),
-        &[
-            ("PUSH_TIMEOUT", "20"),
-            ("PUSH_DEFAULT_APP", "\"com.example.android\""),
-        ],
-    );
-    let phone = Phone {
-        provider: "fcm".into(),
-        pnparam: "kamailio-push-test".into(),
-        ..Phone::new("bob", ANDROID_TOKEN, "udp")
-    };
-    phone.register_then_sleep(&k);
+    let (k, mock, _phone) = fcm_sleeping_phone("eoc-fcm", fcm_always_ok(), 20, ANDROID_TOKEN);
     let (ok, out) = caller_cancelling(&k, "bob").wait(Duration::from_secs(20));
     assert!(ok, "{out}");
     let sends = mock.wait_for_sends(2, Duration::from_secs(10));

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use testkit::push_server::{PushServer, Request};
+use testkit::push_server::PushServer;
 use testkit::wake::*;
 use testkit::*;
 
@@ -17,27 +17,6 @@ const TOKEN: &str = "dddd0000111122223333444455556666777788889999aaaabbbbccccddd
 fn start(name: &str, cfg: &str, url: &str, timeout: u32, extra: &[(&str, &str)]) -> Kamailio {
     let cfg = repo_root().join("cfg-examples").join(cfg);
     registrar_from(Setup::new(name), &cfg, url, timeout, extra)
-}
-
-/// Bob sends `user` a MESSAGE ("hello from bob") with Call-ID `call_id` and must get `status`.
-fn message_expecting(k: &Kamailio, user: &str, call_id: &str, status: u16) -> Sipp {
-    let template = repo_root().join("tests/sipp/message_send.xml");
-    // One file per sender: senders started together must not read a file being rewritten.
-    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let scenario = k.setup.dir.join(format!("message_{status}_{n}.xml"));
-    let text = std::fs::read_to_string(template)
-        .unwrap()
-        .replace("STATUS", &status.to_string());
-    std::fs::write(&scenario, text).unwrap();
-    let mut args = transport_args("udp");
-    args.extend(["-key", "user", user, "-cid_str", call_id]);
-    Sipp::spawn(
-        scenario.to_str().unwrap(),
-        k.sip_port(),
-        &args,
-        &k.setup.dir,
-    )
 }
 
 /// The woken phone registers and takes `n` MESSAGEs (each answered 200): one sipp listens for
@@ -57,19 +36,6 @@ fn wake_for_messages(k: &Kamailio, phone: &Phone, n: usize) -> Sipp {
         .wait(Duration::from_secs(20));
     assert!(ok, "the woken phone could not register: {out}");
     taker
-}
-
-/// The pushes the server got once things settled (waiting for `n`, then a second for more).
-fn settled(server: &PushServer, n: usize) -> Vec<serde_json::Value> {
-    server.wait_for(n, Duration::from_secs(10));
-    std::thread::sleep(Duration::from_secs(1));
-    let requests = server.requests();
-    for r in &requests {
-        verify_signature(r);
-    }
-    let pushes: Vec<serde_json::Value> = requests.iter().map(Request::json).collect();
-    assert_eq!(pushes.len(), n, "{pushes:#?}");
-    pushes
 }
 
 #[test]
@@ -216,25 +182,12 @@ fn msilo_example_stores_a_message_nobody_woke_for_and_delivers_it_at_the_next_re
 #[test]
 fn fcm_message_push_is_a_high_priority_data_message_never_a_call() {
     use testkit::mock_push::fcm_always_ok;
-    let (k, mock) = fcm_registrar(
+    let (k, mock, _phone) = fcm_sleeping_phone(
         "msg-fcm",
-        "com.example.android",
         fcm_always_ok(),
-        &[
-            ("PUSH_TIMEOUT", "2"),
-            ("PUSH_DEFAULT_APP", "\"com.example.android\""),
-        ],
+        2,
+        "fcmtoken:APA91bH-abcdefghijklmnopqrstuvwxyz0123456789",
     );
-    let phone = Phone {
-        provider: "fcm".into(),
-        pnparam: "kamailio-push-test".into(),
-        ..Phone::new(
-            "bob",
-            "fcmtoken:APA91bH-abcdefghijklmnopqrstuvwxyz0123456789",
-            "udp",
-        )
-    };
-    phone.register_then_sleep(&k);
     // push-registrar.cfg: a MESSAGE with no live binding is held (route[HOLD]) and, nobody
     // registering within 2 s, answered 480 by its failure route.
     let (ok, out) = message_expecting(&k, "bob", "msg-fcm-%u", 480).wait(Duration::from_secs(20));

@@ -1,7 +1,6 @@
 //! Stopping Kamailio with held calls (issue 11): each caller gets a final answer (503) before
 //! Kamailio's processes exit, none is left with 100 Trying.
 
-use std::fs;
 use std::time::Duration;
 use testkit::push_server::PushServer;
 use testkit::wake::*;
@@ -16,12 +15,7 @@ fn sigterm_with_50_held_calls_answers_each_503() {
     let mut k = registrar("shutdown", &server.url(), 60);
     Phone::new("alice", TOKEN, "udp").register_then_sleep(&k);
 
-    let template = repo_root().join("tests/sipp/caller_rejected.xml");
-    let scenario = k.setup.dir.join("caller_503.xml");
-    let text = fs::read_to_string(template)
-        .unwrap()
-        .replace("STATUS", "503");
-    fs::write(&scenario, text).unwrap();
+    let scenario = scenario_expecting(&k, "caller_rejected.xml", 503);
     let calls = CALLS.to_string();
     let callers = Sipp::spawn(
         scenario.to_str().unwrap(),

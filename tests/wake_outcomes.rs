@@ -2,7 +2,6 @@
 //! the caller gives up, the push endpoint is down, slow, flaky or refuses; several calls and
 //! devices; a challenged REGISTER; a restart.
 
-use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 use testkit::push_server::{PushServer, Request};
 use testkit::wake::*;
@@ -10,17 +9,6 @@ use testkit::*;
 
 const TOKEN_A: &str = "aaaa0000111122223333444455556666777788889999aaaabbbbccccddddeeee";
 const TOKEN_B: &str = "bbbb0000111122223333444455556666777788889999aaaabbbbccccddddeeee";
-
-fn notifier() -> (mpsc::Receiver<Request>, Box<testkit::push_server::OnPush>) {
-    let (tx, rx) = mpsc::channel::<Request>();
-    let tx = Mutex::new(tx);
-    (
-        rx,
-        Box::new(move |req: &Request| {
-            let _ = tx.lock().unwrap().send(req.clone());
-        }),
-    )
-}
 
 #[test]
 fn user_without_push_device_gets_480_at_once_and_nothing_is_held() {

@@ -5,11 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use push_core::devices::contact::{
-    parse_contact_header, parse_contact_uri, push_binding, shorten_token, MAX_TOKEN_LEN,
-};
 use push_core::devices::normalize_aor;
-use push_core::devices::profile::{binding_for, UaProfile};
+use push_core::devices::profile::UaProfile;
 use std::sync::OnceLock;
 
 fn profiles() -> &'static [UaProfile] {
@@ -23,36 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(input) = std::str::from_utf8(data) else {
         return;
     };
-    for result in [
-        parse_contact_header(input).map(|v| v.into_iter().next()),
-        parse_contact_uri(input).map(Some),
-    ] {
-        match result {
-            Ok(Some(contact)) => {
-                for binding in [
-                    push_binding(&contact),
-                    binding_for(&contact, Some("Kazoo/4.3"), profiles()),
-                ] {
-                    match binding {
-                        Ok(Some(b)) => {
-                            assert!(b.prid.len() <= MAX_TOKEN_LEN, "token of {}", b.prid.len());
-                            let _ = shorten_token(&b.prid);
-                            let _ = b.sandbox();
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            let _ = e.to_string();
-                        }
-                    }
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                let _ = e.to_string();
-            }
-        }
-    }
-    let _ = shorten_token(input);
+    push_core::fuzzing::exercise_contact(input, profiles());
     let _ = normalize_aor(input, false);
     let _ = normalize_aor(input, true);
 });

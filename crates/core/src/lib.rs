@@ -12,11 +12,13 @@
 //! - [`shared`]: memory every Kamailio process of the module shares (state and counters).
 //! - [`log`]: log lines that end in Kamailio's logger, from whichever thread writes them.
 //! - [`latency`]: the histograms behind the timing statistics.
+//! - [`fuzzing`]: checks the fuzz targets and the unit tests share.
 
 pub mod calls;
 pub mod config;
 pub mod devices;
 pub mod dispatcher;
+pub mod fuzzing;
 pub mod ipc;
 pub mod latency;
 pub mod log;

@@ -34,22 +34,98 @@ pub fn registrar_from(
     timeout: u32,
     extra: &[(&str, &str)],
 ) -> Kamailio {
-    let db = setup.db_define();
     let app = format!("\"id={APP};provider=webhook;url={push_url};secret={SECRET}\"");
+    start_with_app(setup, cfg, &app, timeout, extra)
+}
+
+/// A Kamailio running `cfg` with the app `app` (the quoted `id=...;provider=...` string), its own
+/// store, 1 s minimum bindings, `timeout` s to wait for a woken device, and more `-A` defines.
+pub fn start_with_app(
+    setup: Setup,
+    cfg: &Path,
+    app: &str,
+    timeout: u32,
+    extra: &[(&str, &str)],
+) -> Kamailio {
+    let db = setup.db_define();
     let timeout = timeout.to_string();
-    Kamailio::start_file(
-        setup,
-        cfg,
-        &[
-            ("PUSH_DB", db.as_str()),
-            ("PUSH_APP", app.as_str()),
-            ("MIN_EXPIRES", "1"),
-            ("PUSH_TIMEOUT", timeout.as_str()),
-        ]
-        .into_iter()
-        .chain(extra.iter().copied())
-        .collect::<Vec<_>>(),
+    let mut defines = vec![
+        ("PUSH_DB", db.as_str()),
+        ("PUSH_APP", app),
+        ("MIN_EXPIRES", "1"),
+        ("PUSH_TIMEOUT", timeout.as_str()),
+    ];
+    defines.extend_from_slice(extra);
+    Kamailio::start_file(setup, cfg, &defines)
+}
+
+/// A Kamailio running cfg-examples/`example` with an APNs token-auth app `APP`, the local APNs
+/// server (answering as `script` says) on 127.0.0.1:443 — call from inside a private network
+/// namespace (`netns::run_in_private_netns`), where Apple's host names point there — and the
+/// test CA trusted.
+pub fn apns_registrar(
+    name: &str,
+    example: &str,
+    script: crate::mock_push::ApnsScript,
+    timeout: u32,
+    extra: &[(&str, &str)],
+) -> (
+    Kamailio,
+    crate::mock_push::ApnsMock,
+    crate::mock_push::ApnsKey,
+    crate::mock_push::TestPki,
+) {
+    use crate::mock_push::{apns_signing_key, ApnsAuth, ApnsMock, TestPki};
+    let mut setup = Setup::new(name);
+    let pki = TestPki::create(&setup.dir.join("pki"));
+    let key = apns_signing_key(&setup.dir);
+    let mock = ApnsMock::start(
+        "127.0.0.1:443".parse().unwrap(),
+        &pki,
+        ApnsAuth::token(&key),
+        script,
+    );
+    setup
+        .env
+        .push(("SSL_CERT_FILE".into(), pki.ca_pem.display().to_string()));
+    let app = format!(
+        "\"id={APP};provider=apns;key_file={};key_id={};team_id={}\"",
+        key.p8_path.display(),
+        key.key_id,
+        key.team_id
+    );
+    let cfg = crate::repo_root().join("cfg-examples").join(example);
+    let k = start_with_app(setup, &cfg, &app, timeout, extra);
+    (k, mock, key, pki)
+}
+
+/// A channel that gets every request the push server receives, and the hook to give the server.
+pub fn notifier() -> (
+    std::sync::mpsc::Receiver<Request>,
+    Box<crate::push_server::OnPush>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel::<Request>();
+    let tx = std::sync::Mutex::new(tx);
+    (
+        rx,
+        Box::new(move |req: &Request| {
+            let _ = tx.lock().unwrap().send(req.clone());
+        }),
     )
+}
+
+/// The pushes the webhook server got once things settled (waiting for `n`, then a second for
+/// more): each signed with `SECRET`, exactly `n` of them, as JSON.
+pub fn settled(server: &crate::push_server::PushServer, n: usize) -> Vec<serde_json::Value> {
+    server.wait_for(n, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    let requests = server.requests();
+    for r in &requests {
+        verify_signature(r);
+    }
+    let pushes: Vec<serde_json::Value> = requests.iter().map(Request::json).collect();
+    assert_eq!(pushes.len(), n, "{pushes:#?}");
+    pushes
 }
 
 pub fn transport_args(transport: &str) -> Vec<&'static str> {
@@ -136,12 +212,18 @@ impl Phone {
 
     /// Starts the woken phone: REGISTER, then expects the INVITE on `call_id` and answers it.
     pub fn wake(&self, k: &Kamailio, call_id: &str) -> Sipp {
+        self.wake_with(k, call_id, "device_wake.xml")
+    }
+
+    /// Starts the woken phone playing `scenario` (device_wake.xml, device_wake_ring.xml...):
+    /// REGISTER with a Contact on its own port, then the held INVITE on `call_id`.
+    pub fn wake_with(&self, k: &Kamailio, call_id: &str, scenario: &str) -> Sipp {
         let port = free_port();
         let port_text = port.to_string();
         let keys = self.keys(3600, port);
         let mut args: Vec<&str> = keys.iter().map(String::as_str).collect();
         args.extend(["-cid_str", call_id, "-p", port_text.as_str()]);
-        Sipp::spawn("device_wake.xml", k.sip_port(), &args, &k.setup.dir)
+        Sipp::spawn(scenario, k.sip_port(), &args, &k.setup.dir)
     }
 }
 
@@ -169,16 +251,39 @@ pub fn stat(k: &Kamailio, name: &str) -> u64 {
         .unwrap()
 }
 
-/// A caller that must get the final answer `status` (ACKs it).
-pub fn caller_expecting(k: &Kamailio, user: &str, transport: &str, status: u16) -> Sipp {
-    let template = crate::repo_root().join("tests/sipp/caller_rejected.xml");
-    let scenario = k.setup.dir.join(format!("caller_{status}.xml"));
-    let text = fs::read_to_string(template)
+/// A copy of the sipp scenario tests/sipp/`template` with STATUS replaced by `status`, in
+/// `k`'s directory under a name no other copy has: callers started together (in one test or in
+/// tests running in parallel) must not read a file another one is rewriting.
+pub fn scenario_expecting(k: &Kamailio, template: &str, status: u16) -> PathBuf {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let stem = template.trim_end_matches(".xml");
+    let scenario = k.setup.dir.join(format!("{stem}_{status}_{n}.xml"));
+    let text = fs::read_to_string(crate::repo_root().join("tests/sipp").join(template))
         .unwrap()
         .replace("STATUS", &status.to_string());
     fs::write(&scenario, text).unwrap();
+    scenario
+}
+
+/// A caller that must get the final answer `status` (ACKs it).
+pub fn caller_expecting(k: &Kamailio, user: &str, transport: &str, status: u16) -> Sipp {
+    let scenario = scenario_expecting(k, "caller_rejected.xml", status);
     let mut args = transport_args(transport);
     args.extend(["-key", "user", user]);
+    Sipp::spawn(
+        scenario.to_str().unwrap(),
+        k.sip_port(),
+        &args,
+        &k.setup.dir,
+    )
+}
+
+/// Bob sends `user` a MESSAGE ("hello from bob") with Call-ID `call_id` and must get `status`.
+pub fn message_expecting(k: &Kamailio, user: &str, call_id: &str, status: u16) -> Sipp {
+    let scenario = scenario_expecting(k, "message_send.xml", status);
+    let mut args = transport_args("udp");
+    args.extend(["-key", "user", user, "-cid_str", call_id]);
     Sipp::spawn(
         scenario.to_str().unwrap(),
         k.sip_port(),
@@ -239,4 +344,31 @@ pub fn fcm_registrar(
     defines.extend_from_slice(extra);
     let k = Kamailio::start_example(setup, "push-registrar.cfg", &defines);
     (k, mock)
+}
+
+/// The same with the app `com.example.android` as the default app, `timeout` s to wait for a
+/// woken device, and bob's Android phone (token `token`) registered and asleep.
+pub fn fcm_sleeping_phone(
+    name: &str,
+    script: crate::mock_push::FcmScript,
+    timeout: u32,
+    token: &str,
+) -> (Kamailio, crate::mock_push::FcmMock, Phone) {
+    let timeout = timeout.to_string();
+    let (k, mock) = fcm_registrar(
+        name,
+        "com.example.android",
+        script,
+        &[
+            ("PUSH_TIMEOUT", timeout.as_str()),
+            ("PUSH_DEFAULT_APP", "\"com.example.android\""),
+        ],
+    );
+    let phone = Phone {
+        provider: "fcm".into(),
+        pnparam: "kamailio-push-test".into(),
+        ..Phone::new("bob", token, "udp")
+    };
+    phone.register_then_sleep(&k);
+    (k, mock, phone)
 }

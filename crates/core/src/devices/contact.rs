@@ -1545,33 +1545,7 @@ mod tests {
     /// nothing may panic, a stored token stays within [`MAX_TOKEN_LEN`] and every error prints.
     /// Returns how many of the two parses gave a contact.
     fn exercise(input: &str) -> usize {
-        let mut parsed = 0;
-        for result in [
-            parse_contact_header(input).map(|v| v.into_iter().next()),
-            parse_contact_uri(input).map(Some),
-        ] {
-            match result {
-                Ok(Some(contact)) => {
-                    parsed += 1;
-                    match push_binding(&contact) {
-                        Ok(Some(b)) => {
-                            let _ = shorten_token(&b.prid);
-                            assert!(b.prid.len() <= MAX_TOKEN_LEN);
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            let _ = e.to_string();
-                        }
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    let _ = e.to_string();
-                }
-            }
-        }
-        let _ = shorten_token(input);
-        parsed
+        crate::fuzzing::exercise_contact(input, &[])
     }
 
     /// Pieces a Contact is made of, and the characters that break naive parsers.
