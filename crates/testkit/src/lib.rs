@@ -473,10 +473,15 @@ impl Kamailio {
 
     /// Sends SIGTERM to the main process and waits for it (and its children) to exit.
     pub fn stop(&mut self) -> Option<ExitStatus> {
+        self.stop_within(Duration::from_secs(10))
+    }
+
+    /// [`Kamailio::stop`] with its own limit (SIGKILL to the group after it).
+    pub fn stop_within(&mut self, limit: Duration) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
         // SAFETY: signals a process this handle started.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + limit;
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 break Some(status);
