@@ -38,7 +38,10 @@ fn sigterm_with_50_held_calls_answers_each_503() {
     // 10 s, every caller answered 503 all the same (cause not found yet: see the session note).
     let started = std::time::Instant::now();
     let status = k.stop_within(Duration::from_secs(65));
-    assert!(status.is_some(), "Kamailio did not exit within its shutdown time");
+    assert!(
+        status.is_some(),
+        "Kamailio did not exit within its shutdown time"
+    );
     if started.elapsed() > Duration::from_secs(10) {
         eprintln!("shutdown took {:?}", started.elapsed());
     }
