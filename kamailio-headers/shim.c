@@ -16,6 +16,8 @@
 #include "core/mem/mem.h"
 #include "core/mem/shm_mem.h"
 #include "core/kemi.h"
+#include "core/counters.h"
+#include "core/modparam.h"
 #include "core/events.h"
 #include "core/globals.h"
 #include "core/action.h"
@@ -586,4 +588,168 @@ int push_shim_register_script_cbs(void)
 	if(register_script_cb(pre_script, PRE_SCRIPT_CB | REQUEST_CB, 0) < 0)
 		return -1;
 	return register_script_cb(post_script, POST_SCRIPT_CB | REQUEST_CB, 0);
+}
+
+/* ---- statistics resets ------------------------------------------------------------------------ */
+/* The module's statistics are function statistics (their values live in the module's shared block),
+ * so Kamailio's stats.reset_statistics cannot zero them; it does zero every process's row of the
+ * counter, which function statistics otherwise leave unused. The module marks each counter's row
+ * (a 1 in one process's slot) and takes an all-zero sum as "reset since marked". */
+
+#define PUSH_MAX_COUNTERS 64
+static counter_handle_t push_counters[PUSH_MAX_COUNTERS];
+static int push_counter_known[PUSH_MAX_COUNTERS];
+
+/* Counter i's handle in this process, looked up by name the first time. */
+static counter_handle_t *push_counter(int i, const char *name)
+{
+	if(i < 0 || i >= PUSH_MAX_COUNTERS || _cnts_vals == NULL)
+		return NULL;
+	if(!push_counter_known[i]) {
+		if(counter_lookup(&push_counters[i], "push", name) < 0)
+			return NULL;
+		push_counter_known[i] = 1;
+	}
+	return &push_counters[i];
+}
+
+/* 1 if counter i (statistic `name`) was reset since it was last marked (every process's row zero),
+ * 0 if not, -1 if unknown or the counters are not allocated yet (before the children's fork). */
+int push_shim_counter_was_reset(int i, const char *name)
+{
+	counter_handle_t *h = push_counter(i, name);
+	if(h == NULL)
+		return -1;
+	return counter_get_raw_val(*h) == 0 ? 1 : 0;
+}
+
+/* Marks counter i (statistic `name`) in this process's row. */
+int push_shim_counter_mark(int i, const char *name)
+{
+	counter_handle_t *h = push_counter(i, name);
+	if(h == NULL)
+		return -1;
+	counter_add(*h, 1);
+	return 0;
+}
+
+/* ---- xhttp_prom ---------------------------------------------------------------------------------- */
+/* Labelled metrics go to xhttp_prom's own metrics: created through its module parameters
+ * (prom_counter, prom_gauge, prom_histogram) at mod_init, updated through its KEMI functions,
+ * which every Kamailio version since 5.6 exports with the same names and parameters. */
+
+int push_shim_prom_loaded(void)
+{
+	return find_module_by_name("xhttp_prom") != NULL;
+}
+
+/* Creates one metric as modparam("xhttp_prom", param, spec) would; spec must stay allocated. */
+int push_shim_prom_create(const char *param, const char *spec)
+{
+	return set_mod_param_regex("xhttp_prom", (char *)param, PARAM_STRING, (void *)spec);
+}
+
+static sr_kemi_t *push_prom_fn[PUSH_PROM_OPS][4];
+static sip_msg_t push_prom_msg;
+
+static sr_kemi_t *push_kemi_find(const char *module, const char *fname)
+{
+	sr_kemi_module_t *mods = sr_kemi_modules_get();
+	int n = sr_kemi_modules_size_get();
+	int i, j;
+	int mlen = strlen(module), flen = strlen(fname);
+
+	for(i = 0; i < n; i++) {
+		if(mods[i].mname.len != mlen || strncmp(mods[i].mname.s, module, mlen) != 0
+				|| mods[i].kexp == NULL)
+			continue;
+		for(j = 0; mods[i].kexp[j].fname.s != NULL; j++) {
+			if(mods[i].kexp[j].fname.len == flen
+					&& strncmp(mods[i].kexp[j].fname.s, fname, flen) == 0)
+				return &mods[i].kexp[j];
+		}
+	}
+	return NULL;
+}
+
+/* Finds xhttp_prom's KEMI functions; 0 if all are there. */
+int push_shim_prom_bind(void)
+{
+	static const char *ops[PUSH_PROM_OPS] = {
+			"counter_inc", "counter_reset", "gauge_set", "histogram_observe"};
+	char name[64];
+	int op, n;
+
+	for(op = 0; op < PUSH_PROM_OPS; op++) {
+		for(n = 0; n < 4; n++) {
+			snprintf(name, sizeof(name), "%s_l%d", ops[op], n);
+			push_prom_fn[op][n] = push_kemi_find("xhttp_prom", name);
+			if(push_prom_fn[op][n] == NULL)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+typedef int (*push_ki_s_f)(sip_msg_t *, str *);
+typedef int (*push_ki_ss_f)(sip_msg_t *, str *, str *);
+typedef int (*push_ki_sss_f)(sip_msg_t *, str *, str *, str *);
+typedef int (*push_ki_ssss_f)(sip_msg_t *, str *, str *, str *, str *);
+typedef int (*push_ki_ssssss_f)(sip_msg_t *, str *, str *, str *, str *, str *);
+typedef int (*push_ki_si_f)(sip_msg_t *, str *, int);
+typedef int (*push_ki_sis_f)(sip_msg_t *, str *, int, str *);
+typedef int (*push_ki_siss_f)(sip_msg_t *, str *, int, str *, str *);
+typedef int (*push_ki_sisss_f)(sip_msg_t *, str *, int, str *, str *, str *);
+
+/* One update of a metric: op (push_prom_op), its name, the number (counter_inc: `count`; gauge_set
+ * and histogram_observe: `number`, text), and 0 to 3 label values. */
+int push_shim_prom_update(int op, const char *name, int count, const char *number,
+		const char **labels, int nlabels)
+{
+	str s_name, s_num, l[3];
+	sr_kemi_t *k;
+	int i;
+
+	if(op < 0 || op >= PUSH_PROM_OPS || nlabels < 0 || nlabels > 3)
+		return -1;
+	k = push_prom_fn[op][nlabels];
+	if(k == NULL || k->func == NULL)
+		return -1;
+	s_name.s = (char *)name;
+	s_name.len = strlen(name);
+	for(i = 0; i < nlabels; i++) {
+		l[i].s = (char *)labels[i];
+		l[i].len = strlen(labels[i]);
+	}
+	if(op == PUSH_PROM_COUNTER_INC) {
+		switch(nlabels) {
+			case 0: return ((push_ki_si_f)k->func)(&push_prom_msg, &s_name, count);
+			case 1: return ((push_ki_sis_f)k->func)(&push_prom_msg, &s_name, count, &l[0]);
+			case 2:
+				return ((push_ki_siss_f)k->func)(&push_prom_msg, &s_name, count, &l[0], &l[1]);
+			default:
+				return ((push_ki_sisss_f)k->func)(
+						&push_prom_msg, &s_name, count, &l[0], &l[1], &l[2]);
+		}
+	}
+	if(op == PUSH_PROM_COUNTER_RESET) {
+		switch(nlabels) {
+			case 0: return ((push_ki_s_f)k->func)(&push_prom_msg, &s_name);
+			case 1: return ((push_ki_ss_f)k->func)(&push_prom_msg, &s_name, &l[0]);
+			case 2: return ((push_ki_sss_f)k->func)(&push_prom_msg, &s_name, &l[0], &l[1]);
+			default:
+				return ((push_ki_ssss_f)k->func)(&push_prom_msg, &s_name, &l[0], &l[1], &l[2]);
+		}
+	}
+	s_num.s = (char *)number;
+	s_num.len = strlen(number);
+	switch(nlabels) {
+		case 0: return ((push_ki_ss_f)k->func)(&push_prom_msg, &s_name, &s_num);
+		case 1: return ((push_ki_sss_f)k->func)(&push_prom_msg, &s_name, &s_num, &l[0]);
+		case 2:
+			return ((push_ki_ssss_f)k->func)(&push_prom_msg, &s_name, &s_num, &l[0], &l[1]);
+		default:
+			return ((push_ki_ssssss_f)k->func)(
+					&push_prom_msg, &s_name, &s_num, &l[0], &l[1], &l[2]);
+	}
 }

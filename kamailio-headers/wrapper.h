@@ -78,8 +78,24 @@ enum push_event_types {
 	PUSH_TM_E2ECANCEL_IN = (1 << 18)
 };
 
+/* xhttp_prom updates (push_shim_prom_update's op). */
+enum push_prom_op {
+	PUSH_PROM_COUNTER_INC = 0,
+	PUSH_PROM_COUNTER_RESET = 1,
+	PUSH_PROM_GAUGE_SET = 2,
+	PUSH_PROM_HISTOGRAM_OBSERVE = 3,
+	PUSH_PROM_OPS = 4
+};
+
 /* shim.c */
 int push_shim_log_enabled(int level);
+int push_shim_counter_was_reset(int i, const char *name);
+int push_shim_counter_mark(int i, const char *name);
+int push_shim_prom_loaded(void);
+int push_shim_prom_create(const char *param, const char *spec);
+int push_shim_prom_bind(void);
+int push_shim_prom_update(int op, const char *name, int count, const char *number,
+		const char **labels, int nlabels);
 void push_shim_log(int level, const char *where, const char *msg);
 int push_shim_debug_level(void);
 void push_shim_cfg_update(void);

@@ -249,7 +249,12 @@ fn init() -> Result<(), String> {
     })?;
     // SAFETY: main process, before any fork; the callback is a plain extern "C" function.
     unsafe { sys::push_shim_on_shutdown(Some(app_shutdown)) };
-    super::stats::register()
+    super::stats::register()?;
+    match super::prom::create()? {
+        0 => push_core::debug!("xhttp_prom is not loaded: no labelled Prometheus metrics"),
+        n => push_core::info!("{n} labelled Prometheus metrics created in xhttp_prom"),
+    }
+    Ok(())
 }
 
 unsafe extern "C" fn child_init(rank: c_int) -> c_int {
@@ -257,6 +262,8 @@ unsafe extern "C" fn child_init(rank: c_int) -> c_int {
         if rank != sys::PROC_MAIN as c_int {
             return 0;
         }
+        // Kamailio allocated the statistics' rows before child_init(PROC_MAIN).
+        super::stats::mark_counters();
         // SAFETY: called from child_init(PROC_MAIN), as fork_process requires; the description is a
         // static string. make_sock=1 gives the dispatcher a socket to send SIP over TCP/TLS.
         let pid = unsafe {
@@ -303,6 +310,8 @@ fn run_dispatcher() -> Result<(), String> {
         resume: globals.resume.clone(),
         location_table: CString::new(globals.config.location_table.clone())
             .map_err(|_| "bad location_table")?,
+        prom: super::prom::bind(),
+        prom_refusals: std::sync::atomic::AtomicU64::new(0),
     };
     std::panic::catch_unwind(|| {
         dispatcher::run(
@@ -365,6 +374,10 @@ fn continued(push_failed: c_int, t_continue: impl FnOnce() -> c_int) -> Result<(
 struct KamailioHost {
     resume: ResumeTarget,
     location_table: CString,
+    /// xhttp_prom is loaded and its update functions bound in this process.
+    prom: bool,
+    /// Metric updates xhttp_prom refused (the first one and every 1000th is logged).
+    prom_refusals: std::sync::atomic::AtomicU64,
 }
 
 impl Host for KamailioHost {
@@ -415,6 +428,24 @@ impl Host for KamailioHost {
                 )
             }
         })
+    }
+
+    fn check_statistics_resets(&self) {
+        if let Some(g) = state::get() {
+            super::stats::check_resets(g.shared);
+        }
+    }
+
+    fn export_metrics(&self, updates: &[push_core::metrics::Update]) {
+        if !self.prom {
+            return;
+        }
+        if let Err(e) = super::prom::apply(updates) {
+            let n = self.prom_refusals.fetch_add(1, Ordering::Relaxed);
+            if n % 1000 == 0 {
+                push_core::warn!("{e} ({} refusal(s) so far)", n + 1);
+            }
+        }
     }
 
     fn append_branches(&self, key: CallKey) -> Result<u32, String> {

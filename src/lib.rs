@@ -7,6 +7,8 @@
 //! - [`exports`]: the `exports` table Kamailio looks up, `module_version` / `module_flags`, the init hooks.
 //! - [`params`]: one trampoline per module parameter, collecting values for mod_init.
 //! - [`rpc`]: the `push.*` RPC commands.
+//! - [`stats`]: the statistics (group `push`) and their resets; [`prom`]: the labelled metrics in
+//!   xhttp_prom.
 //! - [`logger`]: the log backend over Kamailio's logger.
 //! - [`state`]: what mod_init sets up before fork and every process inherits.
 
@@ -15,6 +17,7 @@ mod exports;
 mod guard;
 mod logger;
 mod params;
+mod prom;
 mod rpc;
 mod script;
 mod state;

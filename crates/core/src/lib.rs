@@ -12,6 +12,7 @@
 //! - [`shared`]: memory every Kamailio process of the module shares (state and counters).
 //! - [`log`]: log lines that end in Kamailio's logger, from whichever thread writes them.
 //! - [`latency`]: the histograms behind the timing statistics.
+//! - [`metrics`]: Prometheus metrics with labels and buckets, exported through xhttp_prom.
 //! - [`fuzzing`]: checks the fuzz targets and the unit tests share.
 
 pub mod calls;
@@ -22,5 +23,6 @@ pub mod fuzzing;
 pub mod ipc;
 pub mod latency;
 pub mod log;
+pub mod metrics;
 pub mod providers;
 pub mod shared;

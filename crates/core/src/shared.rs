@@ -30,13 +30,60 @@ pub struct Statistic {
     pub kind: StatKind,
     /// The declaration's doc comment.
     pub doc: &'static str,
-    read: fn(&Shared) -> i64,
+    read: fn(&Shared) -> u64,
+    /// A counter's position in [`Counters`] (and in [`Resets`]); None for the others.
+    pub counter: Option<usize>,
 }
 
 impl Statistic {
-    /// The statistic's value now.
+    /// The statistic's value now: a counter counts since its last reset
+    /// (`kamcmd stats.reset_statistics push:`), the others are read as they are.
     pub fn value(&self, shared: &Shared) -> i64 {
-        (self.read)(shared)
+        let raw = (self.read)(shared);
+        match self.counter {
+            Some(i) => saturated(raw.wrapping_sub(shared.resets.base(i))),
+            None => raw as i64,
+        }
+    }
+
+    /// Resets a counter: it counts from zero again (its raw shared value goes on). Nothing for
+    /// the others (levels and computed values are not reset, as Kamailio's own gauges are not).
+    pub fn reset(&self, shared: &Shared) {
+        if let Some(i) = self.counter {
+            shared.resets.rebase(i, (self.read)(shared));
+        }
+    }
+}
+
+/// How many counters [`Resets`] has room for.
+pub const MAX_COUNTERS: usize = 32;
+
+/// Where each counter was last reset: its raw value then, and how many resets there were (the
+/// dispatcher compares that to reset the labelled Prometheus counters with it).
+#[repr(C)]
+#[derive(Default)]
+pub struct Resets {
+    base: [AtomicU64; MAX_COUNTERS],
+    generation: [AtomicU64; MAX_COUNTERS],
+}
+
+impl Resets {
+    fn base(&self, i: usize) -> u64 {
+        self.base.get(i).map_or(0, |b| b.load(Ordering::Relaxed))
+    }
+
+    fn rebase(&self, i: usize, raw: u64) {
+        if let (Some(base), Some(generation)) = (self.base.get(i), self.generation.get(i)) {
+            base.store(raw, Ordering::Relaxed);
+            generation.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How many times counter `i` was reset.
+    pub fn generation(&self, i: usize) -> u64 {
+        self.generation
+            .get(i)
+            .map_or(0, |g| g.load(Ordering::Relaxed))
     }
 }
 
@@ -56,11 +103,19 @@ macro_rules! statistics {
         }
 
         impl Counters {
-            /// Every counter with its name, in a stable order.
+            /// Every counter with its name and raw value (since start), in a stable order.
             pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
                 vec![$( (stringify!($counter), self.$counter.load(Ordering::Relaxed)), )*]
             }
         }
+
+        const _: () = assert!(
+            [$( stringify!($counter), )*].len() <= MAX_COUNTERS,
+            "more counters than MAX_COUNTERS"
+        );
+
+        #[allow(non_camel_case_types, dead_code)]
+        enum CounterIndex { $( $counter, )* }
 
         /// Every statistic, counters first.
         pub const STATISTICS: &[Statistic] = &[
@@ -68,13 +123,15 @@ macro_rules! statistics {
                 name: stringify!($counter),
                 kind: StatKind::Counter,
                 doc: concat!($($cdoc, "\n"),+),
-                read: |shared| saturated(shared.counters.$counter.load(Ordering::Relaxed)),
+                read: |shared| shared.counters.$counter.load(Ordering::Relaxed),
+                counter: Some(CounterIndex::$counter as usize),
             }, )*
             $( Statistic {
                 name: stringify!($name),
                 kind: StatKind::$kind,
                 doc: concat!($($doc, "\n"),+),
                 read: $read,
+                counter: None,
             }, )*
         ];
     };
@@ -105,11 +162,13 @@ statistics! {
         refresh_pushes,
         /// End-of-call pushes (cancelled, answered elsewhere, timeout) a provider accepted.
         end_pushes,
+        /// Devices forgotten because their push service said the token is dead.
+        dead_tokens,
     }
     /// Calls held right now.
-    held_now: Gauge = |shared| shared.held_now.load(Ordering::Relaxed),
+    held_now: Gauge = |shared| shared.held_now.load(Ordering::Relaxed) as u64,
     /// Apps marked failing right now (their circuit breaker open: their devices are not pushed).
-    apps_failing: Gauge = |shared| shared.apps_failing.load(Ordering::Relaxed),
+    apps_failing: Gauge = |shared| shared.apps_failing.load(Ordering::Relaxed) as u64,
     /// Wake time (a held call's pushes going out to its device registering), median, in ms.
     wake_ms_p50: Derived = |shared| millis(shared.wake_latency.summary().p50_ns),
     /// Wake time, 99th percentile, in ms.
@@ -125,8 +184,8 @@ fn saturated(count: u64) -> i64 {
     count.min(i64::MAX as u64) as i64
 }
 
-fn millis(ns: u64) -> i64 {
-    (ns / 1_000_000) as i64
+fn millis(ns: u64) -> u64 {
+    ns / 1_000_000
 }
 
 /// The shared block.
@@ -146,6 +205,8 @@ pub struct Shared {
     /// 1 once Kamailio's main process began shutting down: push_suspend holds no more calls.
     pub shutting_down: AtomicI32,
     pub counters: Counters,
+    /// Where each counter was last reset.
+    pub resets: Resets,
     /// Time SIP workers spent inside push_suspend, all of it.
     pub suspend_latency: crate::latency::Histogram,
     /// The part of it spent in tm creating and suspending the transaction.
@@ -217,6 +278,27 @@ mod tests {
         assert!(snap.contains(&("suspended", 2)));
         assert!(snap.contains(&("pushes_sent", 7)));
         assert_eq!(shared.queue_depth.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_reset_counter_counts_from_zero_and_gauges_are_not_reset() {
+        let shared = Shared::default();
+        let stat = |name: &str| STATISTICS.iter().find(|s| s.name == name).unwrap();
+        shared.counters.pushes_sent.fetch_add(5, Ordering::Relaxed);
+        shared.held_now.store(4, Ordering::Relaxed);
+        let sent = stat("pushes_sent");
+        let i = sent.counter.unwrap();
+        assert_eq!(shared.resets.generation(i), 0);
+        sent.reset(&shared);
+        stat("held_now").reset(&shared);
+        assert_eq!(sent.value(&shared), 0);
+        assert_eq!(shared.resets.generation(i), 1);
+        assert_eq!(stat("held_now").value(&shared), 4);
+        shared.counters.pushes_sent.fetch_add(2, Ordering::Relaxed);
+        assert_eq!(sent.value(&shared), 2);
+        // The other counters are untouched.
+        shared.counters.resumed.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(stat("resumed").value(&shared), 1);
     }
 
     #[test]

@@ -328,3 +328,26 @@ fn an_undocumented_or_removed_name_is_flagged() {
         ["x: `new_param` is in the code but not documented"]
     );
 }
+
+/// Every Prometheus metric family is in README.md's and doc/push.md's metrics tables, and no
+/// other: the first column of the table under each heading.
+#[test]
+fn readme_and_reference_list_every_metric() {
+    let families: Vec<&str> = push_core::metrics::FAMILIES
+        .iter()
+        .map(|f| f.name)
+        .collect();
+    for (file, heading) in [
+        ("README.md", "## Prometheus metrics"),
+        ("doc/push.md", "### 7.1. Prometheus metrics"),
+    ] {
+        let text = read(file);
+        let rows = first_table(&section(&text, heading));
+        let documented: Vec<String> = rows.iter().flat_map(|r| backticked(&r[0])).collect();
+        assert_none(compare(
+            &format!("{file} metrics table"),
+            &documented,
+            &families,
+        ));
+    }
+}

@@ -38,6 +38,12 @@ pub trait Host {
     /// Adds branches to a resumed call that still rings, for the AOR's current contacts (a second
     /// device that woke late joins). Returns how many branches were added.
     fn append_branches(&self, key: CallKey) -> Result<u32, String>;
+    /// Looks whether Kamailio reset any of the module's counter statistics
+    /// (`stats.reset_statistics`) and rebases those in the shared block (see
+    /// [`crate::shared::Statistic::reset`]). Kamailio's statistics only: nothing by default.
+    fn check_statistics_resets(&self) {}
+    /// Applies metric changes to the Prometheus exporter (xhttp_prom), if there is one.
+    fn export_metrics(&self, _updates: &[crate::metrics::Update]) {}
 }
 
 /// Work that must run on the dispatcher process's main thread.

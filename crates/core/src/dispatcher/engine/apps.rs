@@ -234,3 +234,17 @@ impl Engine {
             .collect()
     }
 }
+
+impl Engine {
+    /// Each configured app, its kind of push service, and whether its breaker is open now.
+    pub(super) fn breaker_states(&self) -> Vec<(String, &'static str, bool)> {
+        self.config()
+            .apps
+            .iter()
+            .map(|app| {
+                let open = self.breakers.get(&app.id).is_some_and(|b| b.open.is_some());
+                (app.id.clone(), app.provider.name(), open)
+            })
+            .collect()
+    }
+}

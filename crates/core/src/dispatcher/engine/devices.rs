@@ -187,3 +187,22 @@ impl Engine {
         }
     }
 }
+
+/// How old the device count the metrics show may be.
+const DEVICE_COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Engine {
+    /// How many devices the store holds, counted again at most every [`DEVICE_COUNT_EVERY`]
+    /// (None without a store).
+    pub(super) fn device_count(&mut self) -> Option<u64> {
+        let store = self.store.as_ref()?;
+        match self.devices_counted {
+            Some((at, count)) if at.elapsed() < DEVICE_COUNT_EVERY => Some(count),
+            _ => {
+                let count = store.count().ok()?;
+                self.devices_counted = Some((super::now(), count));
+                Some(count)
+            }
+        }
+    }
+}

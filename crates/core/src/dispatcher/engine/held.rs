@@ -321,10 +321,13 @@ impl Engine {
         for key in keys {
             if !failed {
                 if let Some(call) = self.calls.get(*key) {
+                    let waited = now().saturating_duration_since(call.held_at);
                     self.ctx
                         .shared
                         .wake_latency
-                        .record(now().saturating_duration_since(call.held_at).as_nanos() as u64);
+                        .record(waited.as_nanos() as u64);
+                    self.metrics
+                        .observe(crate::metrics::WAKE, &[], waited.as_secs_f64());
                 }
             }
             match host.continue_call(*key, failed) {
@@ -355,6 +358,16 @@ impl Engine {
             return;
         };
         let waiting = call.phase == Phase::Waiting;
+        let held_for = now().saturating_duration_since(call.held_at).as_secs_f64();
+        let outcome = match (call.phase, &ev.change) {
+            (Phase::TimedOut, _) => "timeout",
+            (Phase::Failed, _) => "failed",
+            (Phase::Waiting, TmChange::Cancelled | TmChange::Replied(487)) => "cancelled",
+            (Phase::Waiting, _) => "timeout",
+            _ => "resumed",
+        };
+        self.metrics
+            .observe(crate::metrics::HELD, &[outcome], held_for);
         // The module ended it at its deadline (or because no push could reach a device): whatever
         // the script's failure route then did, the pushed phones missed the call.
         let given_up = matches!(call.phase, Phase::TimedOut | Phase::Failed);

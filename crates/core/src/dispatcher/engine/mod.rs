@@ -49,6 +49,7 @@ use crate::config::Config;
 use crate::devices::contact::shorten_token;
 use crate::devices::store::Store;
 use crate::ipc::message::{CallKey, ToDispatcher};
+use crate::metrics::{self as m, Metrics};
 use crate::providers::{self, webhook, Outcome};
 use crossbeam_channel::Sender;
 use std::collections::{HashMap, HashSet};
@@ -64,6 +65,21 @@ pub struct PushDone {
     pub app_id: String,
     pub device_id: String,
     pub outcome: Outcome,
+    /// The app's kind of push service: "apns", "fcm" or "webhook".
+    pub provider: &'static str,
+    /// An end-of-call push, a binding-refresh push, or another.
+    pub purpose: PushPurpose,
+    /// From the push's first request to its outcome, retries included.
+    pub took: Duration,
+}
+
+/// What a finished push was for, as far as the metrics care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushPurpose {
+    Call,
+    Test,
+    Refresh,
+    End,
 }
 
 pub struct Engine {
@@ -85,6 +101,14 @@ pub struct Engine {
     last_refresh_scan: Instant,
     /// The push tasks of each held call, stopped when tm is done with the call.
     push_tasks: HashMap<CallKey, Vec<tokio::task::AbortHandle>>,
+    /// Prometheus metrics since the last export (metrics.rs).
+    metrics: Metrics,
+    /// How many resets of each counter statistic the metrics have followed.
+    resets_seen: Vec<u64>,
+    /// When every metric was last exported again, changed or not.
+    last_touch: Instant,
+    /// The device store's count and when it was taken (counted at most every few seconds).
+    devices_counted: Option<(Instant, u64)>,
 }
 
 /// A device id fit for logs: an instance as is, a token-based id shortened.
@@ -147,6 +171,10 @@ impl Engine {
             breakers: HashMap::new(),
             last_refresh_scan: now(),
             push_tasks: HashMap::new(),
+            metrics: Metrics::default(),
+            resets_seen: vec![0; crate::shared::MAX_COUNTERS],
+            last_touch: now(),
+            devices_counted: None,
         };
         engine.build_senders();
         engine
@@ -180,6 +208,42 @@ impl Engine {
         self.refresh_when_due();
         self.drop_stale();
         self.flush_store();
+        self.export_metrics(host);
+    }
+
+    /// Hands the metrics' changes to the host: counters reset with their statistic first, then the
+    /// levels of now, then what changed; every minute all of them again.
+    fn export_metrics(&mut self, host: &dyn Host) {
+        let shared = self.ctx.shared;
+        host.check_statistics_resets();
+        let mut updates = Vec::new();
+        for statistic in crate::shared::STATISTICS {
+            let Some(i) = statistic.counter else { continue };
+            let generation = shared.resets.generation(i);
+            if self.resets_seen[i] != generation {
+                self.resets_seen[i] = generation;
+                updates.extend(self.metrics.reset_statistic(statistic.name));
+            }
+        }
+        let held = shared.held_now.load(Ordering::Relaxed).max(0);
+        self.metrics.set(m::HELD_CALLS, &[], held as f64);
+        if let Some(devices) = self.device_count() {
+            self.metrics.set(m::DEVICES, &[], devices as f64);
+        }
+        for (app, provider, failing) in self.breaker_states() {
+            let value = if failing { 1.0 } else { 0.0 };
+            self.metrics.set(m::APP_FAILING, &[&app, provider], value);
+            self.metrics.declare_app(&app, provider);
+        }
+        if self.last_touch.elapsed() >= Duration::from_secs(60) {
+            self.last_touch = now();
+            self.metrics.take_updates();
+            updates.extend(self.metrics.touch_all());
+        }
+        updates.extend(self.metrics.take_updates());
+        if !updates.is_empty() {
+            host.export_metrics(&updates);
+        }
     }
 
     /// Commits the device store's writes of the last tick in one transaction.

@@ -4,11 +4,12 @@
 //! does with that outcome ([`Engine::push_done`]: health, counters, dead tokens, the call).
 
 use super::apps::NoPusher;
-use super::{loggable_device, unix_now, Engine, PushDone};
+use super::{loggable_device, unix_now, Engine, PushDone, PushPurpose};
 use crate::config::MESSAGE_PREVIEW_CHARS;
 use crate::devices::store::Device;
 use crate::dispatcher::{Host, MainJob};
 use crate::ipc::message::CallKey;
+use crate::metrics as m;
 use crate::providers::{AppPusher, CallPush, EndReason, Outcome, PushKind, PushTarget};
 use crate::shared::Shared;
 use crossbeam_channel::Sender;
@@ -50,6 +51,8 @@ pub(super) enum Purpose {
 pub(super) struct Push {
     purpose: Purpose,
     device_id: String,
+    /// The app's kind of push service (for the metrics).
+    provider: &'static str,
     sender: AppPusher,
     body: CallPush,
     target: PushTarget,
@@ -79,7 +82,9 @@ impl Push {
             }
             Purpose::Test | Purpose::Refresh | Purpose::End => NO_CALL,
         };
+        let started = Instant::now();
         let outcome = self.sender.send(&self.body, &self.target, deadline).await;
+        let took = started.elapsed();
         if matches!(outcome, Outcome::Sent { .. }) {
             match self.purpose {
                 Purpose::Refresh => shared
@@ -96,6 +101,14 @@ impl Push {
             app_id: self.body.app_id,
             device_id: self.device_id,
             outcome: outcome.clone(),
+            provider: self.provider,
+            purpose: match self.purpose {
+                Purpose::Call { .. } => PushPurpose::Call,
+                Purpose::Test => PushPurpose::Test,
+                Purpose::Refresh => PushPurpose::Refresh,
+                Purpose::End => PushPurpose::End,
+            },
+            took,
         }));
         outcome
     }
@@ -142,6 +155,7 @@ impl Engine {
         Ok(Push {
             purpose,
             device_id: device.device_id.clone(),
+            provider: app.provider.name(),
             sender: sender.clone(),
             body: CallPush {
                 kind: about.kind,
@@ -176,6 +190,7 @@ impl Engine {
     /// is forgotten; a call whose every push failed is failed now.
     pub fn push_done(&mut self, done: PushDone, host: &dyn Host) {
         self.note_health(&done.app_id, &done.outcome);
+        self.measure_push(&done);
         let aor = &done.aor;
         let result = match &done.outcome {
             Outcome::Sent { .. } => {
@@ -189,6 +204,7 @@ impl Engine {
                     body.trim()
                 );
                 self.forget_dead_device(aor, &done.device_id);
+                self.count(|c| &c.dead_tokens);
                 Err(format!("token dead ({status})"))
             }
             Outcome::Rejected { status, body } => {
@@ -208,5 +224,31 @@ impl Engine {
             Err(_) => self.count(|c| &c.pushes_failed),
         }
         self.push_ended(done.key, &done.aor, &done.device_id, result, host);
+    }
+}
+
+impl Engine {
+    /// A finished push in the metrics: its round trip, and what it counts as per app and provider.
+    fn measure_push(&mut self, done: &PushDone) {
+        let labels = [done.app_id.as_str(), done.provider];
+        self.metrics
+            .observe(m::ROUND_TRIP, &[done.provider], done.took.as_secs_f64());
+        match m::failure_reason(&done.outcome) {
+            None => {
+                self.metrics.count(m::SENT, &labels, 1);
+                match done.purpose {
+                    PushPurpose::End => self.metrics.count(m::END_PUSHES, &labels, 1),
+                    PushPurpose::Refresh => self.metrics.count(m::REFRESH_PUSHES, &labels, 1),
+                    PushPurpose::Call | PushPurpose::Test => {}
+                }
+            }
+            Some(reason) => {
+                let failed = [done.app_id.as_str(), done.provider, reason];
+                self.metrics.count(m::FAILED, &failed, 1);
+                if reason == "token_dead" {
+                    self.metrics.count(m::DEAD_TOKENS, &labels, 1);
+                }
+            }
+        }
     }
 }

@@ -40,6 +40,8 @@ struct FakeHost {
     refuse: Cell<bool>,
     /// What append_branches answers.
     branches: Cell<u32>,
+    /// The metric updates exported.
+    metrics: RefCell<Vec<crate::metrics::Update>>,
 }
 
 impl Host for FakeHost {
@@ -64,6 +66,10 @@ impl Host for FakeHost {
     fn append_branches(&self, key: CallKey) -> Result<u32, String> {
         self.appended.borrow_mut().push(key);
         Ok(self.branches.get())
+    }
+
+    fn export_metrics(&self, updates: &[crate::metrics::Update]) {
+        self.metrics.borrow_mut().extend_from_slice(updates);
     }
 }
 
@@ -826,6 +832,9 @@ fn an_app_that_cannot_be_reached_is_marked_failing_probed_and_healthy_again() {
                 status: 200,
                 attempts: 1,
             },
+            provider: "webhook",
+            purpose: PushPurpose::Test,
+            took: Duration::from_millis(3),
         },
         &rig.host,
     );
@@ -1138,4 +1147,80 @@ fn registrations_are_committed_by_the_tick_not_on_the_resume_path() {
     let stored = reader();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].prid, "tokB");
+}
+
+/// The metric updates exported at the next tick.
+fn exported(rig: &mut Rig) -> Vec<crate::metrics::Update> {
+    rig.host.metrics.borrow_mut().clear();
+    rig.engine.tick(&rig.host);
+    rig.host.metrics.borrow().clone()
+}
+
+#[test]
+fn a_woken_call_is_measured_per_app_and_provider() {
+    use crate::metrics::{Update, FAMILIES, HELD, ROUND_TRIP, SENT, WAKE};
+    let mut rig = Rig::ok();
+    rig.call_pushed("tokA", None);
+    rig.register("tokA", None);
+    rig.tm((1, 1), TmChange::Replied(200));
+    let updates = exported(&mut rig);
+    assert!(
+        updates.contains(&Update::CounterInc {
+            family: &FAMILIES[SENT],
+            labels: vec!["app".into(), "webhook".into()],
+            by: 1
+        }),
+        "{updates:#?}"
+    );
+    let observed = |family: usize, labels: Vec<String>| {
+        updates.iter().any(|u| {
+            matches!(u, Update::Observe { family: f, labels: l, value }
+                if *f == &FAMILIES[family] && *l == labels && *value >= 0.0 && *value < 10.0)
+        })
+    };
+    assert!(observed(ROUND_TRIP, vec!["webhook".into()]), "{updates:#?}");
+    assert!(observed(WAKE, vec![]), "{updates:#?}");
+    assert!(observed(HELD, vec!["resumed".into()]), "{updates:#?}");
+    // The levels: nothing held now, the app healthy.
+    assert!(updates.iter().any(|u| matches!(u,
+        Update::GaugeSet { family, value, .. } if family.name == "push_app_failing" && *value == 0.0)));
+    // Nothing new: nothing exported again.
+    assert!(exported(&mut rig)
+        .iter()
+        .all(|u| !matches!(u, Update::CounterInc { .. } | Update::Observe { .. })));
+}
+
+#[test]
+fn failures_are_counted_by_reason_and_a_statistic_reset_resets_them() {
+    use crate::metrics::{Update, FAILED, FAMILIES};
+    let mut rig = Rig::answering(400);
+    rig.call_pushed("tokA", None);
+    let updates = exported(&mut rig);
+    let labels = vec!["app".to_string(), "webhook".into(), "rejected".into()];
+    assert!(
+        updates.contains(&Update::CounterInc {
+            family: &FAMILIES[FAILED],
+            labels: labels.clone(),
+            by: 1
+        }),
+        "{updates:#?}"
+    );
+    // kamcmd stats.reset_statistics push:pushes_failed
+    let statistic = crate::shared::STATISTICS
+        .iter()
+        .find(|s| s.name == "pushes_failed")
+        .unwrap();
+    statistic.reset(rig.shared);
+    assert_eq!(statistic.value(rig.shared), 0);
+    let updates = exported(&mut rig);
+    assert!(
+        updates.contains(&Update::CounterReset {
+            family: &FAMILIES[FAILED],
+            labels
+        }),
+        "{updates:#?}"
+    );
+    assert!(exported(&mut rig)
+        .iter()
+        .all(|u| !matches!(u, Update::CounterReset { .. })));
 }
