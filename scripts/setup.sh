@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(kamailio binutils kamailio-lua-modules kamailio-python3-modules kamailio-utils-modules kamailio-sqlite-modules sqlite3 sip-tester libclang-dev dpkg-dev make gcc pkg-config ca-certificates python3 bc openssl iproute2 util-linux)
+PACKAGES=(kamailio binutils python3-prometheus-client kamailio-lua-modules kamailio-python3-modules kamailio-utils-modules kamailio-sqlite-modules sqlite3 sip-tester libclang-dev dpkg-dev make gcc pkg-config ca-certificates python3 bc openssl iproute2 util-linux)
 MODULE_DIR=/usr/lib/x86_64-linux-gnu/kamailio/modules
 
 if [ "$(id -u)" != 0 ]; then
