@@ -14,6 +14,7 @@
 //! - [`latency`]: the histograms behind the timing statistics.
 //! - [`fuzzing`]: checks the fuzz targets and the unit tests share.
 
+pub mod apps_file;
 pub mod calls;
 pub mod config;
 pub mod devices;

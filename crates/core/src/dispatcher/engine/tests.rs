@@ -113,6 +113,7 @@ impl Rig {
             started: Instant::now(),
             messages_handled: AtomicU64::new(0),
             main: main.clone(),
+            apps_board: None,
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -679,7 +680,11 @@ fn rpc_answers() {
 
     assert_eq!(
         rig.ask(Question::Reload),
-        Answer::Reloaded(vec![("app".into(), String::new())])
+        Answer::Reloaded(vec![crate::ipc::message::AppReload {
+            id: "app".into(),
+            change: "reloaded".into(),
+            error: String::new(),
+        }])
     );
     assert_eq!(health(&mut rig).2, "ready");
 
