@@ -247,3 +247,208 @@ pub fn specs(text: &str) -> Vec<(String, String)> {
         .filter_map(|spec| App::parse(spec).ok().map(|a| (a.id, spec.to_string())))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, RawValue};
+
+    const HOOK: &str = "id=org.example.file;provider=webhook;url=http://127.0.0.1:9/push;secret=hunter2";
+
+    #[test]
+    fn one_app_per_line_with_comments_and_blank_lines() {
+        let text = format!(
+            "# apps of the push module\n\n  {HOOK}  \n\t# id=x;provider=nonsense\n\
+             id=b;provider=webhook;url=https://push.example.com/a#frag;dead_status=410,404\n"
+        );
+        let apps = parse(&text).unwrap();
+        let ids: Vec<&str> = apps.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["org.example.file", "b"]);
+        assert!(apps.iter().all(|a| a.from_file));
+        // A '#' inside a value is part of it.
+        assert!(matches!(&apps[1].provider,
+            AppProvider::Webhook { url, dead_statuses, .. }
+                if url == "https://push.example.com/a#frag" && dead_statuses == &[410, 404]));
+        assert_eq!(parse("").unwrap(), vec![]);
+        assert_eq!(parse("# nothing\n\n").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn an_error_names_the_line_and_never_a_secret() {
+        let text = format!("# one\n{HOOK}\n\nid=c;provider=carrier-pigeon;secret=hunter2\n");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line, 4);
+        assert!(e.problem.contains("unknown provider"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "line 4: unknown provider 'carrier-pigeon' (supported: webhook, apns, fcm)"
+        );
+        // A secret with a typo in its separator is not echoed.
+        let e = parse("id=a;provider=webhook;url=http://x.example/;secret:hunter2").unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        // The same id twice.
+        let e = parse(&format!("{HOOK}\n{HOOK}\n")).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.problem.contains("already declared on line 1"), "{e}");
+        assert!(!e.to_string().contains("hunter2"));
+        // A line that is not an app string at all.
+        let e = parse(&format!("{HOOK}\nthis is not an app\n")).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.problem.contains("not key=value"), "{e}");
+        // Control characters in the operator's text are escaped in the message.
+        let e = parse("id=a;provider=web\u{1b}[2Jhook;url=http://x.example/").unwrap_err();
+        assert!(!e.to_string().contains('\u{1b}'), "{e:?}");
+    }
+
+    #[test]
+    fn a_file_is_bounded() {
+        let big = format!("# {}\n", "x".repeat(MAX_FILE_BYTES));
+        assert_eq!(parse(&big).unwrap_err().line, 0);
+        let many: String = (0..=MAX_FILE_APPS)
+            .map(|i| format!("id=a{i};provider=webhook;url=http://x.example/\n"))
+            .collect();
+        let e = parse(&many).unwrap_err();
+        assert_eq!(e.line, MAX_FILE_APPS + 1);
+    }
+
+    #[test]
+    fn reading_names_a_missing_or_binary_file() {
+        let dir = std::env::temp_dir().join(format!("apps-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = read(&dir.join("missing.conf")).unwrap_err();
+        assert_eq!(missing.line, 0);
+        assert!(missing.problem.starts_with("cannot read it"), "{missing}");
+        let binary = dir.join("binary.conf");
+        std::fs::write(&binary, b"# ok\n# ok\nid=\xff\xfe\n").unwrap();
+        assert_eq!(read(&binary).unwrap_err().line, 3);
+        let good = dir.join("good.conf");
+        std::fs::write(&good, format!("{HOOK}\n")).unwrap();
+        assert_eq!(read(&good).unwrap()[0].id, "org.example.file");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn modparam_and_file_apps_merge_and_a_name_in_both_is_an_error() {
+        let param = App::parse("id=p;provider=webhook;url=http://x.example/").unwrap();
+        let file = parse(HOOK).unwrap();
+        let merged = merge(std::slice::from_ref(&param), file.clone()).unwrap();
+        assert_eq!(
+            merged.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+            ["p", "org.example.file"]
+        );
+        // Merging again (a reload) replaces the file's apps, keeps the modparam ones.
+        let again = merge(&merged, parse("id=z;provider=webhook;url=http://y.example/").unwrap())
+            .unwrap();
+        assert_eq!(
+            again.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+            ["p", "z"]
+        );
+        let e = merge(
+            &[param],
+            parse("id=p;provider=webhook;url=http://x.example/;secret=hunter2").unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.contains("'p' is declared both with modparam"), "{e}");
+        assert!(!e.contains("hunter2"));
+    }
+
+    #[test]
+    fn the_config_check_reads_the_file() {
+        let dir = std::env::temp_dir().join(format!("apps-file-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("apps.conf");
+        std::fs::write(&file, format!("# apps\n{HOOK}\n")).unwrap();
+        let path = RawValue::Str(file.display().to_string());
+        let app = RawValue::Str("id=p;provider=webhook;url=http://x.example/".into());
+        let config = Config::from_params(&[
+            ("app", app.clone()),
+            ("apps_file", path.clone()),
+            ("default_app", RawValue::Str("org.example.file".into())),
+        ])
+        .unwrap();
+        assert_eq!(config.apps.len(), 2);
+        assert!(config.app_for(Some("org.example.file")).unwrap().from_file);
+        // Off by default, and an empty value is off.
+        assert_eq!(Config::default().apps_file, None);
+        assert!(Config::check_param("apps_file", &RawValue::Str(String::new())).is_ok());
+        let e = Config::check_param("apps_file", &RawValue::Str("apps.conf".into())).unwrap_err();
+        assert!(e.to_string().contains("absolute path"), "{e}");
+        // A bad line stops Kamailio (and `kamailio -c`) with the parameter and the line.
+        std::fs::write(&file, format!("{HOOK}\n\nid=q;provider=webhook\n")).unwrap();
+        let e = Config::from_params(&[("app", app.clone()), ("apps_file", path.clone())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("modparam(\"push\", \"apps_file\", ...): line 3: provider=webhook needs url"),
+            "{e}"
+        );
+        // A name in both.
+        std::fs::write(&file, "id=p;provider=webhook;url=http://x.example/;secret=hunter2\n")
+            .unwrap();
+        let e = Config::from_params(&[("app", app.clone()), ("apps_file", path.clone())])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'p' is declared both"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        // default_app may name a file app, and must name one that exists.
+        std::fs::write(&file, format!("{HOOK}\n")).unwrap();
+        let e = Config::from_params(&[
+            ("apps_file", path),
+            ("default_app", RawValue::Str("nope".into())),
+        ])
+        .unwrap_err();
+        assert_eq!(e.param, "default_app");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_board_carries_the_apps_to_other_processes() {
+        let board = AppsBoard::create().unwrap();
+        assert_eq!(board.read_if_newer(0), None);
+        let text = format!(
+            "{HOOK}\n# fcm\nid=android;provider=fcm;service_account=/etc/sa.json\n"
+        );
+        let mut apps = merge(
+            &[App::parse("id=p;provider=webhook;url=http://x.example/").unwrap()],
+            parse(&text).unwrap(),
+        )
+        .unwrap();
+        if let AppProvider::Fcm { project_id, .. } = &mut apps[2].provider {
+            *project_id = Some("my-project".into());
+        }
+        // SAFETY: the child only reads the shared mapping and exits at once.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // The child waits for the parent's publication, then checks what it reads.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let ok = loop {
+                if let Some((generation, got)) = board.read_if_newer(0) {
+                    break generation == 2
+                        && got.len() == 2
+                        && got[0].id == "org.example.file"
+                        && got[0].from_file
+                        && matches!(&got[0].provider, AppProvider::Webhook { secret: Some(s), .. } if s.expose() == "hunter2")
+                        && matches!(&got[1].provider, AppProvider::Fcm { project_id: Some(p), .. } if p == "my-project");
+                }
+                if std::time::Instant::now() > deadline {
+                    break false;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            };
+            // SAFETY: leaves the forked test child without running the parent's destructors.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        board.publish(&apps, &specs(&text)).unwrap();
+        let mut status = 0;
+        // SAFETY: waits for the child just forked.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        assert_eq!(board.generation(), 2);
+        assert_eq!(board.read_if_newer(2), None);
+        // A second publication is a new generation; no file apps is an empty list.
+        board.publish(&apps[..1], &[]).unwrap();
+        assert_eq!(board.read_if_newer(2), Some((4, vec![])));
+    }
+}
