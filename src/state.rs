@@ -4,9 +4,9 @@
 use once_cell::sync::OnceCell;
 use push_core::apps_file::AppsBoard;
 use push_core::config::{Config, RawValue};
-use std::cell::RefCell;
 use push_core::ipc::queue::{Queue, QueueWriter};
 use push_core::shared::Shared;
+use std::cell::RefCell;
 use std::sync::Mutex;
 
 /// Parameter values in the order the script set them; taken by mod_init.

@@ -38,7 +38,10 @@ fn check_push(push: &Request, app: &str, call_id: &str) {
     assert_eq!(body["app_id"], app, "{body}");
     assert_eq!(body["call_id"], call_id, "{body}");
     let expected = push_core::providers::webhook::signature(FILE_SECRET, push.body.as_bytes());
-    assert_eq!(push.header("X-Push-Signature"), Some(format!("sha256={expected}").as_str()));
+    assert_eq!(
+        push.header("X-Push-Signature"),
+        Some(format!("sha256={expected}").as_str())
+    );
 }
 
 fn next_push(rx: &Receiver<Request>, what: &str) -> Request {
@@ -138,7 +141,10 @@ fn apps_from_the_file_follow_push_reload() {
     };
 
     let listed = kamcmd(&["push.apps"]).unwrap();
-    assert!(listed.contains(APP) && listed.contains(FILE_APP), "{listed}");
+    assert!(
+        listed.contains(APP) && listed.contains(FILE_APP),
+        "{listed}"
+    );
     // The second app is not declared yet: a REGISTER naming it gets 555.
     register_expecting(&k, "carol", SECOND_APP, 555);
 
@@ -167,27 +173,43 @@ fn apps_from_the_file_follow_push_reload() {
         ],
     );
     let reloaded = kamcmd(&["push.reload"]).unwrap();
-    for (id, result) in [(APP, "reloaded"), (FILE_APP, "changed"), (SECOND_APP, "added")] {
+    for (id, result) in [
+        (APP, "reloaded"),
+        (FILE_APP, "changed"),
+        (SECOND_APP, "added"),
+    ] {
         assert_eq!(
             field_after(&reloaded, id).as_deref(),
             Some(result),
             "{id} not {result} in:\n{reloaded}"
         );
     }
-    assert!(k.wait_for_log("push.reload: 3 app(s) in use (1 added, 1 changed, 0 removed)", Duration::from_secs(5)));
+    assert!(k.wait_for_log(
+        "push.reload: 3 app(s) in use (1 added, 1 changed, 0 removed)",
+        Duration::from_secs(5)
+    ));
     // The held call is untouched: still held, and delivered when the phone registers.
     let pending = kamcmd(&["push.pending"]).unwrap();
     assert!(pending.contains("af-held-1"), "{pending}");
     let device = alice.wake(&k, held_id);
     let (ok, out) = device.wait(Duration::from_secs(30));
-    assert!(ok, "the call held across the reload was not delivered:\n{out}");
+    assert!(
+        ok,
+        "the call held across the reload was not delivered:\n{out}"
+    );
     let (ok, out) = held_call.wait(Duration::from_secs(30));
-    assert!(ok, "the call held across the reload was not answered:\n{out}");
+    assert!(
+        ok,
+        "the call held across the reload was not answered:\n{out}"
+    );
     std::thread::sleep(Duration::from_millis(1500));
 
     // New calls go to the new URL, and no longer to the old one.
     call_wakes(&k, &alice, &rx_two, FILE_APP, "af-two");
-    assert!(rx_one.try_recv().is_err(), "a push still went to the old URL");
+    assert!(
+        rx_one.try_recv().is_err(),
+        "a push still went to the old URL"
+    );
 
     // The SIP workers know the new app: its phone registers and is woken through it.
     let carol = phone(
@@ -218,7 +240,10 @@ fn apps_from_the_file_follow_push_reload() {
         .lines()
         .find(|l| l.contains("push.reload refused"))
         .unwrap();
-    assert!(line.contains(&apps.display().to_string()) && line.contains("line 3"), "{line}");
+    assert!(
+        line.contains(&apps.display().to_string()) && line.contains("line 3"),
+        "{line}"
+    );
     let listed = kamcmd(&["push.apps"]).unwrap();
     assert!(listed.contains(SECOND_APP), "{listed}");
     call_wakes(&k, &alice, &rx_two, FILE_APP, "af-after-broken");
@@ -227,16 +252,35 @@ fn apps_from_the_file_follow_push_reload() {
     // (no other app pushes it instead) but ends at once with 480.
     write_apps(&apps, &[webhook(FILE_APP, &two)]);
     let reloaded = kamcmd(&["push.reload"]).unwrap();
-    assert_eq!(field_after(&reloaded, SECOND_APP).as_deref(), Some("removed"), "{reloaded}");
+    assert_eq!(
+        field_after(&reloaded, SECOND_APP).as_deref(),
+        Some("removed"),
+        "{reloaded}"
+    );
     let started = Instant::now();
     let (ok, out) = caller_expecting(&k, "carol", "udp", 480).wait(Duration::from_secs(20));
-    assert!(ok, "a call to the removed app's phone did not end in 480:\n{out}");
-    assert!(started.elapsed() < Duration::from_secs(10), "480 took {:?}", started.elapsed());
+    assert!(
+        ok,
+        "a call to the removed app's phone did not end in 480:\n{out}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "480 took {:?}",
+        started.elapsed()
+    );
     std::thread::sleep(Duration::from_millis(500));
-    assert!(rx_second.try_recv().is_err(), "the removed app still pushed");
+    assert!(
+        rx_second.try_recv().is_err(),
+        "the removed app still pushed"
+    );
     let devices = kamcmd(&["push.devices", "carol"]).unwrap();
-    assert!(devices.contains("ca4010"), "the removed app's device was dropped: {devices}");
-    assert!(k.log_text().contains("was removed from apps_file by push.reload"));
+    assert!(
+        devices.contains("ca4010"),
+        "the removed app's device was dropped: {devices}"
+    );
+    assert!(k
+        .log_text()
+        .contains("was removed from apps_file by push.reload"));
     // And the workers no longer take a REGISTER naming it.
     register_expecting(&k, "dave", SECOND_APP, 555);
     // The remaining app still works.
@@ -254,8 +298,15 @@ fn apps_from_the_file_follow_push_reload() {
 fn field_after(text: &str, id: &str) -> Option<String> {
     let start = text.find(&format!("id: {id}\n"))?;
     let rest = &text[start..];
-    let line = rest.lines().find(|l| l.trim_start().starts_with("result:"))?;
-    Some(line.trim_start().trim_start_matches("result:").trim().to_string())
+    let line = rest
+        .lines()
+        .find(|l| l.trim_start().starts_with("result:"))?;
+    Some(
+        line.trim_start()
+            .trim_start_matches("result:")
+            .trim()
+            .to_string(),
+    )
 }
 
 #[test]
@@ -296,7 +347,10 @@ fn a_broken_or_clashing_apps_file_is_refused_at_startup_and_by_kamailio_c() {
     // An app declared both by a modparam and in the file.
     fs::write(
         &apps,
-        format!("id={APP};provider=webhook;url={};secret={FILE_SECRET}\n", server.url()),
+        format!(
+            "id={APP};provider=webhook;url={};secret={FILE_SECRET}\n",
+            server.url()
+        ),
     )
     .unwrap();
     let (ok, out) = check_config(&cfg, &defines);
@@ -320,5 +374,9 @@ fn a_broken_or_clashing_apps_file_is_refused_at_startup_and_by_kamailio_c() {
         status.is_some_and(|s| !s.success()),
         "Kamailio started with an app declared twice"
     );
-    assert!(k.log_text().contains("is declared both"), "{}", k.log_text());
+    assert!(
+        k.log_text().contains("is declared both"),
+        "{}",
+        k.log_text()
+    );
 }

@@ -253,7 +253,8 @@ mod tests {
     use super::*;
     use crate::config::{Config, RawValue};
 
-    const HOOK: &str = "id=org.example.file;provider=webhook;url=http://127.0.0.1:9/push;secret=hunter2";
+    const HOOK: &str =
+        "id=org.example.file;provider=webhook;url=http://127.0.0.1:9/push;secret=hunter2";
 
     #[test]
     fn one_app_per_line_with_comments_and_blank_lines() {
@@ -338,8 +339,11 @@ mod tests {
             ["p", "org.example.file"]
         );
         // Merging again (a reload) replaces the file's apps, keeps the modparam ones.
-        let again = merge(&merged, parse("id=z;provider=webhook;url=http://y.example/").unwrap())
-            .unwrap();
+        let again = merge(
+            &merged,
+            parse("id=z;provider=webhook;url=http://y.example/").unwrap(),
+        )
+        .unwrap();
         assert_eq!(
             again.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
             ["p", "z"]
@@ -380,12 +384,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("modparam(\"push\", \"apps_file\", ...): line 3: provider=webhook needs url"),
+            e.contains(
+                "modparam(\"push\", \"apps_file\", ...): line 3: provider=webhook needs url"
+            ),
             "{e}"
         );
         // A name in both.
-        std::fs::write(&file, "id=p;provider=webhook;url=http://x.example/;secret=hunter2\n")
-            .unwrap();
+        std::fs::write(
+            &file,
+            "id=p;provider=webhook;url=http://x.example/;secret=hunter2\n",
+        )
+        .unwrap();
         let e = Config::from_params(&[("app", app.clone()), ("apps_file", path.clone())])
             .unwrap_err()
             .to_string();
@@ -406,9 +415,7 @@ mod tests {
     fn the_board_carries_the_apps_to_other_processes() {
         let board = AppsBoard::create().unwrap();
         assert_eq!(board.read_if_newer(0), None);
-        let text = format!(
-            "{HOOK}\n# fcm\nid=android;provider=fcm;service_account=/etc/sa.json\n"
-        );
+        let text = format!("{HOOK}\n# fcm\nid=android;provider=fcm;service_account=/etc/sa.json\n");
         let mut apps = merge(
             &[App::parse("id=p;provider=webhook;url=http://x.example/").unwrap()],
             parse(&text).unwrap(),

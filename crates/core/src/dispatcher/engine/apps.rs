@@ -5,9 +5,9 @@
 use super::{now, Engine};
 use crate::apps_file;
 use crate::config::{app_named, App, AppProvider};
-use crate::ipc::message::{Answer, AppReload};
 use crate::devices::store::Device;
 use crate::ipc::message::AppView;
+use crate::ipc::message::{Answer, AppReload};
 use crate::providers::{AppPusher, Outcome};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -124,9 +124,8 @@ impl Engine {
             };
             if let Some(default) = &next.default_app {
                 if !next.apps.iter().any(|a| &a.id == default) {
-                    return self.refuse_reload(&format!(
-                        "default_app '{default}' would name no app"
-                    ));
+                    return self
+                        .refuse_reload(&format!("default_app '{default}' would name no app"));
                 }
             }
         }
@@ -193,8 +192,10 @@ impl Engine {
                     error = e.clone();
                     if let Some(Ok(_)) = self.senders.get(&id) {
                         // A reload that fails keeps the client that worked.
-                        self.health
-                            .insert(id.clone(), format!("reload failed, old credentials kept: {e}"));
+                        self.health.insert(
+                            id.clone(),
+                            format!("reload failed, old credentials kept: {e}"),
+                        );
                     } else {
                         self.health
                             .insert(id.clone(), format!("unusable credentials: {e}"));

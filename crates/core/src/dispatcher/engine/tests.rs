@@ -1190,8 +1190,8 @@ fn push_reload_applies_the_apps_file_for_new_pushes_only() {
         )
         .unwrap();
         c.apps_file = Some(rig_file.clone());
-        c.apps = crate::apps_file::merge(&c.apps, crate::apps_file::read(&rig_file).unwrap())
-            .unwrap();
+        c.apps =
+            crate::apps_file::merge(&c.apps, crate::apps_file::read(&rig_file).unwrap()).unwrap();
     });
     let paths = |rig: &Rig, n: usize| -> Vec<String> {
         rig.requests(n).into_iter().map(|r| r.path).collect()
@@ -1237,7 +1237,10 @@ fn push_reload_applies_the_apps_file_for_new_pushes_only() {
     let Answer::Error(e) = rig.ask(Question::Reload) else {
         panic!("a broken file was taken")
     };
-    assert!(e.starts_with("apps_file line 2: unknown provider 'pigeon'"), "{e}");
+    assert!(
+        e.starts_with("apps_file line 2: unknown provider 'pigeon'"),
+        "{e}"
+    );
     assert!(!e.contains("hunter2"));
     let Answer::Apps(apps) = rig.ask(Question::Apps) else {
         panic!()
@@ -1249,7 +1252,11 @@ fn push_reload_applies_the_apps_file_for_new_pushes_only() {
     assert!(matches!(rig.ask(Question::Reload), Answer::Error(e) if e.contains("declared both")));
 
     // The app is removed: its device is kept, and not pushed through the default app.
-    std::fs::write(&file, format!("id=second;provider=webhook;url={base}/second\n")).unwrap();
+    std::fs::write(
+        &file,
+        format!("id=second;provider=webhook;url={base}/second\n"),
+    )
+    .unwrap();
     assert_eq!(
         reload_changes(&mut rig),
         [
@@ -1267,10 +1274,20 @@ fn push_reload_applies_the_apps_file_for_new_pushes_only() {
     assert!(sent[0].2.contains("removed"), "{sent:?}");
 
     // Back again: pushed as before.
-    std::fs::write(&file, format!("id=filed;provider=webhook;url={base}/three\n")).unwrap();
+    std::fs::write(
+        &file,
+        format!("id=filed;provider=webhook;url={base}/three\n"),
+    )
+    .unwrap();
     let changes = reload_changes(&mut rig);
-    assert!(changes.contains(&("filed".into(), "added".into())), "{changes:?}");
-    assert!(changes.contains(&("second".into(), "removed".into())), "{changes:?}");
+    assert!(
+        changes.contains(&("filed".into(), "added".into())),
+        "{changes:?}"
+    );
+    assert!(
+        changes.contains(&("second".into(), "removed".into())),
+        "{changes:?}"
+    );
     rig.hold((1, 4));
     rig.pushes_done(1);
     assert_eq!(paths(&rig, 3)[2], "/push/three");
