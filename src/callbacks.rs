@@ -179,10 +179,7 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
             }
         };
         if let (ContactChange::Registered, Some(b)) = (change, &binding) {
-            if g.config
-                .app_serving(&b.provider, b.param.as_deref())
-                .is_none()
-            {
+            if g.with_config(|c| c.app_serving(&b.provider, b.param.as_deref()).is_none()) {
                 push_core::notice!(
                     "a Contact of {aor} names pn-provider \"{}\", which no configured app serves: not a push device",
                     b.provider

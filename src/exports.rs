@@ -213,8 +213,13 @@ fn init() -> Result<(), String> {
     let http = push_core::providers::webhook::client()?;
     let mut projects = Vec::new();
     for app in &config.apps {
+        let declared = if app.from_file {
+            "modparam(\"push\", \"apps_file\", ...): app"
+        } else {
+            "modparam(\"push\", \"app\", ...)"
+        };
         let pusher = push_core::providers::AppPusher::build(app, &config.fcm_url, &http)
-            .map_err(|e| format!("modparam(\"push\", \"app\", ...) id={}: {e}", app.id))?;
+            .map_err(|e| format!("{declared} id={}: {e}", app.id))?;
         if let Some(project) = pusher.fcm_project() {
             projects.push((app.id.clone(), project.to_string()));
         }
@@ -226,6 +231,8 @@ fn init() -> Result<(), String> {
     drop(http);
     let shared =
         Shared::create().map_err(|e| format!("cannot map shared memory for the module: {e}"))?;
+    let apps_board = push_core::apps_file::AppsBoard::create()
+        .map_err(|e| format!("cannot map shared memory for the apps: {e}"))?;
     let queue = Queue::new(config.queue_size).map_err(|e| {
         format!(
             "cannot create the dispatcher's queue of {} bytes: {e}",
@@ -246,6 +253,7 @@ fn init() -> Result<(), String> {
         shared,
         index,
         resume,
+        apps_board,
     })?;
     // SAFETY: main process, before any fork; the callback is a plain extern "C" function.
     unsafe { sys::push_shim_on_shutdown(Some(app_shutdown)) };
@@ -320,6 +328,7 @@ fn run_dispatcher() -> Result<(), String> {
             globals.queue.capacity(),
             globals.shared,
             globals.index,
+            Some(globals.apps_board),
             &host,
         )
     })

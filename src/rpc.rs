@@ -471,8 +471,8 @@ unsafe extern "C" fn rpc_reload(api: *mut rpc_t, ctx: *mut c_void) {
         };
         let failed: Vec<String> = apps
             .iter()
-            .filter(|(_, e)| !e.is_empty())
-            .map(|(id, e)| format!("{id}: {e}"))
+            .filter(|a| !a.error.is_empty())
+            .map(|a| format!("{}: {}", a.id, a.error))
             .collect();
         if !failed.is_empty() {
             return Err((
@@ -480,12 +480,12 @@ unsafe extern "C" fn rpc_reload(api: *mut rpc_t, ctx: *mut c_void) {
                 format!("credentials not reloaded for {}", failed.join("; ")),
             ));
         }
-        for (id, _) in apps {
+        for app in apps {
             let s = reply
                 .add_struct()
                 .ok_or((500, "cannot build the reply".to_string()))?;
-            s.str("id", &id);
-            s.str("result", "reloaded");
+            s.str("id", &app.id);
+            s.str("result", &app.change);
         }
         Ok(())
     })

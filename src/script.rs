@@ -290,9 +290,9 @@ fn register_contacts(msg: *mut sip_msg, announce: bool) -> Option<RegisterContac
                 (ContactChange::Removed, None, None) => continue,
                 (ContactChange::Removed, _, _) => out.removed = true,
                 (_, Some(b), _)
-                    if g.config
-                        .app_serving(&b.provider, b.param.as_deref())
-                        .is_none() =>
+                    if g.with_config(|c| {
+                        c.app_serving(&b.provider, b.param.as_deref()).is_none()
+                    }) =>
                 {
                     push_core::notice!(
                         "a Contact of {aor} names pn-provider \"{}\", which no configured app serves (app named: {})",

@@ -180,6 +180,8 @@ pub struct App {
     pub missed_call_alert: Option<String>,
     /// Message pushes carry the start of the text (app key `message_preview`, default off).
     pub message_preview: bool,
+    /// Declared in `apps_file` (re-read by push.reload), not by `modparam("push", "app", ...)`.
+    pub from_file: bool,
 }
 
 /// Keys every app takes, whatever its provider.
@@ -375,6 +377,7 @@ impl App {
             cancel_push,
             missed_call_alert,
             message_preview,
+            from_file: false,
         })
     }
 }
@@ -451,8 +454,9 @@ macro_rules! params {
         $name:ident: $kind:ident, $mode:ident $(($dkind:ident($dvalue:expr)))?
             => $field:ident: $ty:ty = $parse:expr;
     )*) => {
-        /// The checked configuration every process of the module reads (set before fork, never
-        /// changed). One field per module parameter, declared in `params!`.
+        /// The checked configuration every process of the module reads (set before fork; only its
+        /// apps change afterwards, when push.reload re-reads `apps_file`). One field per module
+        /// parameter, declared in `params!`.
         #[derive(Clone, Debug, PartialEq, Eq)]
         pub struct Config {
             $( $(#[doc = $doc])+ pub $field: params!(@type $mode $ty), )*
@@ -552,6 +556,18 @@ params! {
         }
         Ok(app)
     };
+    /// A file of more apps, one `app` string per line (`#` comments, blank lines), re-read by
+    /// push.reload. Empty: none.
+    apps_file: Str, set(Str("")) => apps_file: Option<PathBuf> = |v| {
+        let path = text(v)?;
+        if path.is_empty() {
+            return Ok(None);
+        }
+        if !path.starts_with('/') {
+            return Err("must be an absolute path".to_string());
+        }
+        Ok(Some(PathBuf::from(path)))
+    };
     /// App for devices whose Contact names none (or names one that is not configured).
     default_app: Str, maybe => default_app: String = text;
     /// AORs are user@domain (1) or user (0); usrloc's own setting wins when usrloc is loaded.
@@ -634,6 +650,25 @@ impl Config {
         for (name, value) in params {
             config.apply(name, value)?;
         }
+        if let Some(path) = config.apps_file.clone() {
+            let value = params
+                .iter()
+                .rev()
+                .find(|(n, _)| *n == "apps_file")
+                .map(|(_, v)| v.clone())
+                .unwrap_or(RawValue::Str(path.display().to_string()));
+            let file_apps = crate::apps_file::read(&path).map_err(|e| ParamError {
+                param: "apps_file",
+                value: value.clone(),
+                problem: e.to_string(),
+            })?;
+            config.apps =
+                crate::apps_file::merge(&config.apps, file_apps).map_err(|problem| ParamError {
+                    param: "apps_file",
+                    value,
+                    problem,
+                })?;
+        }
         if let Some(default) = &config.default_app {
             if !config.apps.iter().any(|a| &a.id == default) {
                 let value = params
@@ -645,7 +680,7 @@ impl Config {
                 return Err(ParamError {
                     param: "default_app",
                     value,
-                    problem: format!("no app with id '{default}' is declared with modparam(\"push\", \"app\", ...)"),
+                    problem: format!("no app with id '{default}' is declared with modparam(\"push\", \"app\", ...) or in apps_file"),
                 });
             }
         }
@@ -659,15 +694,7 @@ impl Config {
     /// (that of an fcm app's service account).
     pub fn app_for(&self, named: Option<&str>) -> Option<&App> {
         named
-            .and_then(|name| {
-                app_candidates(name)
-                    .find_map(|id| self.apps.iter().find(|a| a.id == id))
-                    .or_else(|| {
-                        self.apps.iter().find(|a| {
-                            matches!(&a.provider, AppProvider::Fcm { project_id: Some(p), .. } if p == name)
-                        })
-                    })
-            })
+            .and_then(|name| app_named(&self.apps, name))
             .or_else(|| {
                 self.default_app
                     .as_ref()
@@ -703,6 +730,18 @@ impl Config {
     pub fn app_serving(&self, provider: &str, named: Option<&str>) -> Option<&App> {
         self.app_for(named).filter(|a| a.provider.serves(provider))
     }
+}
+
+/// The app of `apps` a Contact's `pn-param` / `app-id` value names (see [`Config::app_for`]),
+/// without falling back to the default app.
+pub fn app_named<'a>(apps: &'a [App], name: &str) -> Option<&'a App> {
+    app_candidates(name)
+        .find_map(|id| apps.iter().find(|a| a.id == id))
+        .or_else(|| {
+            apps.iter().find(|a| {
+                matches!(&a.provider, AppProvider::Fcm { project_id: Some(p), .. } if p == name)
+            })
+        })
 }
 
 /// The app ids a `pn-param` / `app-id` value may mean, most literal first.

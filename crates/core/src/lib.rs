@@ -15,6 +15,7 @@
 //! - [`metrics`]: Prometheus metrics with labels and buckets, exported through xhttp_prom.
 //! - [`fuzzing`]: checks the fuzz targets and the unit tests share.
 
+pub mod apps_file;
 pub mod calls;
 pub mod config;
 pub mod devices;

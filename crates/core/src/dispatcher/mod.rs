@@ -68,6 +68,8 @@ pub struct Context {
     pub started: Instant,
     pub messages_handled: AtomicU64,
     pub main: Sender<MainJob>,
+    /// Where push.reload publishes the apps for the SIP workers (none in unit tests).
+    pub apps_board: Option<&'static crate::apps_file::AppsBoard>,
 }
 
 impl Context {
@@ -90,6 +92,7 @@ pub fn run(
     queue_size: usize,
     shared: &'static Shared,
     index: AorIndex,
+    apps_board: Option<&'static crate::apps_file::AppsBoard>,
     host: &dyn Host,
 ) -> io::Result<()> {
     die_with_parent()?;
@@ -124,6 +127,7 @@ pub fn run(
         started: Instant::now(),
         messages_handled: AtomicU64::new(0),
         main: main_tx.clone(),
+        apps_board,
     });
     let main_tx_engine = main_tx;
     runtime.spawn(reader::read_queue(read_end, ctx.clone()));

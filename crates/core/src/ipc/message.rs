@@ -133,14 +133,25 @@ pub enum Answer {
     Devices(Vec<DeviceView>),
     Resumed(u32),
     Apps(Vec<AppView>),
-    /// Per app: its id and an error text (empty when the credentials were loaded).
-    Reloaded(Vec<(String, String)>),
+    /// Per app: what push.reload did with it.
+    Reloaded(Vec<AppReload>),
     Removed(u32),
     /// Held calls answered because Kamailio shuts down.
     Ended(u32),
     /// Per device: its shortened id, the app and the provider's answer.
     Sent(Vec<(String, String, String)>),
     Error(String),
+}
+
+/// What push.reload did with one app (never a secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppReload {
+    pub id: String,
+    /// `reloaded` (same definition, credential files read again), `added`, `changed` or
+    /// `removed` (by the apps file).
+    pub change: String,
+    /// Why the credentials could not be read again (the old ones are kept); empty when they were.
+    pub error: String,
 }
 
 /// An app as `push.apps` shows it (never a secret).

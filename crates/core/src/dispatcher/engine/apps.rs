@@ -3,9 +3,11 @@
 //! it (ready, what its last push said, or why its credentials cannot be used).
 
 use super::{now, Engine};
-use crate::config::{App, AppProvider};
+use crate::apps_file;
+use crate::config::{app_named, App, AppProvider};
 use crate::devices::store::Device;
 use crate::ipc::message::AppView;
+use crate::ipc::message::{Answer, AppReload};
 use crate::providers::{AppPusher, Outcome};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -32,6 +34,8 @@ pub(super) enum NoPusher<'a> {
     Unusable { app: &'a str, why: &'a str },
     /// The app has no client (the HTTP client could not be built).
     NoClient { app: &'a str },
+    /// The device names an app that push.reload removed: the device is kept, not pushed.
+    Removed { app: &'a str },
 }
 
 /// Why a device of a held call gets no push, as the call's state and the log say it.
@@ -45,6 +49,10 @@ impl std::fmt::Display for NoPusher<'_> {
             ),
             NoPusher::Unusable { app, why } => write!(f, "app {app} cannot push: {why}"),
             NoPusher::NoClient { app } => write!(f, "app {app} has no push client"),
+            NoPusher::Removed { app } => write!(
+                f,
+                "app {app} was removed from apps_file by push.reload: not pushed (the device is kept until the app comes back)"
+            ),
         }
     }
 }
@@ -59,8 +67,8 @@ impl Engine {
         };
         // Client construction may spawn nothing, but needs the runtime's context for timers.
         let _guard = self.runtime.enter();
-        for app in self.ctx.config.apps.clone() {
-            let built = AppPusher::build(&app, &self.ctx.config.fcm_url, &http);
+        for app in self.config.apps.clone() {
+            let built = AppPusher::build(&app, &self.config.fcm_url, &http);
             match &built {
                 Ok(_) => {
                     self.health.insert(app.id.clone(), "ready".into());
@@ -92,6 +100,160 @@ impl Engine {
         report
     }
 
+    /// push.reload: re-reads `apps_file` (when set) and every app's credential files. The file
+    /// is taken whole or not at all: a line that is wrong, an id also declared by a modparam, a
+    /// `default_app` that would name no app, or an added or changed app whose credentials cannot
+    /// be used refuse the reload (an error naming the line or the app; one log line) and the
+    /// running apps stay as they were. Accepted, the apps take effect for new pushes: pushes
+    /// already on their way keep the client they were started with; a removed app's devices are
+    /// kept and not pushed. The SIP workers get the new apps through the apps board.
+    pub(super) fn reload(&mut self) -> Answer {
+        let mut next = self.config.clone();
+        let mut specs = Vec::new();
+        if let Some(path) = self.config.apps_file.clone() {
+            let parsed = apps_file::read_text(&path).and_then(|text| {
+                specs = apps_file::specs(&text);
+                apps_file::parse(&text)
+            });
+            let merged = parsed
+                .map_err(|e| e.to_string())
+                .and_then(|file_apps| apps_file::merge(&self.config.apps, file_apps));
+            next.apps = match merged {
+                Ok(apps) => apps,
+                Err(e) => return self.refuse_reload(&e),
+            };
+            if let Some(default) = &next.default_app {
+                if !next.apps.iter().any(|a| &a.id == default) {
+                    return self
+                        .refuse_reload(&format!("default_app '{default}' would name no app"));
+                }
+            }
+        }
+        let Some(http) = self.http.clone() else {
+            return self.refuse_reload("the HTTP client could not be built at startup");
+        };
+        let _guard = self.runtime.enter();
+        let mut built = Vec::new();
+        for app in &next.apps {
+            let change = match self.config.apps.iter().find(|a| a.id == app.id) {
+                None => "added",
+                Some(old) if definition(old) != definition(app) => "changed",
+                Some(_) => "reloaded",
+            };
+            built.push((
+                app.id.clone(),
+                change,
+                AppPusher::build(app, &next.fcm_url, &http),
+            ));
+        }
+        if let Some((id, change, Err(e))) = built
+            .iter()
+            .find(|(_, change, r)| *change != "reloaded" && r.is_err())
+        {
+            return self.refuse_reload(&format!("app {id} ({change}) cannot push: {e}"));
+        }
+        for (id, _, pusher) in &built {
+            if let Some(project) = pusher.as_ref().ok().and_then(|p| p.fcm_project()) {
+                next.learn_fcm_project(id, project);
+            }
+        }
+        if let (Some(board), Some(_)) = (self.ctx.apps_board, &next.apps_file) {
+            if let Err(e) = board.publish(&next.apps, &specs) {
+                return self.refuse_reload(&e);
+            }
+        }
+
+        let mut report = Vec::new();
+        let gone: Vec<App> = self
+            .config
+            .apps
+            .iter()
+            .filter(|old| !next.apps.iter().any(|a| a.id == old.id))
+            .cloned()
+            .collect();
+        for app in gone {
+            self.senders.remove(&app.id);
+            self.health.remove(&app.id);
+            self.credential_alerts.remove(&app.id);
+            self.forget_breaker(&app.id);
+            report.push(AppReload {
+                id: app.id.clone(),
+                change: "removed".into(),
+                error: String::new(),
+            });
+            self.removed_apps.retain(|a| a.id != app.id);
+            self.removed_apps.push(app);
+        }
+        for (id, change, pusher) in built {
+            let mut error = String::new();
+            match (change, pusher) {
+                ("reloaded", Err(e)) => {
+                    error!("app {id}: {e}");
+                    error = e.clone();
+                    if let Some(Ok(_)) = self.senders.get(&id) {
+                        // A reload that fails keeps the client that worked.
+                        self.health.insert(
+                            id.clone(),
+                            format!("reload failed, old credentials kept: {e}"),
+                        );
+                    } else {
+                        self.health
+                            .insert(id.clone(), format!("unusable credentials: {e}"));
+                        self.senders.insert(id.clone(), Err(e));
+                    }
+                }
+                (_, pusher) => {
+                    if change != "reloaded" {
+                        self.forget_breaker(&id);
+                        self.removed_apps.retain(|a| a.id != id);
+                    }
+                    self.health.insert(id.clone(), "ready".into());
+                    self.credential_alerts.remove(&id);
+                    self.senders.insert(id.clone(), pusher);
+                }
+            }
+            report.push(AppReload {
+                id,
+                change: change.into(),
+                error,
+            });
+        }
+        self.config = next;
+        let count = |what: &str| report.iter().filter(|r| r.change == what).count();
+        notice!(
+            "push.reload: {} app(s) in use ({} added, {} changed, {} removed){}",
+            self.config.apps.len(),
+            count("added"),
+            count("changed"),
+            count("removed"),
+            self.config
+                .apps_file
+                .as_ref()
+                .map(|p| format!(", apps_file {}", p.display()))
+                .unwrap_or_default()
+        );
+        Answer::Reloaded(report)
+    }
+
+    /// A reload refused: one log line, the running apps untouched, the error for the asker.
+    fn refuse_reload(&self, why: &str) -> Answer {
+        let file = self
+            .config
+            .apps_file
+            .as_ref()
+            .map(|p| format!(" (apps_file {})", p.display()))
+            .unwrap_or_default();
+        error!("push.reload refused{file}: {why}; the running apps are kept");
+        Answer::Error(format!("apps_file {why}; nothing changed"))
+    }
+
+    /// Drops an app's circuit breaker (the app was removed or changed).
+    fn forget_breaker(&mut self, app_id: &str) {
+        if let Some(Breaker { open: Some(_), .. }) = self.breakers.remove(app_id) {
+            self.ctx.shared.apps_failing.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// The app that pushes this device (the one its Contact named, else the default app) and its
     /// client, or why there is none.
     pub(super) fn pusher_for<'a>(
@@ -99,6 +261,15 @@ impl Engine {
         device: &'a Device,
     ) -> Result<(&'a App, &'a AppPusher), NoPusher<'a>> {
         let named = device.app_id.as_deref().or(device.param.as_deref());
+        // A device of a removed app is not pushed through the default app instead (a token
+        // another app's service does not know could be reported dead and the device forgotten).
+        if let Some(name) = named {
+            if app_named(&self.config.apps, name).is_none() {
+                if let Some(gone) = app_named(&self.removed_apps, name) {
+                    return Err(NoPusher::Removed { app: &gone.id });
+                }
+            }
+        }
         let Some(app) = self.config().app_for(named) else {
             return Err(NoPusher::NoApp { named });
         };
@@ -213,8 +384,7 @@ impl Engine {
 
     /// The configured apps and their health (push.apps).
     pub(super) fn app_views(&self) -> Vec<AppView> {
-        self.ctx
-            .config
+        self.config
             .apps
             .iter()
             .map(|app| AppView {
@@ -247,4 +417,14 @@ impl Engine {
             })
             .collect()
     }
+}
+
+/// An app as declared, without what was learned at runtime (an fcm app's project), to tell a
+/// changed app from an unchanged one.
+fn definition(app: &App) -> App {
+    let mut app = app.clone();
+    if let AppProvider::Fcm { project_id, .. } = &mut app.provider {
+        *project_id = None;
+    }
+    app
 }

@@ -84,6 +84,11 @@ pub enum PushPurpose {
 
 pub struct Engine {
     ctx: Arc<Context>,
+    /// The configuration in force: that of startup, with the apps push.reload last accepted.
+    config: Config,
+    /// Apps a push.reload removed (until one brings them back): their devices are kept but not
+    /// pushed, rather than pushed through the default app.
+    removed_apps: Vec<crate::config::App>,
     store: Option<Store>,
     calls: Calls,
     ended: HashMap<CallKey, Instant>,
@@ -158,6 +163,8 @@ impl Engine {
             }
         };
         let mut engine = Engine {
+            config: ctx.config.clone(),
+            removed_apps: Vec::new(),
             ctx,
             store,
             calls: Calls::default(),
@@ -181,7 +188,7 @@ impl Engine {
     }
 
     fn config(&self) -> &Config {
-        &self.ctx.config
+        &self.config
     }
 
     fn count(&self, counter: impl Fn(&crate::shared::Counters) -> &std::sync::atomic::AtomicU64) {

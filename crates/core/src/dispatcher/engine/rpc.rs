@@ -114,12 +114,7 @@ impl Engine {
                 }
             }
             Question::Apps => Answer::Apps(self.app_views()),
-            Question::Reload => Answer::Reloaded(
-                self.build_senders()
-                    .into_iter()
-                    .map(|(id, r)| (id, r.err().unwrap_or_default()))
-                    .collect(),
-            ),
+            Question::Reload => self.reload(),
             Question::Remove { aor, device } => {
                 let Some(aor) = normalize_aor(&aor, use_domain) else {
                     return Answer::Error(format!("'{aor}' is not an AOR"));
@@ -174,6 +169,10 @@ impl Engine {
                 Err(NoPusher::NoClient { app }) => (
                     app.to_string(),
                     Err("not sent: no app for this device".to_string()),
+                ),
+                Err(NoPusher::Removed { app }) => (
+                    app.to_string(),
+                    Err("not sent: its app was removed by push.reload".to_string()),
                 ),
                 Err(NoPusher::NoApp { .. }) => (
                     String::new(),

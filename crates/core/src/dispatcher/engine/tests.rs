@@ -7,7 +7,7 @@
 
 use super::*;
 use crate::calls::{CallEnd, GRACE};
-use crate::config::App;
+use crate::config::{App, AppProvider};
 use crate::devices::contact::PushBinding;
 use crate::devices::index::AorIndex;
 use crate::devices::store::Store;
@@ -119,6 +119,7 @@ impl Rig {
             started: Instant::now(),
             messages_handled: AtomicU64::new(0),
             main: main.clone(),
+            apps_board: None,
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -685,7 +686,11 @@ fn rpc_answers() {
 
     assert_eq!(
         rig.ask(Question::Reload),
-        Answer::Reloaded(vec![("app".into(), String::new())])
+        Answer::Reloaded(vec![crate::ipc::message::AppReload {
+            id: "app".into(),
+            change: "reloaded".into(),
+            error: String::new(),
+        }])
     );
     assert_eq!(health(&mut rig).2, "ready");
 
@@ -1223,4 +1228,153 @@ fn failures_are_counted_by_reason_and_a_statistic_reset_resets_them() {
     assert!(exported(&mut rig)
         .iter()
         .all(|u| !matches!(u, Update::CounterReset { .. })));
+}
+
+/// The device "tokF" of AOR registers naming the app `app` (its pn-param).
+fn register_for_app(rig: &mut Rig, app: &str) {
+    rig.handle(ToDispatcher::Contact(ContactEvent {
+        change: ContactChange::Registered,
+        aor: AOR.into(),
+        contact: format!("sip:{AOR}@10.0.0.1;pn-provider=apns;pn-prid=tokF;pn-param={app}"),
+        instance: None,
+        user_agent: None,
+        binding: Some(PushBinding {
+            provider: "apns".into(),
+            prid: "tokF".into(),
+            param: Some(app.into()),
+            silent: false,
+            timeout: None,
+        }),
+        resume: true,
+        expires_at: None,
+    }));
+}
+
+fn reload_changes(rig: &mut Rig) -> Vec<(String, String)> {
+    match rig.ask(Question::Reload) {
+        Answer::Reloaded(apps) => apps.into_iter().map(|a| (a.id, a.change)).collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn push_reload_applies_the_apps_file_for_new_pushes_only() {
+    let dir = temp_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("apps.conf");
+    let mut base = String::new();
+    let rig_file = file.clone();
+    let mut rig = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| {
+        let AppProvider::Webhook { url, .. } = &c.apps[0].provider else {
+            unreachable!()
+        };
+        base = url.clone();
+        std::fs::write(
+            &rig_file,
+            format!("# file apps\nid=filed;provider=webhook;url={base}/one;secret=hunter2\n"),
+        )
+        .unwrap();
+        c.apps_file = Some(rig_file.clone());
+        c.apps =
+            crate::apps_file::merge(&c.apps, crate::apps_file::read(&rig_file).unwrap()).unwrap();
+    });
+    let paths = |rig: &Rig, n: usize| -> Vec<String> {
+        rig.requests(n).into_iter().map(|r| r.path).collect()
+    };
+
+    register_for_app(&mut rig, "filed");
+    rig.hold((1, 1));
+    rig.pushes_done(1);
+    assert_eq!(paths(&rig, 1), ["/push/one"]);
+
+    // The URL changes and an app is added while the call is held.
+    std::fs::write(
+        &file,
+        format!(
+            "id=filed;provider=webhook;url={base}/two;secret=hunter2\n\n\
+             id=second;provider=webhook;url={base}/second\n"
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        reload_changes(&mut rig),
+        [
+            ("app".to_string(), "reloaded".to_string()),
+            ("filed".into(), "changed".into()),
+            ("second".into(), "added".into())
+        ]
+    );
+    // The held call is untouched: the device registers and the call goes on.
+    assert!(rig.continued().is_empty() && rig.ended().is_empty());
+    register_for_app(&mut rig, "filed");
+    assert_eq!(rig.continued(), vec![((1, 1), false)]);
+    // A new call's push goes to the new URL.
+    rig.hold((1, 2));
+    rig.pushes_done(1);
+    assert_eq!(paths(&rig, 2)[1], "/push/two");
+
+    // A broken file is refused whole, with its line, and the apps stay.
+    std::fs::write(
+        &file,
+        "id=second;provider=webhook;url=http://127.0.0.1:1/x\nid=bad;provider=pigeon;secret=hunter2\n",
+    )
+    .unwrap();
+    let Answer::Error(e) = rig.ask(Question::Reload) else {
+        panic!("a broken file was taken")
+    };
+    assert!(
+        e.starts_with("apps_file line 2: unknown provider 'pigeon'"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"));
+    let Answer::Apps(apps) = rig.ask(Question::Apps) else {
+        panic!()
+    };
+    let ids: Vec<&str> = apps.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["app", "filed", "second"]);
+    // A file declaring a modparam app's id is refused too.
+    std::fs::write(&file, format!("id=app;provider=webhook;url={base}/x\n")).unwrap();
+    assert!(matches!(rig.ask(Question::Reload), Answer::Error(e) if e.contains("declared both")));
+
+    // The app is removed: its device is kept, and not pushed through the default app.
+    std::fs::write(
+        &file,
+        format!("id=second;provider=webhook;url={base}/second\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        reload_changes(&mut rig),
+        [
+            ("filed".to_string(), "removed".to_string()),
+            ("app".into(), "reloaded".into()),
+            ("second".into(), "reloaded".into())
+        ]
+    );
+    rig.hold((1, 3));
+    assert!(rig.ended().contains(&((1, 3), CallEnd::Failed)));
+    assert_eq!(rig.stored_tokens(), ["tokF"]);
+    let Answer::Sent(sent) = rig.ask(Question::Send { aor: AOR.into() }) else {
+        panic!()
+    };
+    assert!(sent[0].2.contains("removed"), "{sent:?}");
+
+    // Back again: pushed as before.
+    std::fs::write(
+        &file,
+        format!("id=filed;provider=webhook;url={base}/three\n"),
+    )
+    .unwrap();
+    let changes = reload_changes(&mut rig);
+    assert!(
+        changes.contains(&("filed".into(), "added".into())),
+        "{changes:?}"
+    );
+    assert!(
+        changes.contains(&("second".into(), "removed".into())),
+        "{changes:?}"
+    );
+    rig.hold((1, 4));
+    rig.pushes_done(1);
+    assert_eq!(paths(&rig, 3)[2], "/push/three");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
