@@ -164,7 +164,10 @@ fn parse(markdown: &str) -> Result<Document, String> {
                 let (number, title) =
                     numbered(text).ok_or_else(|| at("a subsection heading needs a number"))?;
                 if !number.starts_with(&format!("{}.", section.number)) {
-                    return Err(at(&format!("not numbered within section {}", section.number)));
+                    return Err(at(&format!(
+                        "not numbered within section {}",
+                        section.number
+                    )));
                 }
                 section.subs.push(Section {
                     number,
@@ -295,14 +298,12 @@ fn parse_blocks(lines: &[&str]) -> Vec<Block> {
         } else if let Some(title) = is_example(line) {
             blocks.push(Block::Example(title));
             i += 1;
-        } else if let (0, Some((ordered, width))) = (indent, list_marker(body)) {
+        } else if let (0, Some((ordered, _))) = (indent, list_marker(body)) {
             let mut items = Vec::new();
             while i < lines.len() {
-                let Some((o, width)) = list_marker(lines[i]).filter(|(o, _)| *o == ordered)
-                else {
+                let Some((_, width)) = list_marker(lines[i]).filter(|(o, _)| *o == ordered) else {
                     break;
                 };
-                let _ = o;
                 let mut item: Vec<String> = vec![lines[i][width..].to_string()];
                 i += 1;
                 let mut prev_blank = false;
@@ -317,8 +318,11 @@ fn parse_blocks(lines: &[&str]) -> Vec<Block> {
                     let ind = indent_of(l);
                     if ind >= width {
                         item.push(l[width..].to_string());
-                    } else if !prev_blank && ind == 0 && list_marker(l).is_none()
-                        && !l.starts_with('|') && !l.starts_with("```")
+                    } else if !prev_blank
+                        && ind == 0
+                        && list_marker(l).is_none()
+                        && !l.starts_with('|')
+                        && !l.starts_with("```")
                     {
                         // A lazy continuation of the item's paragraph.
                         item.push(l.to_string());
@@ -335,9 +339,7 @@ fn parse_blocks(lines: &[&str]) -> Vec<Block> {
                 }
                 let refs: Vec<&str> = item.iter().map(String::as_str).collect();
                 items.push(parse_blocks(&refs));
-                let _ = width;
             }
-            let _ = width;
             blocks.push(Block::List { ordered, items });
         } else {
             let mut text = body.trim().to_string();
@@ -367,18 +369,31 @@ fn parse_blocks(lines: &[&str]) -> Vec<Block> {
 // ---------------------------------------------------------------------------------------------
 // Inline Markdown
 
-/// Inline Markdown as plain text: code spans keep their text (without backticks), bold and
-/// italic markers go, links become "text (url)".
+/// Inline Markdown as plain text: code spans keep their text, without backticks, quoted “...”
+/// when they hold a space (a log line, a command: where it starts and ends must show, as in
+/// Kamailio's READMEs); bold and italic markers go; links become "text (url)".
 fn inline(text: &str) -> String {
     let chars: Vec<char> = links(text).chars().collect();
     let mut out = String::new();
     let mut in_code = false;
+    let mut quoted = false;
     let mut i = 0;
     while i < chars.len() {
         match chars[i] {
             '`' => {
+                if in_code && quoted {
+                    out.push('”');
+                }
                 in_code = !in_code;
                 i += 1;
+                if in_code {
+                    let end = chars[i..].iter().position(|&c| c == '`');
+                    let span = &chars[i..i + end.unwrap_or(chars.len() - i)];
+                    quoted = end.is_some() && span.iter().any(|c| c.is_whitespace());
+                    if quoted {
+                        out.push('“');
+                    }
+                }
             }
             '*' if !in_code => {
                 // Emphasis: a run of `*` that touches text on one side only (a backtick counts
@@ -578,12 +593,11 @@ impl Writer {
         for row in &rows[1..] {
             let first = format!("{pad}  * ");
             wrap(&mut self.out, &first, indent + 4, &row[0]);
-            for c in 1..columns {
-                let cell = row.get(c).map_or("", String::as_str);
+            for (name, cell) in header.iter().zip(row).skip(1) {
                 if cell.is_empty() {
                     continue;
                 }
-                let text = format!("{}: {cell}", header[c]);
+                let text = format!("{name}: {cell}");
                 wrap(&mut self.out, &" ".repeat(indent + 4), indent + 6, &text);
             }
         }
@@ -625,7 +639,8 @@ fn write_document(doc: &Document) -> String {
         out: String::new(),
         examples: Vec::new(),
     };
-    body.out.push_str("Chapter 1. Admin Guide\n\n   Table of Contents\n\n");
+    body.out
+        .push_str("Chapter 1. Admin Guide\n\n   Table of Contents\n\n");
     contents(&mut body.out, &doc.sections, BODY, BODY + 5);
     for section in &doc.sections {
         body.blank();
@@ -647,7 +662,8 @@ fn write_document(doc: &Document) -> String {
     }
     if !doc.faq.is_empty() {
         body.blank();
-        body.out.push_str("Chapter 2. Frequently Asked Questions\n\n");
+        body.out
+            .push_str("Chapter 2. Frequently Asked Questions\n\n");
         for (n, (question, _)) in doc.faq.iter().enumerate() {
             toc_line(&mut body.out, BODY, &format!("2.{}", n + 1), question);
         }
@@ -696,10 +712,17 @@ mod tests {
     #[test]
     fn inline_markdown_becomes_plain_text() {
         assert_eq!(inline("**Devices.** A `pn-prid`"), "Devices. A pn-prid");
-        assert_eq!(inline("*Default value is `\"x\"`.*"), "Default value is \"x\".");
-        assert_eq!(inline("`Contact: *` and a * b"), "Contact: * and a * b");
-        assert_eq!(inline("see [the RFC](https://x/8599)"), "see the RFC (https://x/8599)");
+        assert_eq!(
+            inline("*Default value is `\"x\"`.*"),
+            "Default value is \"x\"."
+        );
+        assert_eq!(inline("`Contact: *` and a * b"), "“Contact: *” and a * b");
+        assert_eq!(
+            inline("see [the RFC](https://x/8599)"),
+            "see the RFC (https://x/8599)"
+        );
         assert_eq!(inline("- **`push.cfg`** — x"), "- push.cfg — x");
+        assert_eq!(inline("`INFO` `call x held` — y"), "INFO “call x held” — y");
     }
 
     #[test]
@@ -708,7 +731,11 @@ mod tests {
         let lines: Vec<&str> = md.lines().collect();
         let blocks = parse_blocks(&lines);
         assert_eq!(blocks.len(), 3, "{blocks:?}");
-        let Block::List { ordered: false, items } = &blocks[1] else {
+        let Block::List {
+            ordered: false,
+            items,
+        } = &blocks[1]
+        else {
             panic!("{blocks:?}")
         };
         assert_eq!(items[0][0], Block::Para("one more".into()));
