@@ -178,9 +178,12 @@ impl Engine {
         self.note_health(&done.app_id, &done.outcome);
         let aor = &done.aor;
         let result = match &done.outcome {
-            Outcome::Sent { .. } => {
+            Outcome::Sent { status, attempts } => {
                 let device = loggable_device(&done.device_id);
-                debug!("push for {aor} device {device} sent");
+                info!(
+                    "push for {aor} device {device} sent through app {}: accepted ({status}, {attempts} attempt(s))",
+                    done.app_id
+                );
                 Ok(())
             }
             Outcome::TokenDead { status, body } => {
