@@ -64,6 +64,8 @@ sleep 0.3
 sed 's/^/demo: /' "$run/endpoint.log"
 echo "demo: what the module logged:"
 grep "push: " "$run/kamailio.log" | sed 's/^/demo:   /'
+echo "demo: (what each line means, and how to follow a call: doc/push.md, \"Frequently Asked Questions\";"
+echo "demo:  installed as /usr/share/doc/kamailio/modules/README.push.gz by the package)"
 echo "demo: kamcmd push.stats:"
 kamcmd -s "$ctl" push.stats | sed 's/^/demo:   /'
 exit $result

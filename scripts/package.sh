@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Debian packages of kamailio-push for the Kamailio installed on this machine:
-#   kamailio-push_<version>_<arch>.deb         push.so (stripped), reference, examples, changelog
+#   kamailio-push_<version>_<arch>.deb         push.so (stripped), reference (also as
+#                                              /usr/share/doc/kamailio/modules/README.push.gz),
+#                                              examples, changelog
 #   kamailio-push-dbgsym_<version>_<arch>.deb  push.so's debug information, by build id
 # <version> is <kamailio-push version>+kam<Kamailio version> (see CHANGELOG.md). The package
 # depends on exactly the Debian version of kamailio it was built against.
@@ -8,8 +10,9 @@
 # Usage: ./scripts/package.sh [--module PATH] [--out DIR]
 #   --module PATH  package this already built module instead of running cargo build --release
 #   --out DIR      where the .deb files go (default target/debian)
-# Needs: dpkg-deb, binutils (objcopy, readelf), an installed kamailio, and (without --module)
-# what scripts/setup.sh sets up for a build.
+# Needs: dpkg-deb, binutils (objcopy, readelf), an installed kamailio, cargo (the text README is
+# rendered from doc/push.md by crates/docgen, also with --module), and (without --module) what
+# scripts/setup.sh sets up for a build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,6 +64,17 @@ chmod 0644 "$main/$moddir/push.so" "$debug_file"
 doc="$main/usr/share/doc/kamailio-push"
 install -d "$doc/examples" "$dbg/usr/share/doc/kamailio-push-dbgsym"
 install -m 0644 doc/push.md README.md CHANGELOG.md "$doc/"
+# The reference as operators find Kamailio's own: plain text in Kamailio's README layout, rendered
+# from doc/push.md (push-docgen), next to README.tsilo.gz and the others, as Debian's
+# kamailio-*-modules packages install theirs; kamailio-push's own doc directory links to it.
+kamdoc="$main/usr/share/doc/kamailio/modules"
+install -d "$kamdoc"
+echo "package: rendering doc/push.md as README.push (cargo run -p push-docgen)"
+cargo run --quiet --locked -p push-docgen -- doc/push.md -o "$work/README.push"
+grep -q "^3\. Parameters$" "$work/README.push" || { echo "package: README.push has no parameter section" >&2; exit 1; }
+gzip -9n < "$work/README.push" > "$kamdoc/README.push.gz"
+chmod 0644 "$kamdoc/README.push.gz"
+ln -s ../kamailio/modules/README.push.gz "$doc/README.push.gz"
 install -m 0644 cfg-examples/* "$doc/examples/"
 install -m 0644 packaging/debian/copyright "$doc/copyright"
 install -m 0644 packaging/debian/copyright "$dbg/usr/share/doc/kamailio-push-dbgsym/copyright"

@@ -2,7 +2,9 @@
 //! Kamailio, `dpkg -i` installs it, the installed example passes `kamailio -c` with push.so from
 //! Kamailio's own module directory, Kamailio runs as user `kamailio` (as kamailio.service does)
 //! with the default device store and stores a device; `dpkg -r` leaves no module behind and
-//! `dpkg --purge` no device store. The test undoes everything it installed, also when it fails.
+//! `dpkg --purge` no device store. The reference is installed where operators look for Kamailio's
+//! module docs, `/usr/share/doc/kamailio/modules/README.push.gz`, in their layout, with a section
+//! per parameter the module declares. The test undoes everything it installed, also when it fails.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -16,6 +18,8 @@ use testkit::*;
 const PACKAGES: [&str; 2] = ["kamailio-push-dbgsym", "kamailio-push"];
 const DEFAULT_STORE: &str = "/var/lib/kamailio/push.sqlite";
 const DOC: &str = "/usr/share/doc/kamailio-push";
+/// The text reference, beside Kamailio's own module READMEs.
+const KAMAILIO_README: &str = "/usr/share/doc/kamailio/modules/README.push.gz";
 const TOKEN: &str = "d00d0000111122223333444455556666777788889999aaaabbbbccccddddeeee";
 
 fn run(cmd: &mut Command) -> String {
@@ -57,6 +61,72 @@ fn deb(dir: &Path, prefix: &str) -> PathBuf {
             name.starts_with(prefix) && name.ends_with(".deb")
         })
         .unwrap_or_else(|| panic!("no {prefix}*.deb in {}", dir.display()))
+}
+
+/// The text reference: owned by kamailio-push, beside Kamailio's READMEs (README.tm.gz), linked
+/// from kamailio-push's doc directory, in Kamailio's layout, with a "3.N. name (type)" section,
+/// a default and an example for every parameter of the module.
+fn check_installed_readme() {
+    let owner = run(Command::new("dpkg").args(["-S", KAMAILIO_README]));
+    assert!(
+        owner.starts_with("kamailio-push:"),
+        "{KAMAILIO_README} belongs to {owner}"
+    );
+    assert!(Path::new("/usr/share/doc/kamailio/modules/README.tm.gz").is_file());
+    let link = Path::new(DOC).join("README.push.gz");
+    assert_eq!(
+        fs::canonicalize(&link).unwrap_or_else(|e| panic!("{}: {e}", link.display())),
+        Path::new(KAMAILIO_README)
+    );
+    let text = run(Command::new("zcat").arg(KAMAILIO_README));
+    for heading in [
+        "push Module",
+        "Chapter 1. Admin Guide",
+        "1. Overview",
+        "2. Dependencies",
+        "3. Parameters",
+        "4. Functions",
+        "6. RPC Commands",
+        "7. Statistics",
+        "Chapter 2. Frequently Asked Questions",
+    ] {
+        assert!(
+            text.lines().any(|l| l == heading),
+            "{KAMAILIO_README} has no heading {heading:?}"
+        );
+    }
+    let parameters: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "3. Parameters")
+        .take_while(|l| *l != "4. Functions")
+        .collect();
+    for param in push_core::config::PARAMS {
+        let kind = match param.kind {
+            push_core::config::Kind::Int => "integer",
+            push_core::config::Kind::Str => "string",
+        };
+        // "3.N. name (type)", N being the parameter's place in the reference.
+        let heading = format!(". {} ({kind})", param.name);
+        let at = parameters
+            .iter()
+            .position(|l| l.starts_with("3.") && l.ends_with(&heading))
+            .unwrap_or_else(|| panic!("{KAMAILIO_README}: no section \"3.N{heading}\""));
+        let example = format!("Set {} parameter", param.name);
+        let section = parameters[at + 1..]
+            .iter()
+            .take_while(|l| !l.starts_with("3."));
+        assert!(
+            section.clone().any(|l| l.trim().ends_with(&example)),
+            "{KAMAILIO_README}: {heading:?} has no example"
+        );
+        assert!(
+            section
+                .clone()
+                .any(|l| l.trim().starts_with("Default value is"))
+                || matches!(param.default, push_core::config::DefaultValue::None),
+            "{KAMAILIO_README}: {heading:?} has no default"
+        );
+    }
 }
 
 fn has_debug_info(so: &str) -> bool {
@@ -125,6 +195,7 @@ fn package_installs_runs_as_kamailio_and_removes_cleanly() {
     ] {
         assert!(Path::new(DOC).join(doc).is_file(), "{DOC}/{doc} missing");
     }
+    check_installed_readme();
     let kamailio_user = fs::metadata("/var/lib/kamailio")
         .expect("no /var/lib/kamailio")
         .uid();
@@ -172,6 +243,14 @@ fn package_installs_runs_as_kamailio_and_removes_cleanly() {
     // Removed: no module left; purged: no device store left.
     run(Command::new("dpkg").arg("-r").args(PACKAGES));
     assert!(!Path::new(&so).exists(), "dpkg -r left {so}");
+    assert!(
+        !Path::new(KAMAILIO_README).exists(),
+        "dpkg -r left {KAMAILIO_README}"
+    );
+    assert!(
+        Path::new("/usr/share/doc/kamailio/modules/README.tm.gz").is_file(),
+        "dpkg -r took Kamailio's own module READMEs with it"
+    );
     assert!(
         !Path::new(&debug_file).exists(),
         "dpkg -r left {debug_file}"

@@ -3,6 +3,12 @@
 //! statistics tables, and doc/push.md's parameter sections (with its table of contents) and
 //! statistics list. A parameter or statistic added to the code without its documentation, or
 //! documented and gone from the code, fails here with its name.
+//!
+//! The same holds for the plain-text README the package installs as
+//! `/usr/share/doc/kamailio/modules/README.push.gz`: it is rendered from doc/push.md at package
+//! build time (`push-docgen`), and these tests render it the same way and check its parameter
+//! sections ("3.N. name (integer)", "Default value is ...", "Example 1.N. Set name parameter"),
+//! its statistics, and that no heading of the reference is lost on the way.
 
 use push_core::config::{DefaultValue, Kind, Param, PARAMS};
 use push_core::shared::{StatKind, STATISTICS};
@@ -255,6 +261,137 @@ fn reference_statistics_problems(doc: &str, names: &[&str]) -> Vec<String> {
     compare("doc/push.md statistics list", &documented, names)
 }
 
+/// The lines of the rendered README's chapter-1 section `number` ("3"): from its heading line
+/// ("3. Parameters") to the next section's or chapter's heading.
+fn text_section<'a>(text: &'a str, number: &str) -> Vec<&'a str> {
+    let heading = format!("{number}. ");
+    let is_section = |l: &str| {
+        l.starts_with("Chapter ")
+            || l.split_once(". ")
+                .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+    };
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !(l.starts_with(&heading) && is_section(l)));
+    assert!(lines.next().is_some(), "no section {heading:?}");
+    lines.take_while(|l| !is_section(l)).collect()
+}
+
+fn text_kind(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Int => "integer",
+        Kind::Str => "string",
+    }
+}
+
+/// The rendered README, section 3: a heading `3.N. name (integer|string)` per parameter, numbered
+/// in order, each followed by its "Default value is ..." line (or none, for a parameter without a
+/// default) and its "Example 1.K. Set name parameter".
+fn text_parameter_problems(text: &str, params: &[Param]) -> Vec<String> {
+    let what = "README.push (rendered from doc/push.md), section 3";
+    let section = text_section(text, "3");
+    // (line index, number, name, type) of each parameter heading (flush left).
+    let headings: Vec<(usize, String, String, String)> = section
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let rest = l.strip_prefix("3.")?;
+            let (number, rest) = rest.split_once(". ")?;
+            let (name, kind) = rest.split_once(" (")?;
+            Some((
+                i,
+                number.to_string(),
+                name.to_string(),
+                kind.trim_end_matches(')').to_string(),
+            ))
+        })
+        .collect();
+    let documented: Vec<String> = headings.iter().map(|h| h.2.clone()).collect();
+    let names: Vec<&str> = params.iter().map(|p| p.name).collect();
+    let mut problems = compare(what, &documented, &names);
+    for (n, (i, number, name, kind)) in headings.iter().enumerate() {
+        if *number != (n + 1).to_string() {
+            problems.push(format!(
+                "{what}: `{name}` is numbered 3.{number}, expected 3.{}",
+                n + 1
+            ));
+        }
+        let Some(param) = params.iter().find(|p| p.name == name) else {
+            continue;
+        };
+        if kind != text_kind(param.kind) {
+            problems.push(format!(
+                "{what}: `{name}` is marked ({kind}), the code says {}",
+                text_kind(param.kind)
+            ));
+        }
+        let end = headings.get(n + 1).map_or(section.len(), |h| h.0);
+        let body = &section[*i..end];
+        let default = body
+            .iter()
+            .map(|l| l.trim())
+            .find(|l| l.starts_with("Default value is"));
+        let ok = match (default, default_text(param.default)) {
+            (Some(line), Some(text)) => {
+                line.starts_with(&format!("Default value is {text}"))
+                    || line.starts_with(&format!("Default value is \"{text}\""))
+            }
+            (Some(line), None) => line.contains("unset"),
+            (None, None) => true,
+            (None, Some(_)) => false,
+        };
+        if !ok {
+            problems.push(format!(
+                "{what}: `{name}`: its \"Default value is\" line {default:?} does not give {:?}",
+                param.default
+            ));
+        }
+        let example = format!("Set {name} parameter");
+        if !body
+            .iter()
+            .any(|l| l.trim().starts_with("Example 1.") && l.trim().ends_with(&example))
+        {
+            problems.push(format!(
+                "{what}: `{name}` has no \"Example 1.N. {example}\""
+            ));
+        }
+    }
+    problems
+}
+
+/// The rendered README, section 7: a list item per statistic (or group), the names before the
+/// dash: "* name — meaning".
+fn text_statistics_problems(text: &str, names: &[&str]) -> Vec<String> {
+    // Section 7's own list, before its subsection 7.1 (the Prometheus metrics).
+    let documented: Vec<String> = text_section(text, "7")
+        .iter()
+        .take_while(|l| !l.starts_with("7.1. "))
+        .filter_map(|l| l.trim_start().strip_prefix("* "))
+        .flat_map(|l| {
+            l.split(" — ")
+                .next()
+                .unwrap_or("")
+                .split([',', ' '])
+                .filter(|w| !w.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter(|w| {
+            w.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
+        .collect();
+    compare(
+        "README.push (rendered from doc/push.md), section 7",
+        &documented,
+        names,
+    )
+}
+
+fn rendered_readme() -> String {
+    push_docgen::render(&read("doc/push.md")).unwrap_or_else(|e| panic!("doc/push.md: {e}"))
+}
+
 fn statistic_names() -> Vec<&'static str> {
     STATISTICS.iter().map(|s| s.name).collect()
 }
@@ -289,16 +426,96 @@ fn reference_lists_every_statistic() {
     ));
 }
 
+#[test]
+fn installed_readme_lists_every_parameter() {
+    assert_none(text_parameter_problems(&rendered_readme(), PARAMS));
+}
+
+#[test]
+fn installed_readme_lists_every_statistic() {
+    assert_none(text_statistics_problems(
+        &rendered_readme(),
+        &statistic_names(),
+    ));
+}
+
+/// Every heading of doc/push.md is in the rendered README, in order: the numbered sections as
+/// "N. title" / "N.M. title", the questions of "Frequently Asked Questions" in chapter 2; and no
+/// Markdown is left in it (backticks, `**`).
+#[test]
+fn installed_readme_keeps_every_heading_and_no_markdown() {
+    let (doc, text) = (read("doc/push.md"), rendered_readme());
+    let mut in_code = false;
+    let mut in_faq = false;
+    let mut from = 0;
+    let mut questions = 0;
+    for line in doc.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        }
+        if in_code {
+            continue;
+        }
+        if let Some(title) = line.strip_prefix("## ") {
+            in_faq = title == "Frequently Asked Questions";
+            if in_faq {
+                let at = text[from..]
+                    .find("\nChapter 2. Frequently Asked Questions\n")
+                    .expect("no chapter 2 for the questions");
+                from += at;
+            }
+            if title == "Table of Contents" || in_faq {
+                continue;
+            }
+        }
+        let Some(title) = line
+            .strip_prefix("## ")
+            .or_else(|| line.strip_prefix("### "))
+        else {
+            continue;
+        };
+        let plain = title.replace('`', "").replace(" (int)", " (integer)");
+        let wanted = if in_faq {
+            questions += 1;
+            format!("\n   2.{questions}.\n")
+        } else {
+            format!("\n{plain}\n")
+        };
+        match text[from..].find(&wanted) {
+            Some(at) => from += at + wanted.len(),
+            None => panic!("README.push lacks {wanted:?} (or has it out of order)"),
+        }
+        if in_faq {
+            // The question follows its number, wrapped.
+            let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+            let after = squash(&text[from..]);
+            assert!(
+                after.starts_with(&squash(&plain)),
+                "README.push question 2.{questions} is not {plain:?}"
+            );
+        }
+    }
+    assert!(questions > 0, "doc/push.md has no questions");
+    for (n, line) in text.lines().enumerate() {
+        assert!(
+            !line.contains('`') && !line.contains("**"),
+            "README.push line {}: Markdown left: {line:?}",
+            n + 1
+        );
+    }
+}
+
 /// The checks above do fail: a parameter or statistic the docs lack, or one only the docs have,
 /// is named.
 #[test]
 fn an_undocumented_or_removed_name_is_flagged() {
-    let (readme, doc) = (read("README.md"), read("doc/push.md"));
+    let (readme, doc, text) = (read("README.md"), read("doc/push.md"), rendered_readme());
     let fewer = &PARAMS[1..];
     let gone = PARAMS[0].name;
     for problems in [
         readme_parameter_problems(&readme, fewer),
         reference_parameter_problems(&doc, fewer),
+        text_parameter_problems(&text, fewer),
     ] {
         assert!(
             problems
@@ -312,6 +529,7 @@ fn an_undocumented_or_removed_name_is_flagged() {
     for problems in [
         readme_statistics_problems(&readme, &more),
         reference_statistics_problems(&doc, &more),
+        text_statistics_problems(&text, &more),
     ] {
         assert_eq!(
             problems,

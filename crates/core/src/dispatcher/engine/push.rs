@@ -193,9 +193,12 @@ impl Engine {
         self.measure_push(&done);
         let aor = &done.aor;
         let result = match &done.outcome {
-            Outcome::Sent { .. } => {
+            Outcome::Sent { status, attempts } => {
                 let device = loggable_device(&done.device_id);
-                debug!("push for {aor} device {device} sent");
+                info!(
+                    "push for {aor} device {device} sent through app {}: accepted ({status}, {attempts} attempt(s))",
+                    done.app_id
+                );
                 Ok(())
             }
             Outcome::TokenDead { status, body } => {
