@@ -12,6 +12,7 @@
 //! - [`shared`]: memory every Kamailio process of the module shares (state and counters).
 //! - [`log`]: log lines that end in Kamailio's logger, from whichever thread writes them.
 //! - [`latency`]: the histograms behind the timing statistics.
+//! - [`iso_time`]: times in RPC answers (ISO 8601, UTC, milliseconds).
 //! - [`fuzzing`]: checks the fuzz targets and the unit tests share.
 
 pub mod calls;
@@ -20,6 +21,7 @@ pub mod devices;
 pub mod dispatcher;
 pub mod fuzzing;
 pub mod ipc;
+pub mod iso_time;
 pub mod latency;
 pub mod log;
 pub mod providers;
