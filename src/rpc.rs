@@ -64,29 +64,35 @@ static STATS_DOC: Docs<2> = Docs([
     null(),
 ]);
 
+/// core/rpc.h's RET_ARRAY: the method answers a list of structures. jsonrpcs then answers a JSON
+/// array; without it, each structure added at the top replaces the one before (only the last
+/// reached an HTTP client). ctl (kamcmd) shows either the same way.
+const RET_ARRAY: u32 = 1;
+
 const fn method(
     name: &'static std::ffi::CStr,
     f: unsafe extern "C" fn(*mut rpc_t, *mut c_void),
     doc: &'static Docs<2>,
+    flags: u32,
 ) -> rpc_export_t {
     rpc_export_t {
         name: name.as_ptr(),
         function: Some(f),
         doc_str: doc.0.as_ptr() as *mut *const c_char,
-        flags: 0,
+        flags: flags as _,
     }
 }
 
 /// The null-terminated table `exports.rpc_methods` points at.
 pub static mut RPC_METHODS: [rpc_export_t; 9] = [
-    method(c"push.remove", rpc_remove, &REMOVE_DOC),
-    method(c"push.send", rpc_send, &SEND_DOC),
-    method(c"push.apps", rpc_apps, &APPS_DOC),
-    method(c"push.reload", rpc_reload, &RELOAD_DOC),
-    method(c"push.stats", rpc_stats, &STATS_DOC),
-    method(c"push.pending", rpc_pending, &PENDING_DOC),
-    method(c"push.devices", rpc_devices, &DEVICES_DOC),
-    method(c"push.device_add", rpc_device_add, &DEVICE_ADD_DOC),
+    method(c"push.remove", rpc_remove, &REMOVE_DOC, 0),
+    method(c"push.send", rpc_send, &SEND_DOC, RET_ARRAY),
+    method(c"push.apps", rpc_apps, &APPS_DOC, RET_ARRAY),
+    method(c"push.reload", rpc_reload, &RELOAD_DOC, RET_ARRAY),
+    method(c"push.stats", rpc_stats, &STATS_DOC, 0),
+    method(c"push.pending", rpc_pending, &PENDING_DOC, RET_ARRAY),
+    method(c"push.devices", rpc_devices, &DEVICES_DOC, RET_ARRAY),
+    method(c"push.device_add", rpc_device_add, &DEVICE_ADD_DOC, 0),
     rpc_export_t {
         name: null(),
         function: None,
