@@ -315,3 +315,24 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What push.device_add escapes into its Contact comes back out of the Contact parser as it
+    /// went in, whatever the characters.
+    #[test]
+    fn escaped_values_survive_the_contact_parser() {
+        for value in ["plain-token.1", "a;b=c%d&e:voip", "é?<>\"", "x y"] {
+            let contact = format!("sip:u@h;pn-param={}", uri_escape(value));
+            let info = parse_contact_uri(&contact).unwrap();
+            let got = info
+                .uri_params
+                .iter()
+                .find(|(n, _)| n == "pn-param")
+                .and_then(|(_, v)| v.clone());
+            assert_eq!(got.as_deref(), Some(value), "{contact}");
+        }
+    }
+}

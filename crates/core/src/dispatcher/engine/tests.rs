@@ -1243,6 +1243,19 @@ fn device_add_is_checked_like_a_register_and_then_pushed() {
     }
     assert!(rig.ctx.index.contains(AOR));
     assert_eq!(rig.stored_tokens(), vec!["voiptoken00001"]);
+    // The `remote` token is kept for alert pushes, as for a REGISTER's Contact.
+    let stored = Store::open_reader(&rig.ctx.config.db_path)
+        .unwrap()
+        .devices(AOR)
+        .unwrap();
+    assert_eq!(
+        crate::providers::PushTarget::of(&stored[0])
+            .alert_token
+            .as_deref(),
+        Some("remotetoken0001")
+    );
+    assert_eq!(stored[0].app_id.as_deref(), Some("app"));
+    assert_eq!(stored[0].instance.as_deref(), Some("<urn:uuid:dev-1>"));
     // The same again: unchanged; a new token for the instance: replaced.
     match rig.ask(Question::DeviceAdd(add.clone())) {
         Answer::DeviceAdded { result, .. } => assert_eq!(result, "unchanged"),
