@@ -7,6 +7,7 @@ use super::sys::{rpc_export_t, rpc_t};
 use push_core::ipc::args::{self, Arg, Command};
 use push_core::ipc::message::{Answer, Question};
 use push_core::ipc::reply;
+use push_core::iso_time::{iso8601_ms, iso8601_secs};
 use std::ffi::{c_char, c_int, c_uint, c_void, CString};
 use std::ptr::{null, null_mut};
 use std::time::Duration;
@@ -15,13 +16,18 @@ use std::time::Duration;
 const DISPATCHER_TIMEOUT: Duration = Duration::from_secs(2);
 
 static PENDING_DOC: Docs<2> = Docs([
-    c"Calls held for a push, oldest first: first the page (total, offset, returned, next_offset), then per call AOR, call-id, age, devices pushed, state. Optional: an AOR, offset=<n>, limit=<n> (default 100, at most 1000)."
+    c"Calls held for a push, oldest first: first the page (total, offset, returned, next_offset), then per call AOR, call-id, caller, age, held_at and deadline (ISO 8601 UTC), devices pushed, state, and each device's push state. Optional: an AOR, offset=<n>, limit=<n> (default 100, at most 1000)."
         .as_ptr(),
     null(),
 ]);
 
 static DEVICES_DOC: Docs<2> = Docs([
-    c"Push devices stored for an AOR (tokens shortened). Parameter: the AOR.".as_ptr(),
+    c"Push devices stored for an AOR (tokens shortened); without an AOR, first the count (total, offset, returned, next_offset), then a page of every device. Optional: an AOR, offset=<n>, limit=<n> (default 100, at most 1000).".as_ptr(),
+    null(),
+]);
+
+static DEVICE_ADD_DOC: Docs<2> = Docs([
+    c"Adds or replaces a push device of an AOR, checked as a REGISTER's Contact: push.device_add <aor> <app> <provider> <token> [instance=<id>] [param=<pn-param>] [user_agent=<text>]. Answers what was stored (token shortened).".as_ptr(),
     null(),
 ]);
 
@@ -58,28 +64,35 @@ static STATS_DOC: Docs<2> = Docs([
     null(),
 ]);
 
+/// core/rpc.h's RET_ARRAY: the method answers a list of structures. jsonrpcs then answers a JSON
+/// array; without it, each structure added at the top replaces the one before (only the last
+/// reached an HTTP client). ctl (kamcmd) shows either the same way.
+const RET_ARRAY: u32 = 1;
+
 const fn method(
     name: &'static std::ffi::CStr,
     f: unsafe extern "C" fn(*mut rpc_t, *mut c_void),
     doc: &'static Docs<2>,
+    flags: u32,
 ) -> rpc_export_t {
     rpc_export_t {
         name: name.as_ptr(),
         function: Some(f),
         doc_str: doc.0.as_ptr() as *mut *const c_char,
-        flags: 0,
+        flags: flags as _,
     }
 }
 
 /// The null-terminated table `exports.rpc_methods` points at.
-pub static mut RPC_METHODS: [rpc_export_t; 8] = [
-    method(c"push.remove", rpc_remove, &REMOVE_DOC),
-    method(c"push.send", rpc_send, &SEND_DOC),
-    method(c"push.apps", rpc_apps, &APPS_DOC),
-    method(c"push.reload", rpc_reload, &RELOAD_DOC),
-    method(c"push.stats", rpc_stats, &STATS_DOC),
-    method(c"push.pending", rpc_pending, &PENDING_DOC),
-    method(c"push.devices", rpc_devices, &DEVICES_DOC),
+pub static mut RPC_METHODS: [rpc_export_t; 9] = [
+    method(c"push.remove", rpc_remove, &REMOVE_DOC, 0),
+    method(c"push.send", rpc_send, &SEND_DOC, RET_ARRAY),
+    method(c"push.apps", rpc_apps, &APPS_DOC, RET_ARRAY),
+    method(c"push.reload", rpc_reload, &RELOAD_DOC, RET_ARRAY),
+    method(c"push.stats", rpc_stats, &STATS_DOC, 0),
+    method(c"push.pending", rpc_pending, &PENDING_DOC, RET_ARRAY),
+    method(c"push.devices", rpc_devices, &DEVICES_DOC, RET_ARRAY),
+    method(c"push.device_add", rpc_device_add, &DEVICE_ADD_DOC, 0),
     rpc_export_t {
         name: null(),
         function: None,
@@ -318,6 +331,11 @@ unsafe extern "C" fn rpc_stats(api: *mut rpc_t, ctx: *mut c_void) {
         if let Some(d) = top.child("dispatcher") {
             d.int("pid", status.pid as i64);
             d.uint("uptime_s", status.uptime_ms / 1000);
+            let started = globals
+                .shared
+                .dispatcher_started_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+            d.str("started_at", &iso8601_ms(started as i64));
             d.int("queue_depth", status.queue_depth);
             d.uint("queue_size", status.queue_size as u64);
             d.uint("runtime_threads", status.runtime_threads as u64);
@@ -412,9 +430,18 @@ unsafe extern "C" fn rpc_pending(api: *mut rpc_t, ctx: *mut c_void) {
                 .ok_or((500, "cannot build the reply".to_string()))?;
             s.str("aor", &call.aor);
             s.str("call_id", &call.call_id);
+            s.str("caller", &call.caller);
             s.uint("age_ms", call.age_ms);
+            s.str("held_at", &iso8601_ms(call.held_at_ms));
+            s.str("deadline", &iso8601_ms(call.deadline_ms));
             s.uint("devices_pushed", call.devices_pushed as u64);
             s.str("state", &call.state);
+            // Each device pushed and where its push stands: device id -> state.
+            if let Some(d) = s.child("devices") {
+                for device in &call.devices {
+                    d.str(&device.device, &device.push);
+                }
+            }
         }
         Ok(())
     })
@@ -422,23 +449,79 @@ unsafe extern "C" fn rpc_pending(api: *mut rpc_t, ctx: *mut c_void) {
 
 unsafe extern "C" fn rpc_devices(api: *mut rpc_t, ctx: *mut c_void) {
     serve("push.devices", api, ctx, |reply| {
-        let Command::Devices { aor } = reply.command("push.devices")? else {
+        let Command::Devices { aor, offset, limit } = reply.command("push.devices")? else {
             return Err((500, "unexpected command".to_string()));
         };
-        let aor = aor_key(aor);
-        let Answer::Devices(devices) = ask(Question::Devices { aor })? else {
+        let aor = aor.map(aor_key);
+        let whole_store = aor.is_none();
+        let Answer::Devices {
+            total,
+            offset,
+            devices,
+        } = ask(Question::Devices { aor, offset, limit })?
+        else {
             return Err((500, "unexpected answer".to_string()));
         };
+        if whole_store {
+            // First the page, as push.pending's: how many devices in all, where this page
+            // starts, how many it has, and where the next one starts (only when more are left).
+            let page = reply
+                .add_struct()
+                .ok_or((500, "cannot build the reply".to_string()))?;
+            page.uint("total", total);
+            page.uint("offset", offset as u64);
+            page.uint("returned", devices.len() as u64);
+            let next = offset as u64 + devices.len() as u64;
+            if next < total {
+                page.uint("next_offset", next);
+            }
+        }
         for d in devices {
             let s = reply
                 .add_struct()
                 .ok_or((500, "cannot build the reply".to_string()))?;
-            s.str("device", &d.device_id);
-            s.str("provider", &d.provider);
-            s.str("token", &d.token);
-            s.str("app", &d.app);
-            s.str("user_agent", &d.user_agent);
-            s.int("updated_at", d.updated_at);
+            if whole_store {
+                s.str("aor", &d.aor);
+            }
+            device_fields(&s, &d);
+        }
+        Ok(())
+    })
+}
+
+/// A device's fields as push.devices and push.device_add show them (token shortened).
+fn device_fields(s: &Struct, d: &push_core::ipc::message::DeviceView) {
+    s.str("device", &d.device_id);
+    s.str("provider", &d.provider);
+    s.str("token", &d.token);
+    s.str("app", &d.app);
+    s.str("user_agent", &d.user_agent);
+    s.str("updated_at", &iso8601_secs(d.updated_at));
+}
+
+unsafe extern "C" fn rpc_device_add(api: *mut rpc_t, ctx: *mut c_void) {
+    serve("push.device_add", api, ctx, |reply| {
+        let Command::DeviceAdd(mut add) = reply.command("push.device_add")? else {
+            return Err((500, "unexpected command".to_string()));
+        };
+        add.aor = aor_key(add.aor);
+        let Answer::DeviceAdded {
+            device,
+            result,
+            evicted,
+        } = ask(Question::DeviceAdd(add))?
+        else {
+            return Err((500, "unexpected answer".to_string()));
+        };
+        let s = reply
+            .add_struct()
+            .ok_or((500, "cannot build the reply".to_string()))?;
+        s.str("result", &result);
+        s.str("aor", &device.aor);
+        device_fields(&s, &device);
+        if !evicted.is_empty() {
+            // The least recently registered devices that gave way (max_devices).
+            s.str("evicted", &evicted.join(", "));
         }
         Ok(())
     })

@@ -30,7 +30,20 @@ fuzz_target!(|data: &[u8]| {
                 assert!((1..=MAX_PAGE).contains(&limit));
                 assert!(aor.is_none_or(|a| a.len() <= MAX_AOR));
             }
-            Command::Devices { aor } | Command::Send { aor } => assert!(aor.len() <= MAX_AOR),
+            Command::Devices { aor, limit, .. } => {
+                assert!((1..=MAX_PAGE).contains(&limit));
+                assert!(aor.is_none_or(|a| a.len() <= MAX_AOR));
+            }
+            Command::DeviceAdd(add) => {
+                assert!(add.aor.len() <= MAX_AOR && add.token.len() <= MAX_DEVICE_ARG);
+                // Whatever it accepts fits one queue frame.
+                let question = push_core::ipc::message::ToDispatcher::Ask {
+                    reply_to: "kamailio-push/4294967295/18446744073709551615/0".into(),
+                    question: push_core::ipc::message::Question::DeviceAdd(add),
+                };
+                assert!(push_core::ipc::queue::encode(&question).is_ok());
+            }
+            Command::Send { aor } => assert!(aor.len() <= MAX_AOR),
             Command::Remove { aor, device } => {
                 assert!(aor.len() <= MAX_AOR);
                 assert!(device.is_none_or(|d| d.len() <= MAX_DEVICE_ARG));

@@ -11,6 +11,7 @@ use crate::devices::profile::{binding_for, UaProfile};
 pub const RPC_METHODS: &[&str] = &[
     "push.pending",
     "push.devices",
+    "push.device_add",
     "push.remove",
     "push.send",
     "push.stats",

@@ -13,6 +13,7 @@
 //! - [`log`]: log lines that end in Kamailio's logger, from whichever thread writes them.
 //! - [`latency`]: the histograms behind the timing statistics.
 //! - [`metrics`]: Prometheus metrics with labels and buckets, exported through xhttp_prom.
+//! - [`iso_time`]: times in RPC answers (ISO 8601, UTC, milliseconds).
 //! - [`fuzzing`]: checks the fuzz targets and the unit tests share.
 
 pub mod apps_file;
@@ -22,6 +23,7 @@ pub mod devices;
 pub mod dispatcher;
 pub mod fuzzing;
 pub mod ipc;
+pub mod iso_time;
 pub mod latency;
 pub mod log;
 pub mod metrics;

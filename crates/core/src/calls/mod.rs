@@ -6,7 +6,8 @@
 //! counters, pushes).
 
 use crate::devices::contact::PushBinding;
-use crate::ipc::message::{CallKey, HeldKind, PendingCall};
+use crate::ipc::limits::bounded_text;
+use crate::ipc::message::{CallKey, HeldKind, PendingCall, PendingDevice};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,13 @@ pub const GRACE: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PushState {
     Sending,
-    Sent,
+    /// Still on its way: the `attempts`-th attempt failed with `error` and it is tried again.
+    Retrying {
+        attempts: u32,
+        error: String,
+    },
+    /// The push service accepted it with this status.
+    Sent(u16),
     Failed(String),
     /// Not pushed for this call: the push of the held MESSAGE with this key, still outstanding,
     /// covers it (several messages for a sleeping device make one push). It takes that push's
@@ -27,9 +34,32 @@ pub enum PushState {
 impl PushState {
     /// A push is outstanding: accepted by the push service, or still on its way.
     pub fn reached(&self) -> bool {
-        matches!(self, PushState::Sending | PushState::Sent)
+        matches!(
+            self,
+            PushState::Sending | PushState::Retrying { .. } | PushState::Sent(_)
+        )
+    }
+
+    /// Where the push stands, for push.pending: `sending`, `retrying (...)`, `sent (200)`,
+    /// `failed (...)`, `covered (...)`; texts from outside bounded and escaped.
+    pub fn describe(&self) -> String {
+        match self {
+            PushState::Sending => "sending".to_string(),
+            PushState::Retrying { attempts, error } => format!(
+                "retrying (attempt {attempts} failed: {})",
+                bounded_text(error, MAX_STATE_TEXT)
+            ),
+            PushState::Sent(status) => format!("sent ({status})"),
+            PushState::Failed(why) => format!("failed ({})", bounded_text(why, MAX_STATE_TEXT)),
+            PushState::Covered(_) => "covered (the push for an earlier message)".to_string(),
+        }
     }
 }
+
+/// The most bytes of a reason push.pending shows in a push state.
+const MAX_STATE_TEXT: usize = 160;
+/// The most bytes of a caller's URI push.pending shows.
+pub const MAX_CALLER_TEXT: usize = 256;
 
 /// One device pushed for a call.
 #[derive(Clone, Debug)]
@@ -125,7 +155,7 @@ impl Call {
         }
         self.targets
             .iter()
-            .filter(|t| !t.joined && t.state == PushState::Sent)
+            .filter(|t| !t.joined && matches!(t.state, PushState::Sent(_)))
             .collect()
     }
 }
@@ -307,6 +337,23 @@ impl Calls {
         })
     }
 
+    /// A push of the call `key` to `device_id` failed an attempt and is tried again: its state
+    /// says so (push.pending) while it is on its way (messages it covers show they are covered).
+    pub fn push_retrying(&mut self, key: CallKey, device_id: &str, attempts: u32, error: &str) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        for t in call.targets.iter_mut().filter(|t| {
+            t.device_id == device_id
+                && matches!(t.state, PushState::Sending | PushState::Retrying { .. })
+        }) {
+            t.state = PushState::Retrying {
+                attempts,
+                error: bounded_text(error, MAX_STATE_TEXT),
+            };
+        }
+    }
+
     /// Records how a push ended, for its call and for the messages it covers. Returns the calls
     /// for which this was the last hope: every push of a still waiting call has failed, so the
     /// call should be failed now rather than at its timeout.
@@ -314,13 +361,13 @@ impl Calls {
         &mut self,
         key: CallKey,
         device_id: &str,
-        result: Result<(), String>,
+        result: Result<u16, String>,
     ) -> Vec<CallKey> {
         let Some(aor) = self.calls.get(&key).map(|c| c.aor.clone()) else {
             return Vec::new();
         };
         let state = match &result {
-            Ok(()) => PushState::Sent,
+            Ok(status) => PushState::Sent(*status),
             Err(e) => PushState::Failed(e.clone()),
         };
         let keys = self.by_aor.get(&aor).cloned().unwrap_or_default();
@@ -392,6 +439,7 @@ impl Calls {
         &self,
         aor: Option<&str>,
         now: Instant,
+        unix_now_ms: i64,
         offset: u32,
         limit: u32,
     ) -> (u32, Vec<PendingCall>) {
@@ -405,17 +453,44 @@ impl Calls {
         };
         list.sort_by_key(|c| (c.held_at, c.key));
         let total = list.len().min(u32::MAX as usize) as u32;
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         let mut bytes = 0;
         let mut page = Vec::new();
         for c in list.iter().skip(offset as usize).take(limit as usize) {
+            let age = now.saturating_duration_since(c.held_at);
+            let left = c.deadline.saturating_duration_since(now);
+            let overdue = now.saturating_duration_since(c.deadline);
+            let devices: Vec<PendingDevice> = c
+                .targets
+                .iter()
+                .map(|t| PendingDevice {
+                    device: loggable_device(&t.device_id),
+                    push: t.state.describe(),
+                })
+                .collect();
             let call = PendingCall {
                 aor: c.aor.clone(),
                 call_id: c.call_id.clone(),
-                age_ms: now.saturating_duration_since(c.held_at).as_millis() as u64,
+                caller: bounded_text(&c.caller_uri, MAX_CALLER_TEXT),
+                age_ms: ms(age) as u64,
+                held_at_ms: unix_now_ms.saturating_sub(ms(age)),
+                deadline_ms: unix_now_ms
+                    .saturating_add(ms(left))
+                    .saturating_sub(ms(overdue)),
                 devices_pushed: c.targets.len() as u32,
                 state: c.phase.as_str().to_string(),
+                devices,
             };
-            bytes += call.aor.len() + call.call_id.len() + call.state.len() + PAGE_ENTRY_OVERHEAD;
+            bytes += call.aor.len()
+                + call.call_id.len()
+                + call.caller.len()
+                + call.state.len()
+                + PAGE_ENTRY_OVERHEAD
+                + call
+                    .devices
+                    .iter()
+                    .map(|d| d.device.len() + d.push.len() + PAGE_DEVICE_OVERHEAD)
+                    .sum::<usize>();
             if bytes > PAGE_BYTES && !page.is_empty() {
                 break;
             }
@@ -425,13 +500,23 @@ impl Calls {
     }
 }
 
+/// A device id fit for logs and RPC answers: an instance as is, a token-based id shortened.
+pub fn loggable_device(device_id: &str) -> String {
+    match device_id.strip_prefix("token:") {
+        Some(token) => format!("token:{}", crate::devices::contact::shorten_token(token)),
+        None => bounded_text(device_id, crate::ipc::limits::MAX_INSTANCE),
+    }
+}
+
 /// What one page of push.pending may carry, in bytes of text plus [`PAGE_ENTRY_OVERHEAD`] per
 /// call: the answer travels in one Unix datagram to the RPC process (the kernel's default cap is
 /// about 212 KB), then through ctl (32 KB of top-level body by default, each call's structure in
 /// its own 8 KB) to kamcmd, which reads at most 128 KB.
 pub const PAGE_BYTES: usize = 48 * 1024;
-/// Field names, numbers and structure marks of one call in ctl's encoding, rounded up.
-pub const PAGE_ENTRY_OVERHEAD: usize = 64;
+/// Field names, numbers, times and structure marks of one call in ctl's encoding, rounded up.
+pub const PAGE_ENTRY_OVERHEAD: usize = 160;
+/// The same for each device of a call.
+pub const PAGE_DEVICE_OVERHEAD: usize = 32;
 
 #[cfg(test)]
 mod tests {
@@ -522,7 +607,7 @@ mod tests {
             .is_empty());
 
         calls.insert(call((1, 2), "alice", &["a", "b"]));
-        assert!(calls.push_done((1, 2), "token:a", Ok(())).is_empty());
+        assert!(calls.push_done((1, 2), "token:a", Ok(200)).is_empty());
         assert!(calls
             .push_done((1, 2), "token:b", Err("x".into()))
             .is_empty());
@@ -546,14 +631,24 @@ mod tests {
         let mut offset = 0;
         let mut pages = 0;
         loop {
-            let (total, page) = calls.pending(None, Instant::now(), offset, 1000);
+            let (total, page) = calls.pending(None, Instant::now(), 0, offset, 1000);
             assert_eq!(total, 10_000);
             if page.is_empty() {
                 break;
             }
             let bytes: usize = page
                 .iter()
-                .map(|c| c.aor.len() + c.call_id.len() + c.state.len() + PAGE_ENTRY_OVERHEAD)
+                .map(|c| {
+                    c.aor.len()
+                        + c.call_id.len()
+                        + c.caller.len()
+                        + c.state.len()
+                        + PAGE_ENTRY_OVERHEAD
+                        + c.devices
+                            .iter()
+                            .map(|d| d.device.len() + d.push.len() + PAGE_DEVICE_OVERHEAD)
+                            .sum::<usize>()
+                })
                 .sum();
             assert!(bytes <= PAGE_BYTES, "{bytes}");
             let encoded = postcard::to_stdvec(&page).unwrap();
@@ -576,10 +671,10 @@ mod tests {
         // Long call-ids: the byte bound, not the limit, cut these pages.
         assert!(pages > 10, "{pages}");
         // The default page of short entries is the limit's.
-        let (_, page) = calls.pending(Some("user-1"), Instant::now(), 0, 5);
+        let (_, page) = calls.pending(Some("user-1"), Instant::now(), 0, 0, 5);
         assert_eq!(page.len(), 5);
         assert!(page.iter().all(|c| c.aor == "user-1"));
-        let (total, page) = calls.pending(Some("user-1"), Instant::now(), 19, 5);
+        let (total, page) = calls.pending(Some("user-1"), Instant::now(), 0, 19, 5);
         assert_eq!((total, page.len()), (20, 1));
     }
 
@@ -588,9 +683,9 @@ mod tests {
         let mut calls = Calls::default();
         calls.insert(call((1, 1), "alice", &["a"]));
         calls.insert(call((1, 2), "bob", &["b"]));
-        assert_eq!(calls.pending(None, Instant::now(), 0, 100).1.len(), 2);
+        assert_eq!(calls.pending(None, Instant::now(), 0, 0, 100).1.len(), 2);
         assert_eq!(
-            calls.pending(Some("bob"), Instant::now(), 0, 100).1[0].call_id,
+            calls.pending(Some("bob"), Instant::now(), 0, 0, 100).1[0].call_id,
             "call-2"
         );
         assert!(calls.stale(Instant::now()).is_empty());
@@ -601,5 +696,64 @@ mod tests {
         assert!(calls.resume_aor("alice").is_empty());
         assert_eq!(calls.resume_aor("bob"), vec![(1, 2)]);
         assert_eq!(calls.len(), 1);
+    }
+
+    /// push.pending shows who calls, when the call is held and ended, and where each device's
+    /// push stands, in words; outside text escaped and bounded.
+    #[test]
+    fn pending_shows_caller_times_and_push_states() {
+        let mut calls = Calls::default();
+        let mut c = call(
+            (1, 1),
+            "alice",
+            &["aaaaaaaaaaaaaaaaaaaa", "bbbb", "cccc", "dddd"],
+        );
+        c.caller_uri = format!("sip:bob\r\nX-Forged: 1@example.com;{}", "p".repeat(400));
+        let held = c.held_at;
+        c.deadline = held + Duration::from_secs(30);
+        calls.insert(c);
+        calls.push_retrying(
+            (1, 1),
+            "token:aaaaaaaaaaaaaaaaaaaa",
+            1,
+            "503 from the\nservice",
+        );
+        calls.push_done((1, 1), "token:bbbb", Ok(200));
+        calls.push_done((1, 1), "token:cccc", Err("token dead (410)".into()));
+        // A retry note after the push ended changes nothing.
+        calls.push_retrying((1, 1), "token:bbbb", 2, "late");
+        let now = held + Duration::from_millis(1500);
+        let (_, page) = calls.pending(None, now, 1_000_000, 0, 10);
+        let p = &page[0];
+        assert!(
+            p.caller
+                .starts_with("sip:bob\\r\\nX-Forged: 1@example.com;"),
+            "{}",
+            p.caller
+        );
+        assert!(p.caller.len() <= MAX_CALLER_TEXT && p.caller.ends_with('…'));
+        assert_eq!(p.age_ms, 1500);
+        assert_eq!(p.held_at_ms, 1_000_000 - 1500);
+        assert_eq!(p.deadline_ms, 1_000_000 + 28_500);
+        let states: Vec<(&str, &str)> = p
+            .devices
+            .iter()
+            .map(|d| (d.device.as_str(), d.push.as_str()))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                (
+                    "token:aaaaaa…aaaa",
+                    "retrying (attempt 1 failed: 503 from the\\nservice)"
+                ),
+                ("token:bb…", "sent (200)"),
+                ("token:cc…", "failed (token dead (410))"),
+                ("token:dd…", "sending"),
+            ]
+        );
+        // Past its deadline (tm not yet told us), the deadline is in the past.
+        let (_, page) = calls.pending(None, held + Duration::from_secs(31), 1_000_000, 0, 10);
+        assert_eq!(page[0].deadline_ms, 1_000_000 - 1000);
     }
 }

@@ -54,6 +54,14 @@ pub enum MainJob {
     Message(ToDispatcher),
     /// A push finished.
     PushDone(PushDone),
+    /// A held call's push failed an attempt and is tried again (push.pending shows it): the
+    /// call, the device, the attempt's number and its error (cleaned).
+    PushRetrying {
+        key: crate::ipc::message::CallKey,
+        device_id: String,
+        attempts: u32,
+        error: String,
+    },
 }
 
 /// How often the main thread wakes up when there is nothing to do.
@@ -212,6 +220,12 @@ fn run_job(job: MainJob, engine: &mut Engine, host: &dyn Host) {
         MainJob::Log(record) => log::write_record(&record),
         MainJob::Message(message) => engine.handle(message, host),
         MainJob::PushDone(done) => engine.push_done(done, host),
+        MainJob::PushRetrying {
+            key,
+            device_id,
+            attempts,
+            error,
+        } => engine.push_retrying(key, &device_id, attempts, &error),
     }));
     if outcome.is_err() {
         crate::error!("a job on the dispatcher's main thread panicked; going on");

@@ -104,8 +104,15 @@ pub enum Question {
         offset: u32,
         limit: u32,
     },
-    /// Devices stored for an AOR.
-    Devices { aor: String },
+    /// Devices stored for an AOR, or (no AOR) every stored device by AOR then device: at most
+    /// `limit` from the `offset`-th on.
+    Devices {
+        aor: Option<String>,
+        offset: u32,
+        limit: u32,
+    },
+    /// Add or replace a device of an AOR (push.device_add), checked as a REGISTER's Contact is.
+    DeviceAdd(crate::ipc::args::DeviceAdd),
     /// Continue every call held for this AOR (push_resume); answers how many.
     Resume { aor: String },
     /// The configured apps and how they fare.
@@ -130,7 +137,19 @@ pub enum Answer {
         offset: u32,
         calls: Vec<PendingCall>,
     },
-    Devices(Vec<DeviceView>),
+    /// One page of devices: `total` match, `devices` start at the `offset`-th.
+    Devices {
+        total: u64,
+        offset: u32,
+        devices: Vec<DeviceView>,
+    },
+    /// push.device_add stored the device: how (`stored`, `replaced`, `unchanged`), and the
+    /// devices of the AOR that gave way to it (max_devices), shown as in logs.
+    DeviceAdded {
+        device: DeviceView,
+        result: String,
+        evicted: Vec<String>,
+    },
     Resumed(u32),
     Apps(Vec<AppView>),
     /// Per app: what push.reload did with it.
@@ -182,18 +201,37 @@ pub struct DispatcherStatus {
 pub struct PendingCall {
     pub aor: String,
     pub call_id: String,
+    /// The caller's From URI, bounded and escaped (text from outside).
+    pub caller: String,
     pub age_ms: u64,
+    /// Unix milliseconds when the call was held.
+    pub held_at_ms: i64,
+    /// Unix milliseconds when it is ended (480) if no device registers.
+    pub deadline_ms: i64,
     pub devices_pushed: u32,
     pub state: String,
+    /// Each device pushed for the call and where its push stands.
+    pub devices: Vec<PendingDevice>,
+}
+
+/// One device of a held call, as push.pending shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingDevice {
+    /// Its id as logs show it (an instance, or `token:` and the shortened token).
+    pub device: String,
+    /// `sending`, `retrying (attempt n: why)`, `sent (status)`, `failed (why)`, `covered by ...`.
+    pub push: String,
 }
 
 /// A device as `push.devices` shows it (token shortened).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceView {
+    pub aor: String,
     pub device_id: String,
     pub provider: String,
     pub token: String,
     pub app: String,
     pub user_agent: String,
+    /// Unix seconds.
     pub updated_at: i64,
 }

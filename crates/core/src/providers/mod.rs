@@ -17,6 +17,18 @@ pub use push::{CallPush, EndReason, Outcome, PushKind, PushTarget};
 use crate::config::{App, AppProvider};
 use std::time::{Duration, Instant};
 
+tokio::task_local! {
+    /// Told of each failed attempt after which the push in this task is tried again (the
+    /// attempt's number and its error, raw: the listener cleans it), so push.pending can say a
+    /// push is retrying. Set by the engine around a held call's push; absent elsewhere.
+    pub static ON_RETRY: Box<dyn Fn(u32, &str) + Send + Sync>;
+}
+
+/// Tells this task's [`ON_RETRY`] listener, if any, that attempt `attempts` failed with `error`.
+fn note_retry(attempts: u32, error: &str) {
+    let _ = ON_RETRY.try_with(|listener| listener(attempts, error));
+}
+
 /// Retry pacing every provider shares: exponential backoff from 100 ms doubling to 2 s, a server's
 /// Retry-After taken as a minimum, and no wait that would end at or past the call's deadline.
 /// A service that cannot be reached at all (connection refused or timed out, a name that does not
@@ -90,6 +102,7 @@ impl Backoff {
         attempts: u32,
         last_error: String,
     ) -> Result<String, Outcome> {
+        note_retry(attempts, &last_error);
         if self.wait(retry_after, deadline).await {
             Ok(last_error)
         } else {

@@ -3,12 +3,41 @@
 //! wakes); a dead token's device is forgotten; push.remove forgets devices on request.
 
 use super::{loggable_device, unix_now, Engine};
-use crate::devices::contact::shorten_token;
-use crate::devices::device_id;
+use crate::devices::contact::{parse_contact_uri, push_binding, shorten_token};
 use crate::devices::store::{Device, StoreError, Upsert};
+use crate::devices::{device_id, normalize_aor};
 use crate::dispatcher::Host;
-use crate::ipc::message::{Answer, ContactChange, ContactEvent};
+use crate::ipc::args::DeviceAdd;
+use crate::ipc::limits::bounded_text;
+use crate::ipc::message::{Answer, ContactChange, ContactEvent, DeviceView};
 use std::sync::atomic::Ordering;
+
+/// A value as a SIP URI parameter value or user part: every byte that is not unreserved
+/// percent-escaped (the Contact parser undoes it).
+fn uri_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'!' | b'~' | b'*') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A stored device as push.devices and push.device_add show it (token shortened).
+pub(super) fn device_view(d: Device) -> DeviceView {
+    DeviceView {
+        device_id: loggable_device(&d.device_id),
+        provider: d.provider,
+        token: shorten_token(&d.prid),
+        app: d.app_id.or(d.param).unwrap_or_default(),
+        user_agent: d.user_agent.unwrap_or_default(),
+        updated_at: d.updated_at,
+        aor: d.aor,
+    }
+}
 
 impl Engine {
     pub(super) fn on_contact(&mut self, ev: ContactEvent, host: &dyn Host) {
@@ -71,42 +100,137 @@ impl Engine {
             user_agent: ev.user_agent.clone(),
             updated_at: unix_now().as_secs() as i64,
         };
-        let stored = store.upsert(&device);
-        if stored.is_ok() {
-            self.ctx.index.insert(&ev.aor);
-            // Expiry is kept only for refresh pushes (one write less per REGISTER).
-            if self.ctx.config.refresh_window > 0 {
-                if let Err(e) = store.set_expiry(&ev.aor, &device.device_id, ev.expires_at) {
-                    error!("cannot note when a binding of {} expires: {e}", ev.aor);
-                }
+        if let Err(e) = self.keep_device(&device, ev.expires_at) {
+            error!("cannot store a device of {}: {e}", ev.aor);
+        }
+    }
+
+    /// Stores (or updates) a device, REGISTER's way whatever brought it: the AOR index, the
+    /// binding's expiry for refresh pushes, the log and the counter, and at most `max_devices`
+    /// for the AOR. Returns how it was stored and the devices that gave way to it.
+    fn keep_device(
+        &mut self,
+        device: &Device,
+        expires_at: Option<i64>,
+    ) -> Result<(Upsert, Vec<Device>), StoreError> {
+        let Some(store) = &self.store else {
+            return Err(StoreError::Url("the device store is not open".into()));
+        };
+        let aor = &device.aor;
+        let stored = store.upsert(device)?;
+        self.ctx.index.insert(aor);
+        // Expiry is kept only for refresh pushes (one write less per REGISTER).
+        if self.ctx.config.refresh_window > 0 {
+            if let Err(e) = store.set_expiry(aor, &device.device_id, expires_at) {
+                error!("cannot note when a binding of {aor} expires: {e}");
             }
         }
+        let mut evicted = Vec::new();
         match stored {
-            Ok(Upsert::Replaced) => debug!("device of {} updated", ev.aor),
-            Ok(Upsert::New) => {
+            Upsert::Replaced => debug!("device of {aor} updated"),
+            Upsert::New => {
                 self.count(|c| &c.devices_stored);
                 info!(
-                    "device of {} stored: {} token {}",
-                    ev.aor,
-                    binding.provider,
-                    shorten_token(&binding.prid)
+                    "device of {aor} stored: {} token {}",
+                    device.provider,
+                    shorten_token(&device.prid)
                 );
-                self.keep_max_devices(&ev.aor, &device.device_id);
+                evicted = self.keep_max_devices(aor, &device.device_id);
             }
-            Ok(Upsert::Unchanged) => {}
-            Err(e) => error!("cannot store a device of {}: {e}", ev.aor),
+            Upsert::Unchanged => {}
+        }
+        Ok((stored, evicted))
+    }
+
+    /// push.device_add: a device an operator's backend learned (an app that reports its token over
+    /// HTTP), checked as a REGISTER's Contact is: its push parameters through the same parser
+    /// (provider, token and param bounds and characters, the APNs dual token), the app must exist
+    /// and push that provider, and the AOR keeps at most `max_devices`. Stored with its app, so
+    /// it is pushed through that app; it replaces the device with the same instance (or token).
+    pub(super) fn add_device(&mut self, add: DeviceAdd) -> Answer {
+        let Some(aor) = normalize_aor(&add.aor, self.config().use_domain) else {
+            return Answer::Error(format!("'{}' is not an AOR", bounded_text(&add.aor, 60)));
+        };
+        // The push parameters as a Contact URI, read by the parser every REGISTER goes through;
+        // kept as the device's Contact (an APNs dual token's `remote` part is read from there).
+        let user = aor.split('@').next().unwrap_or("device");
+        let mut contact = format!(
+            "sip:{}@push.device_add.invalid;pn-provider={};pn-prid={}",
+            uri_escape(user),
+            uri_escape(&add.provider),
+            uri_escape(&add.token)
+        );
+        if let Some(param) = &add.param {
+            contact.push_str(&format!(";pn-param={}", uri_escape(param)));
+        }
+        let binding = match parse_contact_uri(&contact).and_then(|info| push_binding(&info)) {
+            Ok(Some(binding)) => binding,
+            Ok(None) => return Answer::Error("push.device_add: no push parameters".into()),
+            Err(e) => return Answer::Error(format!("push.device_add: {e}")),
+        };
+        let Some(app) = self.config().apps.iter().find(|a| a.id == add.app) else {
+            let known: Vec<&str> = self.config().apps.iter().map(|a| a.id.as_str()).collect();
+            return Answer::Error(format!(
+                "push.device_add: no app '{}' (apps: {})",
+                bounded_text(&add.app, 40),
+                bounded_text(&known.join(", "), 80)
+            ));
+        };
+        if !app.provider.serves(&binding.provider) {
+            return Answer::Error(format!(
+                "push.device_add: app {} ({}) cannot push provider '{}'",
+                app.id,
+                app.provider.name(),
+                binding.provider
+            ));
+        }
+        let device = Device {
+            aor: aor.clone(),
+            device_id: device_id(add.instance.as_deref(), &binding.prid),
+            provider: binding.provider.clone(),
+            prid: binding.prid.clone(),
+            param: binding.param.clone(),
+            app_id: Some(app.id.clone()),
+            instance: add.instance.clone(),
+            contact,
+            user_agent: add.user_agent.clone(),
+            updated_at: unix_now().as_secs() as i64,
+        };
+        match self.keep_device(&device, None) {
+            Ok((stored, evicted)) => {
+                notice!(
+                    "device of {aor} added by push.device_add: app {}, {} token {}",
+                    device.app_id.as_deref().unwrap_or_default(),
+                    device.provider,
+                    shorten_token(&device.prid)
+                );
+                Answer::DeviceAdded {
+                    device: device_view(device),
+                    result: match stored {
+                        Upsert::New => "stored",
+                        Upsert::Replaced => "replaced",
+                        Upsert::Unchanged => "unchanged",
+                    }
+                    .to_string(),
+                    evicted: evicted
+                        .iter()
+                        .map(|d| loggable_device(&d.device_id))
+                        .collect(),
+                }
+            }
+            Err(e) => Answer::Error(format!("push.device_add: {e}")),
         }
     }
 
     /// At most `max_devices` per AOR (one REGISTER, or many, cannot make one call fan out into
     /// unbounded pushes): the least recently registered devices give way to `new_device`.
-    fn keep_max_devices(&self, aor: &str, new_device: &str) {
+    fn keep_max_devices(&self, aor: &str, new_device: &str) -> Vec<Device> {
         let Some(store) = &self.store else {
-            return;
+            return Vec::new();
         };
         let max = self.ctx.config.max_devices;
         match store.trim(aor, max, new_device) {
-            Ok(evicted) if evicted.is_empty() => {}
+            Ok(evicted) if evicted.is_empty() => Vec::new(),
             Ok(evicted) => {
                 self.count_removed(evicted.len());
                 for d in &evicted {
@@ -116,8 +240,12 @@ impl Engine {
                         shorten_token(&d.prid)
                     );
                 }
+                evicted
             }
-            Err(e) => error!("cannot keep {aor} within max_devices: {e}"),
+            Err(e) => {
+                error!("cannot keep {aor} within max_devices: {e}");
+                Vec::new()
+            }
         }
     }
 
@@ -203,6 +331,27 @@ impl Engine {
                 self.devices_counted = Some((super::now(), count));
                 Some(count)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What push.device_add escapes into its Contact comes back out of the Contact parser as it
+    /// went in, whatever the characters.
+    #[test]
+    fn escaped_values_survive_the_contact_parser() {
+        for value in ["plain-token.1", "a;b=c%d&e:voip", "é?<>\"", "x y"] {
+            let contact = format!("sip:u@h;pn-param={}", uri_escape(value));
+            let info = parse_contact_uri(&contact).unwrap();
+            let got = info
+                .uri_params
+                .iter()
+                .find(|(n, _)| n == "pn-param")
+                .and_then(|(_, v)| v.clone());
+            assert_eq!(got.as_deref(), Some(value), "{contact}");
         }
     }
 }

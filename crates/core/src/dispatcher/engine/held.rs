@@ -238,7 +238,7 @@ impl Engine {
         key: CallKey,
         aor: &str,
         device_id: &str,
-        result: Result<(), String>,
+        result: Result<u16, String>,
         host: &dyn Host,
     ) {
         for key in self.calls.push_done(key, device_id, result) {

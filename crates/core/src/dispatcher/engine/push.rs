@@ -10,7 +10,9 @@ use crate::devices::store::Device;
 use crate::dispatcher::{Host, MainJob};
 use crate::ipc::message::CallKey;
 use crate::metrics as m;
-use crate::providers::{AppPusher, CallPush, EndReason, Outcome, PushKind, PushTarget};
+use crate::providers::{
+    clean, AppPusher, CallPush, EndReason, Outcome, PushKind, PushTarget, ON_RETRY,
+};
 use crate::shared::Shared;
 use crossbeam_channel::Sender;
 use std::sync::atomic::Ordering;
@@ -83,7 +85,33 @@ impl Push {
             Purpose::Test | Purpose::Refresh | Purpose::End => NO_CALL,
         };
         let started = Instant::now();
-        let outcome = self.sender.send(&self.body, &self.target, deadline).await;
+        let outcome = match self.purpose {
+            // A held call's push tells the main thread of each retry (push.pending).
+            Purpose::Call { key, .. } => {
+                let (main, device_id) = (main.clone(), self.device_id.clone());
+                let tokens = (self.target.token.clone(), self.target.alert_token.clone());
+                let listener: Box<dyn Fn(u32, &str) + Send + Sync> =
+                    Box::new(move |attempts, error| {
+                        let mut error = clean::outside_text(error, Some(&tokens.0));
+                        if let Some(remote) = &tokens.1 {
+                            error = clean::outside_text(&error, Some(remote));
+                        }
+                        let _ = main.send(MainJob::PushRetrying {
+                            key,
+                            device_id: device_id.clone(),
+                            attempts,
+                            error,
+                        });
+                    });
+                ON_RETRY
+                    .scope(
+                        listener,
+                        self.sender.send(&self.body, &self.target, deadline),
+                    )
+                    .await
+            }
+            _ => self.sender.send(&self.body, &self.target, deadline).await,
+        };
         let took = started.elapsed();
         if matches!(outcome, Outcome::Sent { .. }) {
             match self.purpose {
@@ -186,6 +214,11 @@ impl Engine {
             .abort_handle()
     }
 
+    /// A held call's push failed an attempt and is tried again: push.pending says so.
+    pub fn push_retrying(&mut self, key: CallKey, device_id: &str, attempts: u32, error: &str) {
+        self.calls.push_retrying(key, device_id, attempts, error);
+    }
+
     /// A push ended: the app's health, the counters and the log say how; a dead token's device
     /// is forgotten; a call whose every push failed is failed now.
     pub fn push_done(&mut self, done: PushDone, host: &dyn Host) {
@@ -199,7 +232,7 @@ impl Engine {
                     "push for {aor} device {device} sent through app {}: accepted ({status}, {attempts} attempt(s))",
                     done.app_id
                 );
-                Ok(())
+                Ok(*status)
             }
             Outcome::TokenDead { status, body } => {
                 notice!(
@@ -223,7 +256,7 @@ impl Engine {
             }
         };
         match result {
-            Ok(()) => self.count(|c| &c.pushes_sent),
+            Ok(_) => self.count(|c| &c.pushes_sent),
             Err(_) => self.count(|c| &c.pushes_failed),
         }
         self.push_ended(done.key, &done.aor, &done.device_id, result, host);

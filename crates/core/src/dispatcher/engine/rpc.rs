@@ -3,12 +3,14 @@
 //! for before it answers the asker itself.
 
 use super::apps::NoPusher;
+use super::devices::device_view;
 use super::push::{About, Purpose};
 use super::{loggable_device, now, unix_now, Engine};
-use crate::devices::contact::shorten_token;
+use crate::calls::{PAGE_BYTES, PAGE_ENTRY_OVERHEAD};
 use crate::devices::normalize_aor;
+use crate::devices::store::Device;
 use crate::dispatcher::Host;
-use crate::ipc::message::{Answer, DeviceView, Question};
+use crate::ipc::message::{Answer, Question};
 use crate::ipc::reply;
 use crate::providers::{Outcome, PushKind};
 use std::time::Duration;
@@ -82,37 +84,18 @@ impl Engine {
             Question::Status => Answer::Status(self.ctx.status()),
             Question::Pending { aor, offset, limit } => {
                 let aor = aor.and_then(|a| normalize_aor(&a, use_domain));
-                let (total, calls) = self.calls.pending(aor.as_deref(), now(), offset, limit);
+                let unix_ms = unix_now().as_millis() as i64;
+                let (total, calls) =
+                    self.calls
+                        .pending(aor.as_deref(), now(), unix_ms, offset, limit);
                 Answer::Pending {
                     total,
                     offset,
                     calls,
                 }
             }
-            Question::Devices { aor } => {
-                let Some(aor) = normalize_aor(&aor, use_domain) else {
-                    return Answer::Error(format!("'{aor}' is not an AOR"));
-                };
-                let Some(store) = &self.store else {
-                    return Answer::Error("the device store is not open".into());
-                };
-                match store.devices(&aor) {
-                    Ok(devices) => Answer::Devices(
-                        devices
-                            .into_iter()
-                            .map(|d| DeviceView {
-                                device_id: loggable_device(&d.device_id),
-                                provider: d.provider,
-                                token: shorten_token(&d.prid),
-                                app: d.app_id.or(d.param).unwrap_or_default(),
-                                user_agent: d.user_agent.unwrap_or_default(),
-                                updated_at: d.updated_at,
-                            })
-                            .collect(),
-                    ),
-                    Err(e) => Answer::Error(e.to_string()),
-                }
-            }
+            Question::Devices { aor, offset, limit } => self.device_page(aor, offset, limit),
+            Question::DeviceAdd(add) => self.add_device(add),
             Question::Apps => Answer::Apps(self.app_views()),
             Question::Reload => self.reload(),
             Question::Remove { aor, device } => {
@@ -127,6 +110,58 @@ impl Engine {
                 Ok(n) => Answer::Resumed(n),
                 Err(e) => Answer::Error(e),
             },
+        }
+    }
+
+    /// push.devices: the devices of an AOR, or a page of every stored device (by AOR, then
+    /// device), cut where its text would pass [`PAGE_BYTES`] (at least one device).
+    fn device_page(&self, aor: Option<String>, offset: u32, limit: u32) -> Answer {
+        let Some(store) = &self.store else {
+            return Answer::Error("the device store is not open".into());
+        };
+        let found = match aor {
+            Some(aor) => {
+                let Some(aor) = normalize_aor(&aor, self.config().use_domain) else {
+                    return Answer::Error(format!("'{aor}' is not an AOR"));
+                };
+                store.devices(&aor).map(|all| {
+                    let total = all.len() as u64;
+                    let page: Vec<Device> = all
+                        .into_iter()
+                        .skip(offset as usize)
+                        .take(limit as usize)
+                        .collect();
+                    (total, page)
+                })
+            }
+            None => store
+                .count()
+                .and_then(|total| Ok((total, store.page(u64::from(offset), limit)?))),
+        };
+        let (total, page) = match found {
+            Ok(found) => found,
+            Err(e) => return Answer::Error(e.to_string()),
+        };
+        let mut bytes = 0;
+        let mut devices = Vec::new();
+        for d in page {
+            let view = device_view(d);
+            bytes += view.aor.len()
+                + view.device_id.len()
+                + view.provider.len()
+                + view.token.len()
+                + view.app.len()
+                + view.user_agent.len()
+                + PAGE_ENTRY_OVERHEAD;
+            if bytes > PAGE_BYTES && !devices.is_empty() {
+                break;
+            }
+            devices.push(view);
+        }
+        Answer::Devices {
+            total,
+            offset,
+            devices,
         }
     }
 

@@ -222,6 +222,12 @@ impl Rig {
                     outcomes.push(done.outcome.clone());
                     self.engine.push_done(done, &self.host);
                 }
+                Ok(MainJob::PushRetrying {
+                    key,
+                    device_id,
+                    attempts,
+                    error,
+                }) => self.engine.push_retrying(key, &device_id, attempts, &error),
                 Ok(_) => {}
                 Err(e) => panic!("{} of {n} pushes finished: {e}", outcomes.len()),
             }
@@ -523,7 +529,13 @@ fn tm_ending_a_call_stops_its_pushes() {
     std::thread::sleep(Duration::from_millis(1500));
     // At most the one on the wire when the call ended.
     assert!(rig.server.requests().len() <= sent + 1);
-    assert!(rig.jobs.try_recv().is_err(), "the stopped push reported");
+    // (Its retry notes, sent while it ran, are no report.)
+    assert!(
+        !rig.jobs
+            .try_iter()
+            .any(|job| matches!(job, MainJob::PushDone(_))),
+        "the stopped push reported"
+    );
     // A Held read after tm ended the call is dropped.
     rig.hold((1, 1));
     assert_eq!(rig.held_now(), 0);
@@ -656,9 +668,12 @@ fn rpc_answers() {
     );
     rig.register("tokA0123456789", None);
     match rig.ask(Question::Devices {
-        aor: "sip:alice@example.com".into(),
+        aor: Some("sip:alice@example.com".into()),
+        offset: 0,
+        limit: 100,
     }) {
-        Answer::Devices(devices) => {
+        Answer::Devices { devices, total, .. } => {
+            assert_eq!(total, 1);
             assert_eq!(devices.len(), 1);
             assert_eq!(devices[0].device_id, "token:tokA01…6789");
             assert_eq!(devices[0].user_agent, "test phone");
@@ -1257,6 +1272,204 @@ fn reload_changes(rig: &mut Rig) -> Vec<(String, String)> {
     }
 }
 
+fn device_add(aor: &str, app: &str, provider: &str, token: &str) -> crate::ipc::args::DeviceAdd {
+    crate::ipc::args::DeviceAdd {
+        aor: aor.into(),
+        app: app.into(),
+        provider: provider.into(),
+        token: token.into(),
+        instance: None,
+        param: None,
+        user_agent: None,
+    }
+}
+
+/// push.device_add: the checks a REGISTER's Contact gets (its push parameters through the same
+/// parser, an app that exists and pushes that provider, max_devices), an answer saying what was
+/// stored, and a device that a held call then pushes through the app it was added with.
+#[test]
+fn device_add_is_checked_like_a_register_and_then_pushed() {
+    let mut rig = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| {
+        c.max_devices = 2;
+        c.apps
+            .push(App::parse("id=droid;provider=fcm;service_account=/nonexistent.json").unwrap());
+    });
+    let refused =
+        |rig: &mut Rig, add: crate::ipc::args::DeviceAdd| match rig.ask(Question::DeviceAdd(add)) {
+            Answer::Error(e) => e,
+            other => panic!("{other:?}"),
+        };
+    let e = refused(
+        &mut rig,
+        device_add(AOR, "nope", "apns", "tok0123456789abcdef"),
+    );
+    assert!(e.contains("no app 'nope' (apps: app, droid)"), "{e}");
+    let e = refused(
+        &mut rig,
+        device_add(AOR, "droid", "apns", "tok0123456789abcdef"),
+    );
+    assert!(
+        e.contains("app droid (fcm) cannot push provider 'apns'"),
+        "{e}"
+    );
+    let e = refused(
+        &mut rig,
+        device_add(AOR, "app", "ap ns", "tok0123456789abcdef"),
+    );
+    assert!(e.contains("unusable push provider"), "{e}");
+    let e = refused(&mut rig, device_add(AOR, "app", "apns", "tok 0123456789"));
+    assert!(e.contains("whitespace"), "{e}");
+    let e = refused(&mut rig, device_add(AOR, "app", "apns", &"t".repeat(1025)));
+    assert!(e.contains("too long: 1025 bytes, at most 1024"), "{e}");
+    let mut bad_param = device_add(AOR, "app", "apns", "tok0123456789abcdef");
+    bad_param.param = Some("p".repeat(300));
+    let e = refused(&mut rig, bad_param);
+    assert!(e.contains("pn-param is too long"), "{e}");
+    let e = refused(
+        &mut rig,
+        device_add("sip:@host", "app", "apns", "tok0123456789abcdef"),
+    );
+    assert!(e.contains("is not an AOR"), "{e}");
+    assert!(rig.stored_tokens().is_empty());
+
+    // An APNs dual token: the VoIP one is stored, as from a REGISTER.
+    let mut add = device_add(
+        "sip:alice@example.com",
+        "app",
+        "apns",
+        "remotetoken0001:remote&voiptoken00001:voip",
+    );
+    add.instance = Some("<urn:uuid:dev-1>".into());
+    add.user_agent = Some("Backend/1.0".into());
+    match rig.ask(Question::DeviceAdd(add.clone())) {
+        Answer::DeviceAdded {
+            device,
+            result,
+            evicted,
+        } => {
+            assert_eq!(result, "stored");
+            assert!(evicted.is_empty());
+            assert_eq!(device.aor, AOR);
+            assert_eq!(device.device_id, "<urn:uuid:dev-1>");
+            assert_eq!(device.token, "voipto…0001");
+            assert_eq!(device.app, "app");
+            assert_eq!(device.provider, "apns");
+            assert_eq!(device.user_agent, "Backend/1.0");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(rig.ctx.index.contains(AOR));
+    assert_eq!(rig.stored_tokens(), vec!["voiptoken00001"]);
+    // The `remote` token is kept for alert pushes, as for a REGISTER's Contact.
+    let stored = Store::open_reader(&rig.ctx.config.db_path)
+        .unwrap()
+        .devices(AOR)
+        .unwrap();
+    assert_eq!(
+        crate::providers::PushTarget::of(&stored[0])
+            .alert_token
+            .as_deref(),
+        Some("remotetoken0001")
+    );
+    assert_eq!(stored[0].app_id.as_deref(), Some("app"));
+    assert_eq!(stored[0].instance.as_deref(), Some("<urn:uuid:dev-1>"));
+    // The same again: unchanged; a new token for the instance: replaced.
+    match rig.ask(Question::DeviceAdd(add.clone())) {
+        Answer::DeviceAdded { result, .. } => assert_eq!(result, "unchanged"),
+        other => panic!("{other:?}"),
+    }
+    add.token = "newvoiptoken0002".into();
+    match rig.ask(Question::DeviceAdd(add)) {
+        Answer::DeviceAdded { result, .. } => assert_eq!(result, "replaced"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rig.stored_tokens(), vec!["newvoiptoken0002"]);
+
+    // A held call pushes it through its app, with its token.
+    rig.hold((1, 1));
+    rig.pushes_done(1);
+    let push = rig.requests(1)[0].json();
+    assert_eq!(push["token"], "newvoiptoken0002");
+    assert_eq!(push["app_id"], "app");
+
+    // max_devices (2): a third device makes the least recently registered one give way.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut second = device_add(AOR, "droid", "fcm", "fcmtoken000000000002");
+    second.instance = Some("<urn:uuid:dev-2>".into());
+    assert!(matches!(
+        rig.ask(Question::DeviceAdd(second)),
+        Answer::DeviceAdded { .. }
+    ));
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut third = device_add(AOR, "app", "fcm", "fcmtoken000000000003");
+    third.instance = Some("<urn:uuid:dev-3>".into());
+    match rig.ask(Question::DeviceAdd(third)) {
+        Answer::DeviceAdded { evicted, .. } => assert_eq!(evicted, vec!["<urn:uuid:dev-1>"]),
+        other => panic!("{other:?}"),
+    }
+    let mut tokens = rig.stored_tokens();
+    tokens.sort();
+    assert_eq!(tokens, vec!["fcmtoken000000000002", "fcmtoken000000000003"]);
+}
+
+/// push.devices without an AOR: the count of every stored device, and pages that list each once.
+#[test]
+fn devices_page_through_every_aor() {
+    let mut rig = Rig::ok();
+    for i in 0..230 {
+        let add = device_add(
+            &format!("user{:03}", i % 57),
+            "app",
+            "fcm",
+            // Tokens that stay apart once shortened (first 6 and last 4 characters).
+            &format!("{i:05}-token-{i:05}"),
+        );
+        assert!(matches!(
+            rig.ask(Question::DeviceAdd(add)),
+            Answer::DeviceAdded { .. }
+        ));
+    }
+    let mut seen = Vec::new();
+    let mut offset = 0;
+    loop {
+        let Answer::Devices {
+            total,
+            offset: at,
+            devices,
+        } = rig.ask(Question::Devices {
+            aor: None,
+            offset,
+            limit: 100,
+        })
+        else {
+            panic!("not a page");
+        };
+        assert_eq!((total, at), (230, offset));
+        if devices.is_empty() {
+            break;
+        }
+        assert!(devices.len() <= 100);
+        offset += devices.len() as u32;
+        seen.extend(devices.into_iter().map(|d| (d.aor, d.device_id)));
+    }
+    assert_eq!(seen.len(), 230);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 230);
+    // One AOR: its devices only (4 of them: 230 = 57 * 4 + 2).
+    match rig.ask(Question::Devices {
+        aor: Some("user010".into()),
+        offset: 0,
+        limit: 100,
+    }) {
+        Answer::Devices { total, devices, .. } => {
+            assert_eq!((total, devices.len()), (4, 4));
+            assert!(devices.iter().all(|d| d.aor == "user010"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn push_reload_applies_the_apps_file_for_new_pushes_only() {
     let dir = temp_dir();
@@ -1377,4 +1590,58 @@ fn push_reload_applies_the_apps_file_for_new_pushes_only() {
     rig.pushes_done(1);
     assert_eq!(paths(&rig, 3)[2], "/push/three");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// push.pending: the caller, when the call is ended if nobody registers, and each device's push
+/// state as it goes: retrying after a failed attempt, then sent with the service's status.
+#[test]
+fn pending_shows_caller_deadline_and_push_states() {
+    let mut rig = Rig::new(
+        Box::new(|n| {
+            if n == 0 {
+                (503, Duration::ZERO)
+            } else {
+                (200, Duration::from_millis(1500))
+            }
+        }),
+        |_| {},
+    );
+    rig.register("tokA0123456789", None);
+    let before = crate::iso_time::unix_ms_now();
+    rig.hold((1, 1));
+    assert_eq!(rig.pending()[0].devices[0].push, "sending");
+    // The first attempt's 503 comes back as a retry note while the second one is out.
+    loop {
+        match rig.jobs.recv_timeout(WAIT).expect("no retry note") {
+            MainJob::PushRetrying {
+                key,
+                device_id,
+                attempts,
+                error,
+            } => {
+                rig.engine.push_retrying(key, &device_id, attempts, &error);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let call = &rig.pending()[0];
+    assert_eq!(call.caller, "sip:bob@example.com");
+    assert_eq!(call.devices[0].device, "token:tokA01…6789");
+    assert!(
+        call.devices[0]
+            .push
+            .starts_with("retrying (attempt 1 failed: ")
+            && call.devices[0].push.contains("503"),
+        "{:?}",
+        call.devices[0]
+    );
+    // Held for 30 s: the deadline is then, the hold time now.
+    assert!((call.held_at_ms - before).abs() < 1000, "{call:?}");
+    assert!(
+        (call.deadline_ms - call.held_at_ms - 30_000).abs() < 100,
+        "{call:?}"
+    );
+    rig.pushes_done(1);
+    assert_eq!(rig.pending()[0].devices[0].push, "sent (200)");
 }
