@@ -13,25 +13,43 @@ use testkit::push_server::PushServer;
 use testkit::wake::*;
 use testkit::*;
 
-/// GET /metrics over HTTP/1.0 on the SIP TCP listener (xhttp).
+/// GET /metrics on the SIP TCP listener (xhttp). Kamailio keeps the connection open after its
+/// answer, so the body is read by its Content-Length.
 fn scrape_text(k: &Kamailio) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", k.sip_port())).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .unwrap();
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("not an HTTP answer: {response:?}"));
-    assert!(
-        head.starts_with("HTTP/1.") && head.contains(" 200 "),
-        "{head}"
-    );
-    body.to_string()
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 16384];
+    loop {
+        let text = String::from_utf8_lossy(&response).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            assert!(
+                head.starts_with("HTTP/1.") && head.contains(" 200 "),
+                "{head}"
+            );
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or_else(|| panic!("no Content-Length: {head}"));
+            if body.len() >= length {
+                return body[..length].to_string();
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => panic!("connection closed early: {text}"),
+            Ok(n) => response.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("reading /metrics: {e}: {text}"),
+        }
+    }
 }
 
 /// One sample of a scrape as the parser understood it.
