@@ -5,7 +5,8 @@
 //! stops Kamailio with a line naming the parameter. The docs test (tests/docs.rs) checks that
 //! README.md and doc/push.md list exactly these parameters.
 
-use crate::devices::store::{parse_db_url, DEFAULT_DB_URL};
+use crate::devices::postgres::redact_url;
+use crate::devices::store::{parse_db_url, DbUrl, DEFAULT_DB_URL};
 use std::ffi::CStr;
 use std::fmt;
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ impl fmt::Display for RawValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RawValue::Int(i) => write!(f, "{i}"),
-            RawValue::Str(s) => write!(f, "\"{}\"", redact_record(s)),
+            RawValue::Str(s) => write!(f, "\"{}\"", redact_record(&redact_url(s))),
         }
     }
 }
@@ -540,8 +541,8 @@ params! {
     auto_resume: Int, set(Int(1)) => auto_resume: bool = flag;
     /// A call whose every push failed is continued into the resume route (1) instead of answered 480 (0).
     failed_route_resume: Int, set(Int(0)) => failed_route_resume: bool = flag;
-    /// The SQLite file of the device store.
-    db_url: Str, set(Str(DEFAULT_DB_URL)) => db_path: PathBuf = |v| {
+    /// The device store: an SQLite file (this node) or a PostgreSQL database (every node).
+    db_url: Str, set(Str(DEFAULT_DB_URL)) => db: DbUrl = |v| {
         parse_db_url(&text(v)?).map_err(|e| e.to_string())
     };
     /// Apps pushes go through, one per `modparam("push", "app", ...)`, in declaration order.
@@ -1086,7 +1087,10 @@ mod tests {
         assert_eq!(c.max_pending, 10_000);
         assert_eq!(c.resume_route, "PUSH_RESUME");
         assert!(c.auto_resume);
-        assert_eq!(c.db_path, PathBuf::from("/var/lib/kamailio/push.sqlite"));
+        assert_eq!(
+            c.db,
+            DbUrl::Sqlite(PathBuf::from("/var/lib/kamailio/push.sqlite"))
+        );
         assert!(c.apps.is_empty() && c.profiles.is_empty());
         assert_eq!(c.default_app, None);
         assert!(!c.use_domain);

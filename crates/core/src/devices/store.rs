@@ -21,12 +21,15 @@
 //! The schema version is kept in `PRAGMA user_version`; [`Store::open`] creates or migrates the
 //! schema, and both kinds of opening refuse a file written by a newer version of the module.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::postgres::WriteOp;
 use rusqlite::{
     params, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
 };
@@ -326,16 +329,54 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// Parses the `db_url` module parameter. Only `sqlite:///absolute/path` is supported (three
-/// slashes: the scheme's two and the path's own). Relative paths are refused: Kamailio's working
-/// directory is not predictable. Surrounding white space is ignored; the path is taken literally
-/// (no percent-decoding, no query string).
-pub fn parse_db_url(url: &str) -> Result<PathBuf, StoreError> {
+/// Where the devices are kept: `db_url` parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DbUrl {
+    /// `sqlite:///absolute/path`: a file only this node uses (the embedded default).
+    Sqlite(PathBuf),
+    /// `postgres://user:password@host:port/database`: shared by every node (see
+    /// [`super::postgres`]).
+    Postgres(super::postgres::PgUrl),
+}
+
+impl fmt::Display for DbUrl {
+    /// The URL as it may be shown: a PostgreSQL password as `<redacted>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbUrl::Sqlite(path) => write!(f, "{SCHEME}{}", path.display()),
+            DbUrl::Postgres(url) => write!(f, "{url}"),
+        }
+    }
+}
+
+impl DbUrl {
+    /// The SQLite file, if the store is one.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            DbUrl::Sqlite(path) => Some(path),
+            DbUrl::Postgres(_) => None,
+        }
+    }
+}
+
+/// Parses the `db_url` module parameter: `postgres://user:password@host:port/database` (see
+/// [`super::postgres::parse_pg_url`]) or `sqlite:///absolute/path` (three slashes: the scheme's
+/// two and the path's own). Relative paths are refused: Kamailio's working directory is not
+/// predictable. Surrounding white space is ignored; the path is taken literally (no
+/// percent-decoding, no query string). Errors never show a password.
+pub fn parse_db_url(url: &str) -> Result<DbUrl, StoreError> {
     let url = url.trim();
+    if super::postgres::is_pg_url(url) {
+        return super::postgres::parse_pg_url(url)
+            .map(DbUrl::Postgres)
+            .map_err(StoreError::Url);
+    }
+    let url = super::postgres::redact_url(url);
+    let url = url.as_str();
     let Some(rest) = url.strip_prefix(SCHEME) else {
         return Err(StoreError::Url(format!(
-            "'{url}' is not supported: the only supported scheme is {SCHEME}, \
-             as in {SCHEME}/absolute/path/push.sqlite"
+            "'{url}' is not supported: use {SCHEME}/absolute/path/push.sqlite (a file for \
+             this node) or postgres://user:password@host:port/database (shared by every node)"
         )));
     };
     if rest.is_empty() {
@@ -360,7 +401,7 @@ pub fn parse_db_url(url: &str) -> Result<PathBuf, StoreError> {
     }
     let path = PathBuf::from(rest);
     match path.file_name() {
-        Some(_) => Ok(path),
+        Some(_) => Ok(DbUrl::Sqlite(path)),
         None => Err(StoreError::Url(format!(
             "'{url}' does not end in a file name"
         ))),
@@ -386,6 +427,12 @@ pub struct Store {
     /// Writes go into one open transaction that [`Store::flush`] commits (the dispatcher flushes
     /// once per tick, and on drop): see [`Store::batch_writes`].
     batched: bool,
+    /// Where each write is handed on (the PostgreSQL writer's outbox), if anywhere: see
+    /// [`Store::mirror_to`].
+    mirror: Option<Box<dyn Fn(WriteOp) + Send>>,
+    /// AORs that lost devices since the last [`Store::merge`], and when (Unix seconds): a
+    /// snapshot read before a removal must not bring the removed devices back.
+    removals: RefCell<HashMap<String, i64>>,
 }
 
 impl Drop for Store {
@@ -431,10 +478,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
         migrate(&conn, path)?;
-        Ok(Store {
-            conn,
-            batched: false,
-        })
+        Ok(Store::with(conn))
     }
 
     /// Opens an existing database read-only, beside the writer (no process of the module does so
@@ -476,10 +520,103 @@ impl Store {
         }
         // Prepare the one query readers make now, so that a broken file shows up at open time.
         conn.prepare_cached(HAS_DEVICES).map_err(open_err)?;
-        Ok(Store {
+        Ok(Store::with(conn))
+    }
+
+    fn with(conn: Connection) -> Store {
+        Store {
             conn,
             batched: false,
-        })
+            mirror: None,
+            removals: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// A store in memory only, with the file store's schema and queries: what a node knows when
+    /// the devices are kept in PostgreSQL (the dispatcher reads only this, never the database
+    /// server; see [`super::postgres`]).
+    pub fn open_memory() -> Result<Store, StoreError> {
+        let path = Path::new(":memory:");
+        let conn = Connection::open_in_memory().map_err(|error| StoreError::Open {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        migrate(&conn, path)?;
+        Ok(Store::with(conn))
+    }
+
+    /// From now on every write (not [`Store::merge`]) is also handed to `sink` once it is done
+    /// here, as a [`WriteOp`] that makes the same change elsewhere.
+    pub fn mirror_to(&mut self, sink: Box<dyn Fn(WriteOp) + Send>) {
+        self.mirror = Some(sink);
+    }
+
+    fn mirror(&self, op: impl FnOnce() -> WriteOp) {
+        if let Some(sink) = &self.mirror {
+            sink(op());
+        }
+    }
+
+    fn note_removal(&self, aor: &str) {
+        if self.mirror.is_some() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            self.removals.borrow_mut().insert(aor.to_string(), now);
+        }
+    }
+
+    /// Adds what another copy of the store holds (PostgreSQL's devices, read when the writer
+    /// connects): a device not known here is added, a known one replaced when the other record is
+    /// newer; a device of an AOR that lost devices here since the last merge is skipped unless it
+    /// was written after that. Nothing is handed to the mirror. Returns the AORs of the devices
+    /// added or replaced.
+    pub fn merge(
+        &self,
+        devices: &[Device],
+        refresh: &[(String, String, i64, Option<i64>)],
+    ) -> Result<Vec<String>, StoreError> {
+        let removals = std::mem::take(&mut *self.removals.borrow_mut());
+        let mut aors = Vec::new();
+        self.atomic(|tx| {
+            for d in devices {
+                if removals.get(&d.aor).is_some_and(|&at| d.updated_at <= at) {
+                    continue;
+                }
+                let known = tx
+                    .prepare_cached(SELECT_ONE)?
+                    .query_row(params![d.aor, d.device_id], Device::from_row)
+                    .optional()?;
+                if known.is_some_and(|k| k.updated_at >= d.updated_at) {
+                    continue;
+                }
+                tx.prepare_cached(UPSERT)?.execute(params![
+                    d.aor,
+                    d.device_id,
+                    d.provider,
+                    d.prid,
+                    d.param,
+                    d.app_id,
+                    d.instance,
+                    d.contact,
+                    d.user_agent,
+                    d.updated_at,
+                ])?;
+                aors.push(d.aor.clone());
+            }
+            for (aor, device_id, expires_at, pushed_at) in refresh {
+                tx.prepare_cached(
+                    "INSERT INTO refresh (aor, device_id, expires_at, pushed_at) \
+                     SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM devices \
+                     WHERE aor = ?1 AND device_id = ?2) ON CONFLICT (aor, device_id) DO NOTHING",
+                )?
+                .execute(params![aor, device_id, expires_at, pushed_at])?;
+            }
+            Ok(())
+        })?;
+        aors.dedup();
+        Ok(aors)
     }
 
     /// From now on, writes are batched: the first write opens one transaction, later writes join
@@ -594,6 +731,7 @@ impl Store {
             }
             Ok(outcome)
         })
+        .inspect(|_| self.mirror(|| WriteOp::Upsert(device.clone())))
     }
 
     /// Removes one device; returns whether it existed.
@@ -604,6 +742,15 @@ impl Store {
                 .execute(params![aor, device_id])?;
             prune_refresh(conn, aor)?;
             Ok(n > 0)
+        })
+        .inspect(|&removed| {
+            if removed {
+                self.note_removal(aor);
+                self.mirror(|| WriteOp::Remove {
+                    aor: aor.to_string(),
+                    device_id: device_id.to_string(),
+                });
+            }
         })
     }
 
@@ -617,6 +764,15 @@ impl Store {
             prune_refresh(conn, aor)?;
             Ok(n)
         })
+        .inspect(|&n| {
+            if n > 0 {
+                self.note_removal(aor);
+                self.mirror(|| WriteOp::RemoveToken {
+                    aor: aor.to_string(),
+                    prid: prid.to_string(),
+                });
+            }
+        })
     }
 
     /// Removes all devices of an AOR. Returns how many.
@@ -625,6 +781,14 @@ impl Store {
             let n = conn.prepare_cached(DELETE_AOR)?.execute(params![aor])?;
             prune_refresh(conn, aor)?;
             Ok(n)
+        })
+        .inspect(|&n| {
+            if n > 0 {
+                self.note_removal(aor);
+                self.mirror(|| WriteOp::RemoveAor {
+                    aor: aor.to_string(),
+                });
+            }
         })
     }
 
@@ -646,6 +810,15 @@ impl Store {
             }
             prune_refresh(tx, aor)
         })?;
+        if !evicted.is_empty() {
+            self.note_removal(aor);
+        }
+        for d in &evicted {
+            self.mirror(|| WriteOp::Remove {
+                aor: aor.to_string(),
+                device_id: d.device_id.clone(),
+            });
+        }
         Ok(evicted)
     }
 
@@ -711,6 +884,13 @@ impl Store {
             };
             Ok(())
         })
+        .inspect(|_| {
+            self.mirror(|| WriteOp::SetExpiry {
+                aor: aor.to_string(),
+                device_id: device_id.to_string(),
+                expires_at,
+            })
+        })
     }
 
     /// Devices whose binding expires after `now` and by `until` (Unix seconds) and that had no
@@ -734,6 +914,13 @@ impl Store {
             conn.prepare_cached(MARK_PUSHED)?
                 .execute(params![aor, device_id, at])?;
             Ok(())
+        })
+        .inspect(|_| {
+            self.mirror(|| WriteOp::MarkRefreshed {
+                aor: aor.to_string(),
+                device_id: device_id.to_string(),
+                at,
+            })
         })
     }
 }
@@ -846,15 +1033,15 @@ mod tests {
     fn parse_db_url_accepts_absolute_paths() {
         assert_eq!(
             parse_db_url("sqlite:///var/lib/kamailio/push.sqlite").unwrap(),
-            PathBuf::from("/var/lib/kamailio/push.sqlite")
+            DbUrl::Sqlite(PathBuf::from("/var/lib/kamailio/push.sqlite"))
         );
         assert_eq!(
             parse_db_url(DEFAULT_DB_URL).unwrap(),
-            PathBuf::from("/var/lib/kamailio/push.sqlite")
+            DbUrl::Sqlite(PathBuf::from("/var/lib/kamailio/push.sqlite"))
         );
         assert_eq!(
             parse_db_url("  sqlite:///tmp/p.db\n").unwrap(),
-            PathBuf::from("/tmp/p.db")
+            DbUrl::Sqlite(PathBuf::from("/tmp/p.db"))
         );
     }
 
