@@ -753,6 +753,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_database_password_never_shows_in_a_parameter_error() {
+        for url in [
+            "postgres://kam:Hush-42@db/push?sslmode=require",
+            "postgres://kam:Hush-42@db:99999/push",
+            "mysql://kam:Hush-42@db/push",
+        ] {
+            let e = Config::check_param("db_url", &RawValue::Str(url.into()))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                !e.contains("Hush-42") && e.contains("kam:<redacted>@db"),
+                "{e}"
+            );
+        }
+        let ok = Config::from_params(&[(
+            "db_url",
+            RawValue::Str("postgres://kam:Hush-42@db/push".into()),
+        )]);
+        let c = ok.unwrap();
+        assert!(!format!("{c:?}").contains("Hush-42"));
+        assert_eq!(c.db.to_string(), "postgres://kam:<redacted>@db:5432/push");
+    }
+
+    #[test]
     fn defaults_without_parameters() {
         assert_eq!(Config::from_params(&[]).unwrap(), Config::default());
     }

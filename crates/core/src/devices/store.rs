@@ -18,6 +18,10 @@
 //! 20 ms busy timeout (in WAL mode it is blocked only in rare moments, such as WAL recovery after
 //! a crash); the writer gets 2 s.
 //!
+//! With a PostgreSQL `db_url` ([`super::postgres`]) the dispatcher uses [`Store::open_memory`]
+//! instead: the same schema and queries in memory, every write also handed to the PostgreSQL
+//! writer ([`Store::mirror_to`]), the database's devices added with [`Store::merge`].
+//!
 //! The schema version is kept in `PRAGMA user_version`; [`Store::open`] creates or migrates the
 //! schema, and both kinds of opening refuse a file written by a newer version of the module.
 
@@ -1046,6 +1050,30 @@ mod tests {
     }
 
     #[test]
+    fn parse_db_url_accepts_postgres_and_never_shows_its_password() {
+        let url = parse_db_url("postgres://kam:Hush-42@db.example.com:5433/push").unwrap();
+        let DbUrl::Postgres(pg) = &url else {
+            panic!("{url:?}")
+        };
+        assert_eq!(pg.password.as_ref().unwrap().expose(), "Hush-42");
+        assert_eq!(
+            url.to_string(),
+            "postgres://kam:<redacted>@db.example.com:5433/push"
+        );
+        assert!(!format!("{url:?}").contains("Hush-42"));
+        assert_eq!(url.sqlite_path(), None);
+        let e = parse_db_url("postgres://kam:Hush-42@db/push?sslmode=require")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("kam:<redacted>@db") && !e.contains("Hush-42"),
+            "{e}"
+        );
+        let e = url_error("mysql://kamailio:Hush-42@localhost/kamailio");
+        assert!(e.contains("postgres://") && !e.contains("Hush-42"), "{e}");
+    }
+
+    #[test]
     fn parse_db_url_refuses_bad_urls() {
         let relative = url_error("sqlite://relative/file");
         assert!(relative.contains("absolute"), "{relative}");
@@ -1667,5 +1695,126 @@ mod tests {
         assert_eq!(store.devices("carol").unwrap().len(), 1);
         store.set_expiry("carol", "token:tok-c", Some(100)).unwrap();
         assert_eq!(store.due_refreshes(50, 200, 10).unwrap().len(), 1);
+    }
+
+    fn mirrored() -> (Store, Arc<std::sync::Mutex<Vec<WriteOp>>>) {
+        let mut store = Store::open_memory().unwrap();
+        let ops = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&ops);
+        store.mirror_to(Box::new(move |op| sink.lock().unwrap().push(op)));
+        (store, ops)
+    }
+
+    /// Every write that changes something is handed on, once, as the operation that makes the
+    /// same change elsewhere; a write that changes nothing hands on nothing.
+    #[test]
+    fn a_mirrored_store_hands_on_each_change_once() {
+        let (store, ops) = mirrored();
+        let a = dev("alice", "<urn:uuid:a>", "ta", 100);
+        store.upsert(&a).unwrap();
+        // Unchanged within a minute: nothing written, nothing handed on.
+        store
+            .upsert(&Device {
+                updated_at: 110,
+                ..a.clone()
+            })
+            .unwrap();
+        store
+            .set_expiry("alice", "<urn:uuid:a>", Some(500))
+            .unwrap();
+        store.mark_refreshed("alice", "<urn:uuid:a>", 400).unwrap();
+        // Removing what is not there hands on nothing (a REGISTER without push parameters).
+        assert!(!store.remove("alice", "<urn:uuid:none>").unwrap());
+        assert_eq!(store.remove_token("alice", "nope").unwrap(), 0);
+        assert_eq!(store.remove_aor("nobody").unwrap(), 0);
+        for i in 0..3 {
+            store
+                .upsert(&dev("bob", &format!("<urn:uuid:{i}>"), &format!("b{i}"), i))
+                .unwrap();
+        }
+        let evicted = store.trim("bob", 2, "<urn:uuid:0>").unwrap();
+        assert_eq!(evicted.len(), 1);
+        assert_eq!(store.remove_token("bob", "b0").unwrap(), 1);
+        assert!(store.remove("alice", "<urn:uuid:a>").unwrap());
+        assert_eq!(store.remove_aor("bob").unwrap(), 1);
+        let ops = ops.lock().unwrap().clone();
+        let del = |aor: &str, id: &str| WriteOp::Remove {
+            aor: aor.into(),
+            device_id: id.into(),
+        };
+        assert_eq!(
+            ops,
+            vec![
+                WriteOp::Upsert(a.clone()),
+                WriteOp::SetExpiry {
+                    aor: "alice".into(),
+                    device_id: "<urn:uuid:a>".into(),
+                    expires_at: Some(500)
+                },
+                WriteOp::MarkRefreshed {
+                    aor: "alice".into(),
+                    device_id: "<urn:uuid:a>".into(),
+                    at: 400
+                },
+                WriteOp::Upsert(dev("bob", "<urn:uuid:0>", "b0", 0)),
+                WriteOp::Upsert(dev("bob", "<urn:uuid:1>", "b1", 1)),
+                WriteOp::Upsert(dev("bob", "<urn:uuid:2>", "b2", 2)),
+                del("bob", "<urn:uuid:1>"),
+                WriteOp::RemoveToken {
+                    aor: "bob".into(),
+                    prid: "b0".into()
+                },
+                del("alice", "<urn:uuid:a>"),
+                WriteOp::RemoveAor { aor: "bob".into() },
+            ]
+        );
+    }
+
+    /// What the database holds is added: unknown devices, newer records; an older record never
+    /// replaces a newer one, a device removed here since the last merge does not come back, and
+    /// nothing merged is handed on.
+    #[test]
+    fn merge_adds_what_is_new_and_keeps_what_is_newer_here() {
+        let (store, ops) = mirrored();
+        let mine = dev("alice", "<urn:uuid:a>", "new-token", 200);
+        store.upsert(&mine).unwrap();
+        store
+            .upsert(&dev("carol", "<urn:uuid:c>", "tc", 100))
+            .unwrap();
+        assert!(store.remove("carol", "<urn:uuid:c>").unwrap());
+        ops.lock().unwrap().clear();
+        let older_alice = dev("alice", "<urn:uuid:a>", "old-token", 150);
+        let bob = dev("bob", "<urn:uuid:b>", "tb", 100);
+        let newer_dave = dev("dave", "<urn:uuid:d>", "td2", 300);
+        store
+            .upsert(&dev("dave", "<urn:uuid:d>", "td1", 100))
+            .unwrap();
+        ops.lock().unwrap().clear();
+        let stale_carol = dev("carol", "<urn:uuid:c>", "tc", 100);
+        let aors = store
+            .merge(
+                &[older_alice, bob.clone(), newer_dave.clone(), stale_carol],
+                &[
+                    ("bob".into(), "<urn:uuid:b>".into(), 1000, None),
+                    ("ghost".into(), "x".into(), 1, None),
+                ],
+            )
+            .unwrap();
+        assert_eq!(aors, ["bob", "dave"]);
+        assert_eq!(store.devices("alice").unwrap(), vec![mine]);
+        assert_eq!(store.devices("bob").unwrap(), vec![bob.clone()]);
+        assert_eq!(store.devices("dave").unwrap(), vec![newer_dave]);
+        assert!(store.devices("carol").unwrap().is_empty());
+        assert_eq!(
+            store.due_refreshes(900, 1100, 10).unwrap(),
+            vec![(bob, 1000)]
+        );
+        assert!(
+            ops.lock().unwrap().is_empty(),
+            "merged records are not written back"
+        );
+        // The removal guard lasts until that merge only.
+        let carol_again = dev("carol", "<urn:uuid:c>", "tc", 100);
+        assert_eq!(store.merge(&[carol_again], &[]).unwrap(), ["carol"]);
     }
 }
