@@ -1,6 +1,6 @@
 //! A PostgreSQL server of the test's own: Debian's `postgresql` package (its binaries in
 //! `/usr/lib/postgresql/<version>/bin`), never its stock cluster or service. [`Postgres::start`]
-//! creates a data directory under the system temp dir (`initdb`), starts `postgres` on a port of
+//! creates a data directory under /tmp (`initdb`), starts `postgres` on a port of
 //! the harness's allocator, listening on 127.0.0.1 only, with its unix socket in its own
 //! directory, and creates a login role with a password and a database it owns. The server runs as
 //! the `postgres` user when the tests run as root (PostgreSQL refuses root), through `runuser`.
@@ -65,10 +65,10 @@ impl Postgres {
              (scripts/setup.sh does)",
         );
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-        // Under /tmp rather than the target dir: the postgres user must reach it, and the socket
-        // path must stay short (108 bytes at most).
+        // Under /tmp rather than the target dir (or $TMPDIR): the postgres user must reach it
+        // whoever owns the checkout, and the socket path must stay short (108 bytes at most).
         let dir =
-            std::env::temp_dir().join(format!("kpush-pg-{}-{seq}-{name}", std::process::id()));
+            PathBuf::from("/tmp").join(format!("kpush-pg-{}-{seq}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("socket")).unwrap();
         let unique = std::time::SystemTime::now()
