@@ -247,3 +247,36 @@ fn a_database_down_for_10_s_costs_no_call_and_loses_no_device() {
     call_wakes(&c, &carol, &pushes, "pg-outage-carol-%u");
     password_hidden(&c, &pg);
 }
+
+/// A `db_url` that cannot be used stops `kamailio -c` with a line naming the parameter, the URL
+/// shown with its password redacted; a good one passes without any server (nothing connects
+/// before the dispatcher runs).
+#[test]
+fn a_bad_postgres_url_is_refused_without_showing_the_password() {
+    let dir = run_dir("pg-bad-url");
+    let example =
+        std::fs::read_to_string(repo_root().join("cfg-examples/push-registrar.cfg")).unwrap();
+    let line = "modparam(\"push\", \"db_url\", PUSH_DB)";
+    let app = format!("\"id={APP};provider=webhook;url=http://127.0.0.1:9/push\"");
+    let check = |url: &str| {
+        let cfg = dir.join("bad-url.cfg");
+        let text = example.replace(line, &format!("modparam(\"push\", \"db_url\", \"{url}\")"));
+        std::fs::write(&cfg, text).unwrap();
+        check_config(&cfg, &[("PUSH_APP", app.as_str())])
+    };
+    for url in [
+        "postgres://kam:Hush-4242@127.0.0.1:99999/push",
+        "postgres://kam:Hush-4242@127.0.0.1/push?sslmode=require",
+        "postgres://kam:Hush-4242@127.0.0.1:5432/",
+    ] {
+        let (ok, out) = check(url);
+        assert!(!ok, "{url} accepted:\n{out}");
+        assert!(out.contains("modparam(\"push\", \"db_url\""), "{out}");
+        assert!(out.contains("kam:<redacted>@127.0.0.1"), "{out}");
+        assert!(!out.contains("Hush-4242"), "{out}");
+    }
+    // Nothing listens on port 9: the config is still good (the database is not needed to start).
+    let (ok, out) = check("postgres://kam:Hush-4242@127.0.0.1:9/push");
+    assert!(ok, "{out}");
+    assert!(!out.contains("Hush-4242"), "{out}");
+}
