@@ -508,13 +508,20 @@ impl Link {
     }
 }
 
-/// Every device (and refresh record) the database holds, read when the writer (re)connects.
+/// Every device (and refresh record) the database holds, read when the writer (re)connects, in
+/// parts of at most [`SNAPSHOT_PART`] devices, so that the main thread handles other work (calls)
+/// between them; the refresh records come with the last part.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub devices: Vec<Device>,
     /// (aor, device_id, expires_at, pushed_at).
     pub refresh: Vec<(String, String, i64, Option<i64>)>,
+    /// The last part of this load.
+    pub last: bool,
 }
+
+/// Devices per [`Snapshot`] part.
+pub const SNAPSHOT_PART: usize = 2000;
 
 /// What the main thread and the writer share.
 struct Shared {
@@ -710,7 +717,21 @@ async fn session(
             .await
             .map_err(Ended::Retry)?;
         let loaded = snapshot.devices.len();
-        on_load(snapshot);
+        let mut devices = snapshot.devices;
+        while devices.len() > SNAPSHOT_PART {
+            let rest = devices.split_off(SNAPSHOT_PART);
+            on_load(Snapshot {
+                devices,
+                refresh: Vec::new(),
+                last: false,
+            });
+            devices = rest;
+        }
+        on_load(Snapshot {
+            devices,
+            refresh: snapshot.refresh,
+            last: true,
+        });
         shared.state.store(LinkState::Up as u8, Ordering::Relaxed);
         let dropped = lock(&shared.outbox).take_dropped();
         if let Some(line) = link.connected(url, written, loaded, dropped) {
@@ -882,7 +903,11 @@ async fn load(client: &tokio_postgres::Client) -> Result<Snapshot, tokio_postgre
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect();
-    Ok(Snapshot { devices, refresh })
+    Ok(Snapshot {
+        devices,
+        refresh,
+        last: true,
+    })
 }
 
 #[cfg(test)]

@@ -574,14 +574,19 @@ impl Store {
     /// Adds what another copy of the store holds (PostgreSQL's devices, read when the writer
     /// connects): a device not known here is added, a known one replaced when the other record is
     /// newer; a device of an AOR that lost devices here since the last merge is skipped unless it
-    /// was written after that. Nothing is handed to the mirror. Returns the AORs of the devices
-    /// added or replaced.
+    /// was written after that (`last`: the last part of what the other copy holds ends that
+    /// merge). Nothing is handed to the mirror. Returns the AORs of the devices added or replaced.
     pub fn merge(
         &self,
         devices: &[Device],
         refresh: &[(String, String, i64, Option<i64>)],
+        last: bool,
     ) -> Result<Vec<String>, StoreError> {
-        let removals = std::mem::take(&mut *self.removals.borrow_mut());
+        let removals = if last {
+            std::mem::take(&mut *self.removals.borrow_mut())
+        } else {
+            self.removals.borrow().clone()
+        };
         let mut aors = Vec::new();
         self.atomic(|tx| {
             for d in devices {
@@ -1791,16 +1796,22 @@ mod tests {
             .unwrap();
         ops.lock().unwrap().clear();
         let stale_carol = dev("carol", "<urn:uuid:c>", "tc", 100);
+        // In two parts: the removal guard holds until the last.
+        let first = store
+            .merge(&[older_alice, bob.clone()], &[], false)
+            .unwrap();
+        assert_eq!(first, ["bob"]);
         let aors = store
             .merge(
-                &[older_alice, bob.clone(), newer_dave.clone(), stale_carol],
+                &[newer_dave.clone(), stale_carol],
                 &[
                     ("bob".into(), "<urn:uuid:b>".into(), 1000, None),
                     ("ghost".into(), "x".into(), 1, None),
                 ],
+                true,
             )
             .unwrap();
-        assert_eq!(aors, ["bob", "dave"]);
+        assert_eq!(aors, ["dave"]);
         assert_eq!(store.devices("alice").unwrap(), vec![mine]);
         assert_eq!(store.devices("bob").unwrap(), vec![bob.clone()]);
         assert_eq!(store.devices("dave").unwrap(), vec![newer_dave]);
@@ -1815,6 +1826,6 @@ mod tests {
         );
         // The removal guard lasts until that merge only.
         let carol_again = dev("carol", "<urn:uuid:c>", "tc", 100);
-        assert_eq!(store.merge(&[carol_again], &[]).unwrap(), ["carol"]);
+        assert_eq!(store.merge(&[carol_again], &[], true).unwrap(), ["carol"]);
     }
 }

@@ -227,7 +227,7 @@ impl Engine {
     /// not know (or knew in an older version) are added to its memory and to the AOR index.
     pub fn store_loaded(&mut self, snapshot: Snapshot) {
         let Some(store) = &self.store else { return };
-        match store.merge(&snapshot.devices, &snapshot.refresh) {
+        match store.merge(&snapshot.devices, &snapshot.refresh, snapshot.last) {
             Ok(aors) => {
                 for aor in &aors {
                     self.ctx.index.insert(aor);
