@@ -11,7 +11,7 @@ use super::{guard, sys::cmd_export_t};
 use push_core::calls::CallEnd;
 use push_core::config::Config;
 use push_core::devices::index::AorIndex;
-use push_core::devices::store::Store;
+use push_core::devices::store::{DbUrl, Store};
 use push_core::dispatcher::{self, Host};
 use push_core::ipc::message::{Answer, CallKey, Question};
 use push_core::ipc::queue::Queue;
@@ -193,20 +193,30 @@ fn init() -> Result<(), String> {
             config.aor_index_size
         )
     })?;
-    {
-        let store = Store::open(&config.db_path)
-            .map_err(|e| format!("invalid db_url for modparam(\"push\", \"db_url\", ...): {e}"))?;
-        let aors = store
-            .aors()
-            .map_err(|e| format!("cannot read the device store: {e}"))?;
-        for aor in &aors {
-            index.insert(aor);
+    match &config.db {
+        DbUrl::Sqlite(path) => {
+            let store = Store::open(path).map_err(|e| {
+                format!("invalid db_url for modparam(\"push\", \"db_url\", ...): {e}")
+            })?;
+            let aors = store
+                .aors()
+                .map_err(|e| format!("cannot read the device store: {e}"))?;
+            for aor in &aors {
+                index.insert(aor);
+            }
+            push_core::info!(
+                "device store {}: {} AOR(s) with push devices",
+                path.display(),
+                aors.len()
+            );
         }
-        push_core::info!(
-            "device store {}: {} AOR(s) with push devices",
-            config.db_path.display(),
-            aors.len()
-        );
+        // Never a connection here (a database that is down must not stop Kamailio, and no
+        // connection may cross fork): the dispatcher connects, creates the schema and fills the
+        // index as soon as it runs, and again whenever the database comes back.
+        DbUrl::Postgres(url) => push_core::info!(
+            "device store {url} (shared by every node): the push dispatcher connects to it and \
+             loads the stored devices into the AOR index"
+        ),
     }
     // Every app's credentials must be usable now: a bad key stops Kamailio with the app's name.
     // The clients built here are dropped before fork; the dispatcher builds its own.

@@ -341,6 +341,13 @@ unsafe extern "C" fn rpc_stats(api: *mut rpc_t, ctx: *mut c_void) {
             d.uint("runtime_threads", status.runtime_threads as u64);
             d.uint("messages_handled", status.messages_handled);
         }
+        if let Some(s) = top.child("store") {
+            s.str("url", &status.store.url);
+            s.str("state", &status.store.state);
+            s.uint("writes_queued", status.store.queued);
+            s.uint("writes_dropped", status.store.dropped);
+            s.uint("writes_done", status.store.written);
+        }
         top.int(
             "held_now",
             globals

@@ -5,7 +5,8 @@
 //! stops Kamailio with a line naming the parameter. The docs test (tests/docs.rs) checks that
 //! README.md and doc/push.md list exactly these parameters.
 
-use crate::devices::store::{parse_db_url, DEFAULT_DB_URL};
+use crate::devices::postgres::redact_url;
+use crate::devices::store::{parse_db_url, DbUrl, DEFAULT_DB_URL};
 use std::ffi::CStr;
 use std::fmt;
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ impl fmt::Display for RawValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RawValue::Int(i) => write!(f, "{i}"),
-            RawValue::Str(s) => write!(f, "\"{}\"", redact_record(s)),
+            RawValue::Str(s) => write!(f, "\"{}\"", redact_record(&redact_url(s))),
         }
     }
 }
@@ -544,8 +545,8 @@ params! {
     auto_resume: Int, set(Int(1)) => auto_resume: bool = flag;
     /// A call whose every push failed is continued into the resume route (1) instead of answered 480 (0).
     failed_route_resume: Int, set(Int(0)) => failed_route_resume: bool = flag;
-    /// The SQLite file of the device store.
-    db_url: Str, set(Str(DEFAULT_DB_URL)) => db_path: PathBuf = |v| {
+    /// The device store: an SQLite file (this node) or a PostgreSQL database (every node).
+    db_url: Str, set(Str(DEFAULT_DB_URL)) => db: DbUrl = |v| {
         parse_db_url(&text(v)?).map_err(|e| e.to_string())
     };
     /// Apps pushes go through, one per `modparam("push", "app", ...)`, in declaration order.
@@ -789,6 +790,30 @@ fn text(value: &RawValue) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_password_never_shows_in_a_parameter_error() {
+        for url in [
+            "postgres://kam:Hush-42@db/push?sslmode=require",
+            "postgres://kam:Hush-42@db:99999/push",
+            "mysql://kam:Hush-42@db/push",
+        ] {
+            let e = Config::check_param("db_url", &RawValue::Str(url.into()))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                !e.contains("Hush-42") && e.contains("kam:<redacted>@db"),
+                "{e}"
+            );
+        }
+        let ok = Config::from_params(&[(
+            "db_url",
+            RawValue::Str("postgres://kam:Hush-42@db/push".into()),
+        )]);
+        let c = ok.unwrap();
+        assert!(!format!("{c:?}").contains("Hush-42"));
+        assert_eq!(c.db.to_string(), "postgres://kam:<redacted>@db:5432/push");
+    }
 
     #[test]
     fn defaults_without_parameters() {
@@ -1125,7 +1150,10 @@ mod tests {
         assert_eq!(c.max_pending, 10_000);
         assert_eq!(c.resume_route, "PUSH_RESUME");
         assert!(c.auto_resume);
-        assert_eq!(c.db_path, PathBuf::from("/var/lib/kamailio/push.sqlite"));
+        assert_eq!(
+            c.db,
+            DbUrl::Sqlite(PathBuf::from("/var/lib/kamailio/push.sqlite"))
+        );
         assert!(c.apps.is_empty() && c.profiles.is_empty());
         assert_eq!(c.default_app, None);
         assert!(!c.use_domain);

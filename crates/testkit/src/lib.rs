@@ -8,9 +8,11 @@
 //! - [`push_server`]: the one record-and-answer HTTP server (webhook endpoint).
 //! - [`wake`]: the wake-up call flow (registrar config, phones, callers).
 //! - [`netns`]: re-running a test inside private mount and network namespaces.
+//! - [`postgres`]: a PostgreSQL server of the test's own (the shared device store's tests).
 
 pub mod mock_push;
 pub mod netns;
+pub mod postgres;
 pub mod push_server;
 pub mod wake;
 

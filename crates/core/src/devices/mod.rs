@@ -3,6 +3,7 @@
 
 pub mod contact;
 pub mod index;
+pub mod postgres;
 pub mod profile;
 pub mod store;
 

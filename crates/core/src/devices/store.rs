@@ -18,15 +18,22 @@
 //! 20 ms busy timeout (in WAL mode it is blocked only in rare moments, such as WAL recovery after
 //! a crash); the writer gets 2 s.
 //!
+//! With a PostgreSQL `db_url` ([`super::postgres`]) the dispatcher uses [`Store::open_memory`]
+//! instead: the same schema and queries in memory, every write also handed to the PostgreSQL
+//! writer ([`Store::mirror_to`]), the database's devices added with [`Store::merge`].
+//!
 //! The schema version is kept in `PRAGMA user_version`; [`Store::open`] creates or migrates the
 //! schema, and both kinds of opening refuse a file written by a newer version of the module.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::postgres::WriteOp;
 use rusqlite::{
     params, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
 };
@@ -330,16 +337,54 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// Parses the `db_url` module parameter. Only `sqlite:///absolute/path` is supported (three
-/// slashes: the scheme's two and the path's own). Relative paths are refused: Kamailio's working
-/// directory is not predictable. Surrounding white space is ignored; the path is taken literally
-/// (no percent-decoding, no query string).
-pub fn parse_db_url(url: &str) -> Result<PathBuf, StoreError> {
+/// Where the devices are kept: `db_url` parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DbUrl {
+    /// `sqlite:///absolute/path`: a file only this node uses (the embedded default).
+    Sqlite(PathBuf),
+    /// `postgres://user:password@host:port/database`: shared by every node (see
+    /// [`super::postgres`]).
+    Postgres(super::postgres::PgUrl),
+}
+
+impl fmt::Display for DbUrl {
+    /// The URL as it may be shown: a PostgreSQL password as `<redacted>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbUrl::Sqlite(path) => write!(f, "{SCHEME}{}", path.display()),
+            DbUrl::Postgres(url) => write!(f, "{url}"),
+        }
+    }
+}
+
+impl DbUrl {
+    /// The SQLite file, if the store is one.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            DbUrl::Sqlite(path) => Some(path),
+            DbUrl::Postgres(_) => None,
+        }
+    }
+}
+
+/// Parses the `db_url` module parameter: `postgres://user:password@host:port/database` (see
+/// [`super::postgres::parse_pg_url`]) or `sqlite:///absolute/path` (three slashes: the scheme's
+/// two and the path's own). Relative paths are refused: Kamailio's working directory is not
+/// predictable. Surrounding white space is ignored; the path is taken literally (no
+/// percent-decoding, no query string). Errors never show a password.
+pub fn parse_db_url(url: &str) -> Result<DbUrl, StoreError> {
     let url = url.trim();
+    if super::postgres::is_pg_url(url) {
+        return super::postgres::parse_pg_url(url)
+            .map(DbUrl::Postgres)
+            .map_err(StoreError::Url);
+    }
+    let url = super::postgres::redact_url(url);
+    let url = url.as_str();
     let Some(rest) = url.strip_prefix(SCHEME) else {
         return Err(StoreError::Url(format!(
-            "'{url}' is not supported: the only supported scheme is {SCHEME}, \
-             as in {SCHEME}/absolute/path/push.sqlite"
+            "'{url}' is not supported: use {SCHEME}/absolute/path/push.sqlite (a file for \
+             this node) or postgres://user:password@host:port/database (shared by every node)"
         )));
     };
     if rest.is_empty() {
@@ -364,7 +409,7 @@ pub fn parse_db_url(url: &str) -> Result<PathBuf, StoreError> {
     }
     let path = PathBuf::from(rest);
     match path.file_name() {
-        Some(_) => Ok(path),
+        Some(_) => Ok(DbUrl::Sqlite(path)),
         None => Err(StoreError::Url(format!(
             "'{url}' does not end in a file name"
         ))),
@@ -390,6 +435,12 @@ pub struct Store {
     /// Writes go into one open transaction that [`Store::flush`] commits (the dispatcher flushes
     /// once per tick, and on drop): see [`Store::batch_writes`].
     batched: bool,
+    /// Where each write is handed on (the PostgreSQL writer's outbox), if anywhere: see
+    /// [`Store::mirror_to`].
+    mirror: Option<Box<dyn Fn(WriteOp) + Send>>,
+    /// AORs that lost devices since the last [`Store::merge`], and when (Unix seconds): a
+    /// snapshot read before a removal must not bring the removed devices back.
+    removals: RefCell<HashMap<String, i64>>,
 }
 
 impl Drop for Store {
@@ -435,10 +486,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
         migrate(&conn, path)?;
-        Ok(Store {
-            conn,
-            batched: false,
-        })
+        Ok(Store::with(conn))
     }
 
     /// Opens an existing database read-only, beside the writer (no process of the module does so
@@ -480,10 +528,108 @@ impl Store {
         }
         // Prepare the one query readers make now, so that a broken file shows up at open time.
         conn.prepare_cached(HAS_DEVICES).map_err(open_err)?;
-        Ok(Store {
+        Ok(Store::with(conn))
+    }
+
+    fn with(conn: Connection) -> Store {
+        Store {
             conn,
             batched: false,
-        })
+            mirror: None,
+            removals: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// A store in memory only, with the file store's schema and queries: what a node knows when
+    /// the devices are kept in PostgreSQL (the dispatcher reads only this, never the database
+    /// server; see [`super::postgres`]).
+    pub fn open_memory() -> Result<Store, StoreError> {
+        let path = Path::new(":memory:");
+        let conn = Connection::open_in_memory().map_err(|error| StoreError::Open {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        migrate(&conn, path)?;
+        Ok(Store::with(conn))
+    }
+
+    /// From now on every write (not [`Store::merge`]) is also handed to `sink` once it is done
+    /// here, as a [`WriteOp`] that makes the same change elsewhere.
+    pub fn mirror_to(&mut self, sink: Box<dyn Fn(WriteOp) + Send>) {
+        self.mirror = Some(sink);
+    }
+
+    fn mirror(&self, op: impl FnOnce() -> WriteOp) {
+        if let Some(sink) = &self.mirror {
+            sink(op());
+        }
+    }
+
+    fn note_removal(&self, aor: &str) {
+        if self.mirror.is_some() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            self.removals.borrow_mut().insert(aor.to_string(), now);
+        }
+    }
+
+    /// Adds what another copy of the store holds (PostgreSQL's devices, read when the writer
+    /// connects): a device not known here is added, a known one replaced when the other record is
+    /// newer; a device of an AOR that lost devices here since the last merge is skipped unless it
+    /// was written after that (`last`: the last part of what the other copy holds ends that
+    /// merge). Nothing is handed to the mirror. Returns the AORs of the devices added or replaced.
+    pub fn merge(
+        &self,
+        devices: &[Device],
+        refresh: &[(String, String, i64, Option<i64>)],
+        last: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        let removals = if last {
+            std::mem::take(&mut *self.removals.borrow_mut())
+        } else {
+            self.removals.borrow().clone()
+        };
+        let mut aors = Vec::new();
+        self.atomic(|tx| {
+            for d in devices {
+                if removals.get(&d.aor).is_some_and(|&at| d.updated_at <= at) {
+                    continue;
+                }
+                let known = tx
+                    .prepare_cached(SELECT_ONE)?
+                    .query_row(params![d.aor, d.device_id], Device::from_row)
+                    .optional()?;
+                if known.is_some_and(|k| k.updated_at >= d.updated_at) {
+                    continue;
+                }
+                tx.prepare_cached(UPSERT)?.execute(params![
+                    d.aor,
+                    d.device_id,
+                    d.provider,
+                    d.prid,
+                    d.param,
+                    d.app_id,
+                    d.instance,
+                    d.contact,
+                    d.user_agent,
+                    d.updated_at,
+                ])?;
+                aors.push(d.aor.clone());
+            }
+            for (aor, device_id, expires_at, pushed_at) in refresh {
+                tx.prepare_cached(
+                    "INSERT INTO refresh (aor, device_id, expires_at, pushed_at) \
+                     SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM devices \
+                     WHERE aor = ?1 AND device_id = ?2) ON CONFLICT (aor, device_id) DO NOTHING",
+                )?
+                .execute(params![aor, device_id, expires_at, pushed_at])?;
+            }
+            Ok(())
+        })?;
+        aors.dedup();
+        Ok(aors)
     }
 
     /// From now on, writes are batched: the first write opens one transaction, later writes join
@@ -598,6 +744,7 @@ impl Store {
             }
             Ok(outcome)
         })
+        .inspect(|_| self.mirror(|| WriteOp::Upsert(device.clone())))
     }
 
     /// Removes one device; returns whether it existed.
@@ -608,6 +755,15 @@ impl Store {
                 .execute(params![aor, device_id])?;
             prune_refresh(conn, aor)?;
             Ok(n > 0)
+        })
+        .inspect(|&removed| {
+            if removed {
+                self.note_removal(aor);
+                self.mirror(|| WriteOp::Remove {
+                    aor: aor.to_string(),
+                    device_id: device_id.to_string(),
+                });
+            }
         })
     }
 
@@ -621,6 +777,15 @@ impl Store {
             prune_refresh(conn, aor)?;
             Ok(n)
         })
+        .inspect(|&n| {
+            if n > 0 {
+                self.note_removal(aor);
+                self.mirror(|| WriteOp::RemoveToken {
+                    aor: aor.to_string(),
+                    prid: prid.to_string(),
+                });
+            }
+        })
     }
 
     /// Removes all devices of an AOR. Returns how many.
@@ -629,6 +794,14 @@ impl Store {
             let n = conn.prepare_cached(DELETE_AOR)?.execute(params![aor])?;
             prune_refresh(conn, aor)?;
             Ok(n)
+        })
+        .inspect(|&n| {
+            if n > 0 {
+                self.note_removal(aor);
+                self.mirror(|| WriteOp::RemoveAor {
+                    aor: aor.to_string(),
+                });
+            }
         })
     }
 
@@ -650,6 +823,15 @@ impl Store {
             }
             prune_refresh(tx, aor)
         })?;
+        if !evicted.is_empty() {
+            self.note_removal(aor);
+        }
+        for d in &evicted {
+            self.mirror(|| WriteOp::Remove {
+                aor: aor.to_string(),
+                device_id: d.device_id.clone(),
+            });
+        }
         Ok(evicted)
     }
 
@@ -725,6 +907,13 @@ impl Store {
             };
             Ok(())
         })
+        .inspect(|_| {
+            self.mirror(|| WriteOp::SetExpiry {
+                aor: aor.to_string(),
+                device_id: device_id.to_string(),
+                expires_at,
+            })
+        })
     }
 
     /// Devices whose binding expires after `now` and by `until` (Unix seconds) and that had no
@@ -748,6 +937,13 @@ impl Store {
             conn.prepare_cached(MARK_PUSHED)?
                 .execute(params![aor, device_id, at])?;
             Ok(())
+        })
+        .inspect(|_| {
+            self.mirror(|| WriteOp::MarkRefreshed {
+                aor: aor.to_string(),
+                device_id: device_id.to_string(),
+                at,
+            })
         })
     }
 }
@@ -897,16 +1093,40 @@ mod tests {
     fn parse_db_url_accepts_absolute_paths() {
         assert_eq!(
             parse_db_url("sqlite:///var/lib/kamailio/push.sqlite").unwrap(),
-            PathBuf::from("/var/lib/kamailio/push.sqlite")
+            DbUrl::Sqlite(PathBuf::from("/var/lib/kamailio/push.sqlite"))
         );
         assert_eq!(
             parse_db_url(DEFAULT_DB_URL).unwrap(),
-            PathBuf::from("/var/lib/kamailio/push.sqlite")
+            DbUrl::Sqlite(PathBuf::from("/var/lib/kamailio/push.sqlite"))
         );
         assert_eq!(
             parse_db_url("  sqlite:///tmp/p.db\n").unwrap(),
-            PathBuf::from("/tmp/p.db")
+            DbUrl::Sqlite(PathBuf::from("/tmp/p.db"))
         );
+    }
+
+    #[test]
+    fn parse_db_url_accepts_postgres_and_never_shows_its_password() {
+        let url = parse_db_url("postgres://kam:Hush-42@db.example.com:5433/push").unwrap();
+        let DbUrl::Postgres(pg) = &url else {
+            panic!("{url:?}")
+        };
+        assert_eq!(pg.password.as_ref().unwrap().expose(), "Hush-42");
+        assert_eq!(
+            url.to_string(),
+            "postgres://kam:<redacted>@db.example.com:5433/push"
+        );
+        assert!(!format!("{url:?}").contains("Hush-42"));
+        assert_eq!(url.sqlite_path(), None);
+        let e = parse_db_url("postgres://kam:Hush-42@db/push?sslmode=require")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("kam:<redacted>@db") && !e.contains("Hush-42"),
+            "{e}"
+        );
+        let e = url_error("mysql://kamailio:Hush-42@localhost/kamailio");
+        assert!(e.contains("postgres://") && !e.contains("Hush-42"), "{e}");
     }
 
     #[test]
@@ -1531,5 +1751,132 @@ mod tests {
         assert_eq!(store.devices("carol").unwrap().len(), 1);
         store.set_expiry("carol", "token:tok-c", Some(100)).unwrap();
         assert_eq!(store.due_refreshes(50, 200, 10).unwrap().len(), 1);
+    }
+
+    fn mirrored() -> (Store, Arc<std::sync::Mutex<Vec<WriteOp>>>) {
+        let mut store = Store::open_memory().unwrap();
+        let ops = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&ops);
+        store.mirror_to(Box::new(move |op| sink.lock().unwrap().push(op)));
+        (store, ops)
+    }
+
+    /// Every write that changes something is handed on, once, as the operation that makes the
+    /// same change elsewhere; a write that changes nothing hands on nothing.
+    #[test]
+    fn a_mirrored_store_hands_on_each_change_once() {
+        let (store, ops) = mirrored();
+        let a = dev("alice", "<urn:uuid:a>", "ta", 100);
+        store.upsert(&a).unwrap();
+        // Unchanged within a minute: nothing written, nothing handed on.
+        store
+            .upsert(&Device {
+                updated_at: 110,
+                ..a.clone()
+            })
+            .unwrap();
+        store
+            .set_expiry("alice", "<urn:uuid:a>", Some(500))
+            .unwrap();
+        store.mark_refreshed("alice", "<urn:uuid:a>", 400).unwrap();
+        // Removing what is not there hands on nothing (a REGISTER without push parameters).
+        assert!(!store.remove("alice", "<urn:uuid:none>").unwrap());
+        assert_eq!(store.remove_token("alice", "nope").unwrap(), 0);
+        assert_eq!(store.remove_aor("nobody").unwrap(), 0);
+        for i in 0..3 {
+            store
+                .upsert(&dev("bob", &format!("<urn:uuid:{i}>"), &format!("b{i}"), i))
+                .unwrap();
+        }
+        let evicted = store.trim("bob", 2, "<urn:uuid:0>").unwrap();
+        assert_eq!(evicted.len(), 1);
+        assert_eq!(store.remove_token("bob", "b0").unwrap(), 1);
+        assert!(store.remove("alice", "<urn:uuid:a>").unwrap());
+        assert_eq!(store.remove_aor("bob").unwrap(), 1);
+        let ops = ops.lock().unwrap().clone();
+        let del = |aor: &str, id: &str| WriteOp::Remove {
+            aor: aor.into(),
+            device_id: id.into(),
+        };
+        assert_eq!(
+            ops,
+            vec![
+                WriteOp::Upsert(a.clone()),
+                WriteOp::SetExpiry {
+                    aor: "alice".into(),
+                    device_id: "<urn:uuid:a>".into(),
+                    expires_at: Some(500)
+                },
+                WriteOp::MarkRefreshed {
+                    aor: "alice".into(),
+                    device_id: "<urn:uuid:a>".into(),
+                    at: 400
+                },
+                WriteOp::Upsert(dev("bob", "<urn:uuid:0>", "b0", 0)),
+                WriteOp::Upsert(dev("bob", "<urn:uuid:1>", "b1", 1)),
+                WriteOp::Upsert(dev("bob", "<urn:uuid:2>", "b2", 2)),
+                del("bob", "<urn:uuid:1>"),
+                WriteOp::RemoveToken {
+                    aor: "bob".into(),
+                    prid: "b0".into()
+                },
+                del("alice", "<urn:uuid:a>"),
+                WriteOp::RemoveAor { aor: "bob".into() },
+            ]
+        );
+    }
+
+    /// What the database holds is added: unknown devices, newer records; an older record never
+    /// replaces a newer one, a device removed here since the last merge does not come back, and
+    /// nothing merged is handed on.
+    #[test]
+    fn merge_adds_what_is_new_and_keeps_what_is_newer_here() {
+        let (store, ops) = mirrored();
+        let mine = dev("alice", "<urn:uuid:a>", "new-token", 200);
+        store.upsert(&mine).unwrap();
+        store
+            .upsert(&dev("carol", "<urn:uuid:c>", "tc", 100))
+            .unwrap();
+        assert!(store.remove("carol", "<urn:uuid:c>").unwrap());
+        ops.lock().unwrap().clear();
+        let older_alice = dev("alice", "<urn:uuid:a>", "old-token", 150);
+        let bob = dev("bob", "<urn:uuid:b>", "tb", 100);
+        let newer_dave = dev("dave", "<urn:uuid:d>", "td2", 300);
+        store
+            .upsert(&dev("dave", "<urn:uuid:d>", "td1", 100))
+            .unwrap();
+        ops.lock().unwrap().clear();
+        let stale_carol = dev("carol", "<urn:uuid:c>", "tc", 100);
+        // In two parts: the removal guard holds until the last.
+        let first = store
+            .merge(&[older_alice, bob.clone()], &[], false)
+            .unwrap();
+        assert_eq!(first, ["bob"]);
+        let aors = store
+            .merge(
+                &[newer_dave.clone(), stale_carol],
+                &[
+                    ("bob".into(), "<urn:uuid:b>".into(), 1000, None),
+                    ("ghost".into(), "x".into(), 1, None),
+                ],
+                true,
+            )
+            .unwrap();
+        assert_eq!(aors, ["dave"]);
+        assert_eq!(store.devices("alice").unwrap(), vec![mine]);
+        assert_eq!(store.devices("bob").unwrap(), vec![bob.clone()]);
+        assert_eq!(store.devices("dave").unwrap(), vec![newer_dave]);
+        assert!(store.devices("carol").unwrap().is_empty());
+        assert_eq!(
+            store.due_refreshes(900, 1100, 10).unwrap(),
+            vec![(bob, 1000)]
+        );
+        assert!(
+            ops.lock().unwrap().is_empty(),
+            "merged records are not written back"
+        );
+        // The removal guard lasts until that merge only.
+        let carol_again = dev("carol", "<urn:uuid:c>", "tc", 100);
+        assert_eq!(store.merge(&[carol_again], &[], true).unwrap(), ["carol"]);
     }
 }

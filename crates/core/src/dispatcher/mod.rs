@@ -62,6 +62,8 @@ pub enum MainJob {
         attempts: u32,
         error: String,
     },
+    /// The PostgreSQL device store (re)connected: every stored device.
+    StoreLoaded(crate::devices::postgres::Snapshot),
 }
 
 /// How often the main thread wakes up when there is nothing to do.
@@ -89,6 +91,7 @@ impl Context {
             queue_size: self.queue_size,
             runtime_threads: self.config.dispatcher_threads,
             messages_handled: self.messages_handled.load(Ordering::Relaxed),
+            store: Default::default(),
         }
     }
 }
@@ -149,7 +152,7 @@ pub fn run(
     stop_on_term();
     main_loop(&main_rx, &mut engine, host);
     // The device store's last batch is committed here, whatever stopped the loop.
-    engine.flush_store();
+    engine.close_store();
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
 }
@@ -226,6 +229,7 @@ fn run_job(job: MainJob, engine: &mut Engine, host: &dyn Host) {
             attempts,
             error,
         } => engine.push_retrying(key, &device_id, attempts, &error),
+        MainJob::StoreLoaded(snapshot) => engine.store_loaded(snapshot),
     }));
     if outcome.is_err() {
         crate::error!("a job on the dispatcher's main thread panicked; going on");

@@ -194,6 +194,23 @@ pub struct DispatcherStatus {
     pub runtime_threads: usize,
     /// Messages the dispatcher has read since it started.
     pub messages_handled: u64,
+    /// The device store.
+    pub store: StoreStatus,
+}
+
+/// What push.stats says of the device store.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// `db_url`, its password redacted.
+    pub url: String,
+    /// SQLite: open / not open; PostgreSQL: connecting / connected / unreachable.
+    pub state: String,
+    /// PostgreSQL: writes waiting for the database.
+    pub queued: u64,
+    /// PostgreSQL: writes dropped because too many were waiting.
+    pub dropped: u64,
+    /// PostgreSQL: writes made in the database since start.
+    pub written: u64,
 }
 
 /// A held call as `push.pending` shows it.

@@ -126,6 +126,7 @@ mod tests {
             queue_size: 65536,
             runtime_threads: 2,
             messages_handled: 1,
+            store: Default::default(),
         }
     }
 

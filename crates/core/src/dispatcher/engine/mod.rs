@@ -47,7 +47,8 @@ use super::{Context, Host, MainJob};
 use crate::calls::Calls;
 use crate::config::Config;
 use crate::devices::contact::shorten_token;
-use crate::devices::store::Store;
+use crate::devices::postgres::{self, PgHandle, Snapshot};
+use crate::devices::store::{DbUrl, Store};
 use crate::ipc::message::{CallKey, ToDispatcher};
 use crate::metrics::{self as m, Metrics};
 use crate::providers::{self, webhook, Outcome};
@@ -90,6 +91,8 @@ pub struct Engine {
     /// pushed, rather than pushed through the default app.
     removed_apps: Vec<crate::config::App>,
     store: Option<Store>,
+    /// With a PostgreSQL store: its writer (the store above is then this node's memory of it).
+    pg: Option<PgHandle>,
     calls: Calls,
     ended: HashMap<CallKey, Instant>,
     runtime: tokio::runtime::Handle,
@@ -137,23 +140,42 @@ fn now() -> Instant {
 }
 
 impl Engine {
-    /// The engine of the dispatcher: opens the device store (`db_path`) and builds every app's
+    /// The engine of the dispatcher: opens the device store (`db_url`) and builds every app's
     /// push client. Pushes run on `runtime`; their outcomes come back through `main`.
     pub fn new(
         ctx: Arc<Context>,
         runtime: tokio::runtime::Handle,
         main: Sender<MainJob>,
     ) -> Engine {
-        let store = match Store::open(&ctx.config.db_path) {
-            Ok(mut store) => {
-                // One commit per tick, never one per REGISTER on the resume path.
-                store.batch_writes();
-                Some(store)
-            }
-            Err(e) => {
-                error!("cannot open the device store: {e}; devices will not be remembered");
-                None
-            }
+        let (store, pg) = match &ctx.config.db {
+            DbUrl::Sqlite(path) => match Store::open(path) {
+                Ok(mut store) => {
+                    // One commit per tick, never one per REGISTER on the resume path.
+                    store.batch_writes();
+                    (Some(store), None)
+                }
+                Err(e) => {
+                    error!("cannot open the device store: {e}; devices will not be remembered");
+                    (None, None)
+                }
+            },
+            // What the node knows is in memory; every write also goes to PostgreSQL through the
+            // writer task, which hands back the stored devices whenever it (re)connects.
+            DbUrl::Postgres(url) => match Store::open_memory() {
+                Ok(mut store) => {
+                    let to_main = main.clone();
+                    let pg = postgres::start(url.clone(), &runtime, move |snapshot| {
+                        let _ = to_main.send(MainJob::StoreLoaded(snapshot));
+                    });
+                    let writer = pg.clone();
+                    store.mirror_to(Box::new(move |op| writer.send(op)));
+                    (Some(store), Some(pg))
+                }
+                Err(e) => {
+                    error!("cannot open the in-memory device store: {e}; devices will not be remembered");
+                    (None, None)
+                }
+            },
         };
         let http = match webhook::client() {
             Ok(c) => Some(c),
@@ -167,6 +189,7 @@ impl Engine {
             removed_apps: Vec::new(),
             ctx,
             store,
+            pg,
             calls: Calls::default(),
             ended: HashMap::new(),
             runtime,
@@ -259,6 +282,59 @@ impl Engine {
             if let Err(e) = store.flush() {
                 error!("cannot write the device store: {e}");
             }
+        }
+    }
+
+    /// The dispatcher stops: the last writes are committed; with PostgreSQL, the writer gets a
+    /// moment to write what is queued (only if the database is reachable).
+    pub fn close_store(&self) {
+        self.flush_store();
+        if let Some(pg) = &self.pg {
+            pg.drain(Duration::from_secs(1));
+        }
+    }
+
+    /// The PostgreSQL writer (re)connected and read every stored device: those this node did
+    /// not know (or knew in an older version) are added to its memory and to the AOR index.
+    pub fn store_loaded(&mut self, snapshot: Snapshot) {
+        let Some(store) = &self.store else { return };
+        match store.merge(&snapshot.devices, &snapshot.refresh, snapshot.last) {
+            Ok(aors) => {
+                for aor in &aors {
+                    self.ctx.index.insert(aor);
+                }
+                self.flush_store();
+                debug!(
+                    "device store loaded: {} devices read, {} AOR(s) updated",
+                    snapshot.devices.len(),
+                    aors.len()
+                );
+            }
+            Err(e) => error!("cannot add the stored devices: {e}"),
+        }
+    }
+
+    /// How the device store is doing (push.stats).
+    pub(super) fn store_status(&self) -> crate::ipc::message::StoreStatus {
+        let url = self.ctx.config.db.to_string();
+        match (&self.pg, &self.store) {
+            (Some(pg), _) => {
+                let st = pg.status();
+                crate::ipc::message::StoreStatus {
+                    url,
+                    state: st.state.as_str().to_string(),
+                    queued: st.queued,
+                    dropped: st.dropped,
+                    written: st.written,
+                }
+            }
+            (None, store) => crate::ipc::message::StoreStatus {
+                url,
+                state: if store.is_some() { "open" } else { "not open" }.to_string(),
+                queued: 0,
+                dropped: 0,
+                written: 0,
+            },
         }
     }
 }

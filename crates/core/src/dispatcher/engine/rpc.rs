@@ -81,7 +81,11 @@ impl Engine {
     fn answer(&mut self, question: Question, host: &dyn Host) -> Answer {
         let use_domain = self.config().use_domain;
         match question {
-            Question::Status => Answer::Status(self.ctx.status()),
+            Question::Status => {
+                let mut status = self.ctx.status();
+                status.store = self.store_status();
+                Answer::Status(status)
+            }
             Question::Pending { aor, offset, limit } => {
                 let aor = aor.and_then(|a| normalize_aor(&a, use_domain));
                 let unix_ms = unix_now().as_millis() as i64;

@@ -103,7 +103,7 @@ impl Rig {
         let dir = temp_dir();
         let spec = format!("id=app;provider=webhook;url={}", server.url());
         let mut config = Config {
-            db_path: dir.join("push.db"),
+            db: crate::devices::store::DbUrl::Sqlite(dir.join("push.db")),
             apps: vec![App::parse(&spec).unwrap()],
             default_app: Some("app".into()),
             ..Config::default()
@@ -302,7 +302,7 @@ impl Rig {
     fn stored_tokens(&self) -> Vec<String> {
         // The engine batches its writes until its next tick.
         self.engine.flush_store();
-        let store = Store::open_reader(&self.ctx.config.db_path).unwrap();
+        let store = Store::open_reader(&self.ctx.config.db.sqlite_path().unwrap()).unwrap();
         let devices = store.devices(AOR).unwrap();
         devices.into_iter().map(|d| d.prid).collect()
     }
@@ -570,7 +570,7 @@ async fn refresh_push_is_marked_before_it_is_sent() {
         }),
         |c| c.refresh_window = 60,
     );
-    *db.lock().unwrap() = rig.ctx.config.db_path.clone();
+    *db.lock().unwrap() = rig.ctx.config.db.sqlite_path().unwrap().to_path_buf();
     rig.register("tokA", None);
     // Due now, but the store is asked once a second only.
     rig.engine.tick(&rig.host);
@@ -1153,7 +1153,7 @@ fn a_late_device_that_got_no_branch_still_gets_its_end_push() {
 #[test]
 fn registrations_are_committed_by_the_tick_not_on_the_resume_path() {
     let mut rig = Rig::ok();
-    let db = rig.ctx.config.db_path.clone();
+    let db = rig.ctx.config.db.sqlite_path().unwrap().to_path_buf();
     let reader = move || Store::open_reader(&db).unwrap().devices(AOR).unwrap();
     rig.register("tokA", Some("<urn:uuid:a>"));
     rig.hold((1, 1));
@@ -1361,7 +1361,7 @@ fn device_add_is_checked_like_a_register_and_then_pushed() {
     assert!(rig.ctx.index.contains(AOR));
     assert_eq!(rig.stored_tokens(), vec!["voiptoken00001"]);
     // The `remote` token is kept for alert pushes, as for a REGISTER's Contact.
-    let stored = Store::open_reader(&rig.ctx.config.db_path)
+    let stored = Store::open_reader(&rig.ctx.config.db.sqlite_path().unwrap())
         .unwrap()
         .devices(AOR)
         .unwrap();
