@@ -494,6 +494,11 @@ impl Kamailio {
             std::thread::sleep(Duration::from_millis(20));
         };
         if status.is_none() {
+            eprintln!(
+                "kamailio (pid {}) still running {limit:?} after SIGTERM; what is left of it:\n{}",
+                child.id(),
+                describe_group(child.id() as i32)
+            );
             kill_group(child.id() as i32);
             let _ = child.wait();
         }
@@ -504,6 +509,62 @@ impl Kamailio {
     pub fn take_child(&mut self) -> Option<Child> {
         self.child.take()
     }
+}
+
+/// Every process of process group `pgid`: pid, name, state, where it waits in the kernel, and
+/// (with gdb installed) each thread's stack, for a test that found Kamailio not stopping.
+pub fn describe_group(pgid: i32) -> String {
+    let mut out = String::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(2).and_then(|g| g.parse::<i32>().ok()) != Some(pgid) {
+            continue;
+        }
+        let cmdline = fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .unwrap_or_default()
+            .replace('\0', " ");
+        let wchan = fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        out.push_str(&format!(
+            "pid {pid} state {} wchan {wchan} {}\n",
+            fields.first().unwrap_or(&"?"),
+            cmdline.chars().take(80).collect::<String>()
+        ));
+        if let Ok(bt) = Command::new("gdb")
+            .args([
+                "-batch",
+                "-nx",
+                "-p",
+                &pid.to_string(),
+                "-ex",
+                "thread apply all bt 12",
+            ])
+            .output()
+        {
+            let text = String::from_utf8_lossy(&bt.stdout);
+            for line in text
+                .lines()
+                .filter(|l| l.starts_with('#') || l.starts_with("Thread"))
+            {
+                out.push_str("    ");
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 /// Does any process of this process group still exist?
