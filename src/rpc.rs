@@ -328,6 +328,9 @@ unsafe extern "C" fn rpc_stats(api: *mut rpc_t, ctx: *mut c_void) {
             .ok_or((500, "cannot build the reply".to_string()))?;
         top.str("version", super::sys::PUSH_VERSION);
         top.str("built_for_kamailio", super::sys::built_for());
+        let (host, server_id) = super::sys::node();
+        top.str("node", &host);
+        top.int("server_id", server_id);
         if let Some(d) = top.child("dispatcher") {
             d.int("pid", status.pid as i64);
             d.uint("uptime_s", status.uptime_ms / 1000);
@@ -424,6 +427,9 @@ unsafe extern "C" fn rpc_pending(api: *mut rpc_t, ctx: *mut c_void) {
         let page = reply
             .add_struct()
             .ok_or((500, "cannot build the reply".to_string()))?;
+        let (host, server_id) = super::sys::node();
+        page.str("node", &host);
+        page.int("server_id", server_id);
         page.uint("total", total as u64);
         page.uint("offset", offset as u64);
         page.uint("returned", calls.len() as u64);

@@ -26,4 +26,21 @@ extern "C" {
     /// core/globals.h: 1 while Kamailio runs as `kamailio -c` (check the config and exit; no
     /// mod_init).
     pub static config_check: std::ffi::c_int;
+    /// core/globals.h: the `server_id` core parameter (the node's number in a cluster).
+    pub static server_id: std::ffi::c_int;
+}
+
+/// This node as push.stats and push.pending name it: the host name, and Kamailio's `server_id`.
+pub fn node() -> (String, i64) {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into the buffer it is given.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let host = if r == 0 {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "?".to_string()
+    };
+    // SAFETY: a plain int Kamailio sets while parsing its config, before any module code runs.
+    (host, i64::from(unsafe { server_id }))
 }

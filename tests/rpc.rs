@@ -65,7 +65,22 @@ fn rpc_commands_answer_and_refuse_bad_arguments() {
         "kamailio-push {} built for Kamailio {built_for}",
         env!("CARGO_PKG_VERSION")
     )));
-    assert!(!k.kamcmd(&["push.pending"]).unwrap().contains("call_id"));
+    // The node (host name, Kamailio's server_id: 0 unless the config sets one), in push.stats
+    // and in push.pending's first entry.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(
+        field(&stats, "node").as_deref(),
+        Some(host.trim()),
+        "{stats}"
+    );
+    assert_eq!(field(&stats, "server_id").as_deref(), Some("0"), "{stats}");
+    let pending = k.kamcmd(&["push.pending"]).unwrap();
+    assert_eq!(
+        field(&pending, "node").as_deref(),
+        Some(host.trim()),
+        "{pending}"
+    );
+    assert!(!pending.contains("call_id"));
     assert!(!k
         .kamcmd(&["push.pending", "alice"])
         .unwrap()
