@@ -259,7 +259,8 @@ fn devices_survive_a_kamailio_restart() {
     let dir = setup.dir.clone();
     let mut k = Kamailio::start_example(setup, "push-registrar.cfg", &defines);
     Phone::new("alice", TOKEN_A, "udp").register_then_sleep(&k);
-    k.stop().expect("kamailio did not stop");
+    k.stop_within(Duration::from_secs(65))
+        .expect("kamailio did not stop");
     drop(k);
     // Same database, new process: the device is still known and a call still pushes it.
     let setup = Setup::in_dir(dir);
