@@ -207,6 +207,10 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
             resume: true,
             // usrloc's absolute expiry; 0 is a permanent binding.
             expires_at: (ev.expires > 0).then_some(ev.expires),
+            // Inside a request route: a REGISTER this node received (not a dmq_usrloc replica,
+            // which a DMQ worker applies outside any route, nor a timer).
+            local: IN_REQUEST.with(Cell::get),
+            inserted: ev.type_ as u32 == sys::push_event_types_PUSH_UL_INSERT,
         };
         if IN_REQUEST.with(Cell::get) {
             PENDING.with(|p| p.borrow_mut().push(event));

@@ -384,6 +384,9 @@ fn event(
         binding,
         resume: false,
         expires_at: None,
+        // push_register(): the script's own path, not a usrloc binding.
+        local: false,
+        inserted: false,
     }
 }
 

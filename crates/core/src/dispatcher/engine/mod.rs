@@ -206,6 +206,7 @@ impl Engine {
                     warn!("push_resume: {e}");
                 }
             }
+            ToDispatcher::Cluster(message) => self.on_cluster(message, host),
         }
     }
 
