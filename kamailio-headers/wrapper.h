@@ -128,7 +128,14 @@ void push_shim_resume_call_off(void *handle);
 int push_shim_kemi_engine(void);
 int push_shim_continue_kemi(unsigned int index, unsigned int label, const char *name, int len);
 
+/* DMQ (enable_dmq): registers the peer `peer_id` (mod_init, dmq loaded before): 0, or -1 (dmq not
+ * loaded), -2 (API not bound), -3 (peer refused). The peer's messages go to push_rs_dmq_message. */
+int push_shim_bind_dmq(const char *peer_id);
+/* Sends `body` to every other active DMQ node (a Kamailio process: tm sends it); 0 or -1. */
+int push_shim_dmq_bcast(const char *body, int len);
+
 /* Defined in Rust (src/callbacks.rs), called from shim.c. */
+int push_rs_dmq_message(const char *body, int len);
 void push_rs_tm_event(unsigned int index, unsigned int label, int type, int code);
 void push_rs_contact_event(const push_contact_event_t *ev);
 void push_rs_script_edge(int post);

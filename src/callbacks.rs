@@ -234,3 +234,37 @@ pub extern "C" fn push_rs_script_edge(post: c_int) {
         }
     })
 }
+
+/// DMQ: a message of the "push" peer from another node (enable_dmq), in a DMQ worker. Checked
+/// and queued for the dispatcher, nothing else: no I/O, no waiting. Answers the SIP code DMQ
+/// replies with: 200, 400 (not a message of this module's format) or 500 (queue full).
+#[no_mangle]
+pub extern "C" fn push_rs_dmq_message(body: *const std::ffi::c_char, len: c_int) -> c_int {
+    guard::call("dmq callback", 500, || {
+        if body.is_null() || len <= 0 {
+            return 400;
+        }
+        // SAFETY: the shim passes the body of the message DMQ is handling, `len` bytes, valid
+        // during this call.
+        let bytes = unsafe { std::slice::from_raw_parts(body as *const u8, len as usize) };
+        let message = match push_core::ipc::cluster::ClusterMessage::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                push_core::warn!("a DMQ message for the push peer refused: {e}");
+                return 400;
+            }
+        };
+        let Some(g) = state::get() else { return 500 };
+        match g.sender().send(&ToDispatcher::Cluster(message)) {
+            Ok(()) => 200,
+            Err(e) => {
+                g.shared
+                    .counters
+                    .queue_full
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                push_core::error!("a DMQ message for the push dispatcher lost: {e}");
+                500
+            }
+        }
+    })
+}

@@ -21,22 +21,32 @@ pub const VERSION: u32 = 1;
 /// Longest provider name accepted.
 const MAX_PROVIDER: usize = 32;
 
-/// A message between nodes.
+/// What one node tells the others: a device of `aor` made a fresh binding on the sending node (a
+/// new binding, or one whose device details changed), so a node holding calls for that device
+/// resumes them. Sent after the REGISTER's reply went out. (Also what a DMQ worker queues for its
+/// dispatcher: a plain struct, as the queue's encoding wants.)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMessage {
+    pub aor: String,
+    /// The device's `+sip.instance`, if it has one.
+    pub instance: Option<String>,
+    pub provider: String,
+    /// The push token (the held call's device is matched on provider, token and param, as
+    /// RFC 8599 says): never logged.
+    pub prid: String,
+    pub param: Option<String>,
+}
+
+/// The JSON body on the DMQ bus: `{"type":"registered","v":1,"aor":...}`.
+#[derive(Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ClusterMessage {
-    /// A device of `aor` made a fresh binding on the sending node (a new binding, or one whose
-    /// device details changed): a node holding calls for that device resumes them. Sent after
-    /// the REGISTER's reply went out.
+enum Wire {
     Registered {
         v: u32,
         aor: String,
-        /// The device's `+sip.instance`, if it has one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         instance: Option<String>,
         provider: String,
-        /// The push token (the held call's device is matched on provider, token and param, as
-        /// RFC 8599 says): never logged.
         prid: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         param: Option<String>,
@@ -46,8 +56,7 @@ pub enum ClusterMessage {
 impl ClusterMessage {
     /// "This device of `aor` registered here."
     pub fn registered(aor: &str, instance: Option<&str>, binding: &PushBinding) -> ClusterMessage {
-        ClusterMessage::Registered {
-            v: VERSION,
+        ClusterMessage {
             aor: aor.to_string(),
             instance: instance.map(str::to_string),
             provider: binding.provider.clone(),
@@ -58,39 +67,36 @@ impl ClusterMessage {
 
     /// The AOR the message is about.
     pub fn aor(&self) -> &str {
-        match self {
-            ClusterMessage::Registered { aor, .. } => aor,
-        }
+        &self.aor
     }
 
     /// The device's push binding (as a held call's device is matched).
     pub fn binding(&self) -> Option<PushBinding> {
-        match self {
-            ClusterMessage::Registered {
-                provider,
-                prid,
-                param,
-                ..
-            } => Some(PushBinding {
-                provider: provider.clone(),
-                prid: prid.clone(),
-                param: param.clone(),
-                silent: false,
-                timeout: None,
-            }),
-        }
+        Some(PushBinding {
+            provider: self.provider.clone(),
+            prid: self.prid.clone(),
+            param: self.param.clone(),
+            silent: false,
+            timeout: None,
+        })
     }
 
     /// The device's instance, if it has one.
     pub fn instance(&self) -> Option<&str> {
-        match self {
-            ClusterMessage::Registered { instance, .. } => instance.as_deref(),
-        }
+        self.instance.as_deref()
     }
 
     /// The body sent through DMQ.
     pub fn encode(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        serde_json::to_string(&Wire::Registered {
+            v: VERSION,
+            aor: self.aor.clone(),
+            instance: self.instance.clone(),
+            provider: self.provider.clone(),
+            prid: self.prid.clone(),
+            param: self.param.clone(),
+        })
+        .unwrap_or_default()
     }
 
     /// Reads a body another node sent; `Err` says why it is refused (bounded text, no token).
@@ -101,7 +107,7 @@ impl ClusterMessage {
                 body.len()
             ));
         }
-        let message: ClusterMessage = serde_json::from_slice(body).map_err(|e| {
+        let wire: Wire = serde_json::from_slice(body).map_err(|e| {
             // serde's message may quote the input: only its category and position.
             format!(
                 "not a push cluster message ({:?} error at line {} column {})",
@@ -110,45 +116,42 @@ impl ClusterMessage {
                 e.column()
             )
         })?;
-        message.check()?;
-        Ok(message)
-    }
-
-    fn check(&self) -> Result<(), String> {
-        match self {
-            ClusterMessage::Registered {
-                v,
-                aor,
-                instance,
-                provider,
-                prid,
-                param,
-            } => {
-                if *v != VERSION {
-                    return Err(format!(
-                        "format version {v} (this node speaks {VERSION})"
-                    ));
-                }
-                let field = |name: &str, value: &str, max: usize| {
-                    if value.is_empty() || value.len() > max || value.chars().any(char::is_control)
-                    {
-                        Err(format!("a bad {name} (empty, over {max} bytes, or control characters)"))
-                    } else {
-                        Ok(())
-                    }
-                };
-                field("aor", aor, MAX_AOR)?;
-                field("provider", provider, MAX_PROVIDER)?;
-                field("token", prid, MAX_TOKEN_LEN)?;
-                if let Some(instance) = instance {
-                    field("instance", instance, MAX_INSTANCE)?;
-                }
-                if let Some(param) = param {
-                    field("param", param, MAX_PARAM_LEN)?;
-                }
+        let Wire::Registered {
+            v,
+            aor,
+            instance,
+            provider,
+            prid,
+            param,
+        } = wire;
+        if v != VERSION {
+            return Err(format!("format version {v} (this node speaks {VERSION})"));
+        }
+        let field = |name: &str, value: &str, max: usize| {
+            if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
+                Err(format!(
+                    "a bad {name} (empty, over {max} bytes, or control characters)"
+                ))
+            } else {
                 Ok(())
             }
+        };
+        field("aor", &aor, MAX_AOR)?;
+        field("provider", &provider, MAX_PROVIDER)?;
+        field("token", &prid, MAX_TOKEN_LEN)?;
+        if let Some(instance) = &instance {
+            field("instance", instance, MAX_INSTANCE)?;
         }
+        if let Some(param) = &param {
+            field("param", param, MAX_PARAM_LEN)?;
+        }
+        Ok(ClusterMessage {
+            aor,
+            instance,
+            provider,
+            prid,
+            param,
+        })
     }
 }
 
@@ -178,6 +181,13 @@ mod tests {
         assert_eq!(back.instance(), Some("<urn:uuid:1>"));
         let b = back.binding().unwrap();
         assert!(b.same_registration(&binding()));
+        // On the dispatcher's queue (postcard), too.
+        let queued = crate::ipc::message::ToDispatcher::Cluster(m.clone());
+        let bytes = postcard::to_allocvec(&queued).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<crate::ipc::message::ToDispatcher>(&bytes).unwrap(),
+            queued
+        );
     }
 
     #[test]
@@ -200,6 +210,8 @@ mod tests {
             "{{\"type\":\"registered\",\"v\":1,\"aor\":\"a\",\"provider\":\"apns\",\"prid\":\"{}\"}}",
             "x".repeat(MAX_BODY)
         );
-        assert!(ClusterMessage::decode(huge.as_bytes()).unwrap_err().contains("bytes"));
+        assert!(ClusterMessage::decode(huge.as_bytes())
+            .unwrap_err()
+            .contains("bytes"));
     }
 }

@@ -11,13 +11,13 @@ use crate::config::{App, AppProvider};
 use crate::devices::contact::PushBinding;
 use crate::devices::index::AorIndex;
 use crate::devices::store::Store;
+use crate::ipc::cluster::ClusterMessage;
 use crate::ipc::message::{
     Answer, ContactChange, ContactEvent, HeldCall, HeldKind, PendingCall, Question, TmChange,
     TmEvent,
 };
 use crate::shared::{Counters, Shared};
 use crossbeam_channel::Receiver;
-use crate::ipc::cluster::ClusterMessage;
 use std::cell::{Cell, RefCell};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -1694,23 +1694,21 @@ fn cluster_hears_of_fresh_bindings_only_not_of_refreshes() {
     // A new binding received here: the cluster hears of it once.
     rig.handle(usrloc_event("tokA", 5060, true, true));
     assert_eq!(sent(&rig), 1);
-    match &rig.host.broadcast.borrow()[0] {
-        ClusterMessage::Registered {
-            aor,
-            instance,
-            prid,
-            ..
-        } => {
-            assert_eq!(aor, AOR);
-            assert_eq!(instance.as_deref(), Some("<urn:uuid:a>"));
-            assert_eq!(prid, "tokA");
-        }
+    {
+        let first = &rig.host.broadcast.borrow()[0];
+        assert_eq!(first.aor, AOR);
+        assert_eq!(first.instance.as_deref(), Some("<urn:uuid:a>"));
+        assert_eq!(first.prid, "tokA");
     }
     // 1,000 refreshes of the unchanged binding: no message.
     for _ in 0..1000 {
         rig.handle(usrloc_event("tokA", 5060, true, false));
     }
-    assert_eq!(sent(&rig), 1, "messages per 1,000 refreshes of an unchanged device");
+    assert_eq!(
+        sent(&rig),
+        1,
+        "messages per 1,000 refreshes of an unchanged device"
+    );
     // The phone comes back from another address (it woke on a new connection): news.
     rig.handle(usrloc_event("tokA", 40000, true, false));
     assert_eq!(sent(&rig), 2);
@@ -1747,7 +1745,9 @@ fn a_device_registering_on_another_node_resumes_the_held_call_once() {
         silent: false,
         timeout: None,
     };
-    rig.handle(ToDispatcher::Cluster(ClusterMessage::registered(AOR, None, &other)));
+    rig.handle(ToDispatcher::Cluster(ClusterMessage::registered(
+        AOR, None, &other,
+    )));
     assert!(rig.continued().is_empty());
     // The pushed device registered on another node: resumed here.
     let pushed = PushBinding {
