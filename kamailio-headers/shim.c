@@ -777,6 +777,12 @@ static int push_dmq_message(struct sip_msg *msg, peer_reponse_t *resp, dmq_node_
 	if(parse_headers(msg, HDR_EOH_F, 0) == 0 && msg->content_length != NULL) {
 		len = get_content_length(msg);
 		body = get_body(msg);
+		/* never past the received bytes, whatever Content-Length claims */
+		if(body != NULL && (body < msg->buf || body > msg->buf + msg->len)) {
+			body = NULL;
+		} else if(body != NULL && len > (int)(msg->buf + msg->len - body)) {
+			len = (int)(msg->buf + msg->len - body);
+		}
 	}
 	if(body == NULL || len <= 0) {
 		code = 400;

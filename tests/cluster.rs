@@ -264,3 +264,74 @@ fn enable_dmq_without_the_dmq_module_stops_kamailio_saying_so() {
         "{log}"
     );
 }
+
+/// Sends one KDMQ request for the push peer with `body` to `k` over UDP; returns the status line
+/// of its answer.
+fn kdmq(k: &Kamailio, body: &[u8]) -> String {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let me = socket.local_addr().unwrap();
+    let port = k.sip_port();
+    let mut request = format!(
+        "KDMQ sip:push@127.0.0.1:{port} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bK-kdmq-{n}\r\n\
+         From: <sip:push@{me}>;tag=t{n}\r\n\
+         To: <sip:push@127.0.0.1:{port}>\r\n\
+         Call-ID: kdmq-{n}@test\r\n\
+         CSeq: 1 KDMQ\r\n\
+         Max-Forwards: 1\r\n\
+         Content-Type: application/json\r\n\
+         Content-Length: {len}\r\n\r\n",
+        n = body.len(),
+        len = body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    socket.send_to(&request, ("127.0.0.1", port)).unwrap();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, _) = socket.recv_from(&mut buf).expect("no answer to KDMQ");
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        let first = text.lines().next().unwrap_or_default().to_string();
+        // 100 Trying is not the answer.
+        if !first.starts_with("SIP/2.0 1") {
+            return first;
+        }
+    }
+}
+
+#[test]
+fn bad_dmq_messages_are_refused_and_harmless() {
+    let server = PushServer::ok(None);
+    let (a, _b) = pair("kdmq", &server.url(), true, 20, "2", &[]);
+    let bad: Vec<Vec<u8>> = vec![
+        b"not json at all".to_vec(),
+        b"{\"type\":\"registered\",\"v\":1}".to_vec(),
+        b"{\"type\":\"registered\",\"v\":9,\"aor\":\"alice\",\"provider\":\"apns\",\"prid\":\"SECRETSECRET\"}".to_vec(),
+        b"{\"type\":\"registered\",\"v\":1,\"aor\":\"al\\nice\",\"provider\":\"apns\",\"prid\":\"SECRETSECRET\"}".to_vec(),
+        vec![0xff, 0xfe, 0x00, 0x01],
+        format!(
+            "{{\"type\":\"registered\",\"v\":1,\"aor\":\"alice\",\"provider\":\"apns\",\"prid\":\"{}\"}}",
+            "x".repeat(5000)
+        )
+        .into_bytes(),
+    ];
+    for body in &bad {
+        let status = kdmq(&a, body);
+        assert!(status.starts_with("SIP/2.0 400"), "{status}");
+    }
+    // A well-formed one for an AOR with nothing held: accepted, nothing happens.
+    let good =
+        br#"{"type":"registered","v":1,"aor":"nobody","provider":"apns","prid":"SECRETSECRET"}"#;
+    assert!(kdmq(&a, good).starts_with("SIP/2.0 200"));
+    // Kamailio and the dispatcher are still there; the token never reached the log.
+    assert!(a.kamcmd(&["push.stats"]).is_ok());
+    let log = a.log_text();
+    assert!(
+        log.contains("a DMQ message for the push peer refused"),
+        "{log}"
+    );
+    assert!(!log.contains("SECRETSECRET"), "{log}");
+}
