@@ -66,6 +66,7 @@ fn pair(
 
 fn held_on_a_then_phone_registers_on_b(
     name: &str,
+    transport: &'static str,
     enable_dmq: bool,
     extra: &[(&str, &str)],
 ) -> (Kamailio, Kamailio) {
@@ -82,14 +83,14 @@ fn held_on_a_then_phone_registers_on_b(
     let phone = Phone::new(
         "alice",
         "c1u57e12c1u57e12c1u57e12c1u57e12c1u57e12c1u57e12c1u57e12c1u57e12",
-        "udp",
+        transport,
     );
     // The phone registered at A once, and fell asleep (its binding expired).
     phone.register_then_sleep(&a);
 
     let call_id = format!("{name}-%u");
     if enable_dmq {
-        let call = caller(&a, "alice", "udp", &call_id);
+        let call = caller(&a, "alice", transport, &call_id);
         let push = pushes
             .recv_timeout(Duration::from_secs(10))
             .expect("A pushed nothing");
@@ -122,7 +123,16 @@ fn held_on_a_then_phone_registers_on_b(
 
 #[test]
 fn call_held_on_a_is_delivered_when_the_phone_registers_on_b() {
-    let (a, b) = held_on_a_then_phone_registers_on_b("cluster", true, &[]);
+    delivered_through_b("cluster", "udp");
+}
+
+#[test]
+fn over_tcp_the_call_reaches_the_phone_on_its_connection_to_b() {
+    delivered_through_b("cluster-tcp", "tcp");
+}
+
+fn delivered_through_b(name: &str, transport: &'static str) {
+    let (a, b) = held_on_a_then_phone_registers_on_b(name, transport, true, &[]);
     // A resumed the call because of B's DMQ message (A has no binding for the phone: no
     // dmq_usrloc), then relayed it to B.
     let log_a = a.log_text();
@@ -148,7 +158,7 @@ fn call_held_on_a_is_delivered_when_the_phone_registers_on_b() {
 
 #[test]
 fn without_enable_dmq_the_call_held_on_a_times_out() {
-    let (a, _b) = held_on_a_then_phone_registers_on_b("nocluster", false, &[]);
+    let (a, _b) = held_on_a_then_phone_registers_on_b("nocluster", "udp", false, &[]);
     assert!(!a.log_text().contains("registered on another node"));
     assert_eq!(stat(&a, "resumed"), 0);
     assert_eq!(stat(&a, "timed_out"), 1);
@@ -160,7 +170,7 @@ fn with_dmq_usrloc_too_the_call_is_resumed_once() {
     // finds the binding itself) and B's DMQ message arrives too; the phone gets one INVITE (sipp
     // fails on a second one), the call is resumed once.
     let (a, b) =
-        held_on_a_then_phone_registers_on_b("cluster-ul", true, &[("WITH_DMQ_USRLOC", "1")]);
+        held_on_a_then_phone_registers_on_b("cluster-ul", "udp", true, &[("WITH_DMQ_USRLOC", "1")]);
     let log_a = a.log_text();
     let by_dmq = log_a.contains("device of alice registered on another node (DMQ): resuming");
     let by_usrloc = log_a.contains("device of alice registered: resuming");
