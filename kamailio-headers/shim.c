@@ -3,6 +3,7 @@
  * macros expand as they do inside Kamailio. Rust reaches these through the declarations in wrapper.h;
  * the push_rs_* functions called from here are defined in Rust (src/). */
 #include <string.h>
+#include <strings.h>
 #include <signal.h>
 #include <pthread.h>
 #include "core/dprint.h"
@@ -535,6 +536,26 @@ static struct sip_msg *current_request = NULL;
 struct sip_msg *push_shim_current_request(void)
 {
 	return current_request;
+}
+
+/* What the request being routed in this process is: 0 none (a timer, an RPC, a DMQ worker), 1 a
+ * REGISTER (a binding a phone made here), 2 a KDMQ (dmq handling a node's message inline), 3
+ * another request. */
+int push_shim_current_request_kind(void)
+{
+	struct sip_msg *m = current_request;
+
+	if(m == NULL || m->first_line.type != SIP_REQUEST) {
+		return 0;
+	}
+	if(m->first_line.u.request.method_value == METHOD_REGISTER) {
+		return 1;
+	}
+	if(m->first_line.u.request.method.len == 4
+			&& strncasecmp(m->first_line.u.request.method.s, "KDMQ", 4) == 0) {
+		return 2;
+	}
+	return 3;
 }
 
 static int pre_script(struct sip_msg *msg, unsigned int flags, void *param)

@@ -120,6 +120,7 @@ int push_shim_register_ulcb(void);
 int push_shim_register_script_cbs(void);
 int push_shim_add_reply_header(struct sip_msg *msg, const char *hdr, int len);
 struct sip_msg *push_shim_current_request(void);
+int push_shim_current_request_kind(void);
 int push_shim_kemi_register(void);
 int push_shim_resume_after_reply(struct sip_msg *msg, const char *aor, int len, void **handle);
 /* Calls off a resume deferred by push_shim_resume_after_reply (same process, before the reply

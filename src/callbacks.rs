@@ -197,6 +197,10 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
             }
             announce_push_support(std::ptr::null_mut(), &b.provider);
         }
+        let in_request = IN_REQUEST.with(Cell::get);
+        // SAFETY: reads the request this process is routing (set by the pre-script callback,
+        // cleared after it), if any.
+        let kind = unsafe { sys::push_shim_current_request_kind() };
         let event = ContactEvent {
             change,
             aor: bounded(aor, MAX_AOR),
@@ -207,9 +211,10 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
             resume: true,
             // usrloc's absolute expiry; 0 is a permanent binding.
             expires_at: (ev.expires > 0).then_some(ev.expires),
-            // Inside a request route: a REGISTER this node received (not a dmq_usrloc replica,
-            // which a DMQ worker applies outside any route, nor a timer).
-            local: IN_REQUEST.with(Cell::get),
+            // A REGISTER this node is routing (not a replica, not a timer).
+            local: in_request && kind == 1,
+            // Applied by dmq: a DMQ worker (outside any route) or a KDMQ routed inline.
+            replica: !in_request || kind == 2,
             inserted: ev.type_ as u32 == sys::push_event_types_PUSH_UL_INSERT,
         };
         if IN_REQUEST.with(Cell::get) {

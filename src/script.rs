@@ -386,6 +386,7 @@ fn event(
         expires_at: None,
         // push_register(): the script's own path, not a usrloc binding.
         local: false,
+        replica: false,
         inserted: false,
     }
 }

@@ -83,6 +83,12 @@ pub struct ContactEvent {
     /// news for the other nodes of a cluster.
     #[serde(default)]
     pub local: bool,
+    /// The binding was applied outside any request route or while routing a KDMQ request: a
+    /// replica from another node (dmq_usrloc, in a DMQ worker), or a write by a timer or an RPC.
+    /// With `enable_dmq`, such a binding resumes nothing (the node that received the REGISTER
+    /// says so itself, after its 200 OK: a replica may arrive before that 200 OK is out).
+    #[serde(default)]
+    pub replica: bool,
     /// usrloc inserted the binding (it was not in the location table: a phone whose binding
     /// expired while it slept, or a new one), rather than updating an existing one.
     #[serde(default)]

@@ -44,8 +44,16 @@ impl Engine {
     pub(super) fn on_contact(&mut self, ev: ContactEvent, host: &dyn Host) {
         match ev.change {
             ContactChange::Registered => {
+                // With enable_dmq a replica resumes nothing: the node that received the REGISTER
+                // tells this one after its 200 OK (a replica may arrive before it is out).
+                let told_later = self.ctx.config.enable_dmq && ev.replica;
                 // Calls first: the woken device's INVITE must not wait for the store.
-                if ev.resume {
+                if told_later {
+                    debug!(
+                        "a device of {} registered on another node (replica): resumed on that node's DMQ message",
+                        ev.aor
+                    );
+                } else if ev.resume {
                     self.device_woke(&ev, host);
                 } else {
                     // push_register(): the script resumes with push_resume(); the device joins.

@@ -182,6 +182,7 @@ impl Rig {
             resume: true,
             expires_at: Some(unix_now().as_secs() as i64 + 30),
             local: false,
+            replica: false,
             inserted: false,
         }));
     }
@@ -452,6 +453,7 @@ fn call_no_device_can_be_pushed_for_fails_at_once() {
         resume: true,
         expires_at: None,
         local: false,
+        replica: false,
         inserted: false,
     }));
     rig.hold((1, 2));
@@ -1104,6 +1106,7 @@ fn a_gateway_device_registering_through_push_register_joins_the_call() {
         resume: false,
         expires_at: None,
         local: false,
+        replica: false,
         inserted: false,
     }));
     assert!(rig.continued().is_empty());
@@ -1153,6 +1156,7 @@ fn a_late_device_that_got_no_branch_still_gets_its_end_push() {
             resume: true,
             expires_at: None,
             local: false,
+            replica: false,
             inserted: false,
         }),
         &host,
@@ -1279,6 +1283,7 @@ fn register_for_app(rig: &mut Rig, app: &str) {
         resume: true,
         expires_at: None,
         local: false,
+        replica: false,
         inserted: false,
     }));
 }
@@ -1683,6 +1688,7 @@ fn usrloc_event(token: &str, port: u16, local: bool, inserted: bool) -> ToDispat
         resume: true,
         expires_at: Some(unix_now().as_secs() as i64 + 30),
         local,
+        replica: !local,
         inserted,
     })
 }
@@ -1765,4 +1771,42 @@ fn a_device_registering_on_another_node_resumes_the_held_call_once() {
     assert_eq!(rig.count(|c| &c.resumed), 1);
     // The message is not stored as a device here (the node it registered at stores it).
     assert_eq!(rig.stored_tokens(), vec!["tokA"]);
+}
+
+#[test]
+fn with_enable_dmq_a_replica_waits_for_the_other_nodes_message() {
+    // dmq_usrloc may apply B's binding here before B's 200 OK is out: with enable_dmq the
+    // replica stores the device but resumes nothing; B's DMQ message (sent after its 200 OK)
+    // resumes the call.
+    let mut rig = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| c.enable_dmq = true);
+    rig.handle(usrloc_event("tokA", 5060, true, true));
+    rig.hold((1, 1));
+    rig.pushes_done(1);
+    rig.handle(usrloc_event("tokA", 40000, false, true));
+    assert!(rig.continued().is_empty());
+    assert!(
+        rig.host.broadcast.borrow().len() == 1,
+        "a replica is never sent on"
+    );
+    let pushed = PushBinding {
+        provider: "fcm".into(),
+        prid: "tokA".into(),
+        param: None,
+        silent: false,
+        timeout: None,
+    };
+    rig.handle(ToDispatcher::Cluster(ClusterMessage::registered(
+        AOR,
+        Some("<urn:uuid:a>"),
+        &pushed,
+    )));
+    assert_eq!(rig.continued(), vec![((1, 1), false)]);
+
+    // Without enable_dmq a replica resumes at once, as before.
+    let mut off = Rig::ok();
+    off.handle(usrloc_event("tokA", 5060, true, true));
+    off.hold((1, 1));
+    off.pushes_done(1);
+    off.handle(usrloc_event("tokA", 40000, false, true));
+    assert_eq!(off.continued(), vec![((1, 1), false)]);
 }
