@@ -3,6 +3,7 @@
  * macros expand as they do inside Kamailio. Rust reaches these through the declarations in wrapper.h;
  * the push_rs_* functions called from here are defined in Rust (src/). */
 #include <string.h>
+#include <strings.h>
 #include <signal.h>
 #include <pthread.h>
 #include "core/dprint.h"
@@ -30,6 +31,7 @@
 #include "modules/tm/tm_load.h"
 #include "modules/usrloc/usrloc.h"
 #include "modules/registrar/api.h"
+#include "modules/dmq/bind_dmq.h"
 #include "wrapper.h"
 
 _Static_assert(PUSH_UL_INSERT == UL_CONTACT_INSERT && PUSH_UL_UPDATE == UL_CONTACT_UPDATE
@@ -536,6 +538,26 @@ struct sip_msg *push_shim_current_request(void)
 	return current_request;
 }
 
+/* What the request being routed in this process is: 0 none (a timer, an RPC, a DMQ worker), 1 a
+ * REGISTER (a binding a phone made here), 2 a KDMQ (dmq handling a node's message inline), 3
+ * another request. */
+int push_shim_current_request_kind(void)
+{
+	struct sip_msg *m = current_request;
+
+	if(m == NULL || m->first_line.type != SIP_REQUEST) {
+		return 0;
+	}
+	if(m->first_line.u.request.method_value == METHOD_REGISTER) {
+		return 1;
+	}
+	if(m->first_line.u.request.method.len == 4
+			&& strncasecmp(m->first_line.u.request.method.s, "KDMQ", 4) == 0) {
+		return 2;
+	}
+	return 3;
+}
+
 static int pre_script(struct sip_msg *msg, unsigned int flags, void *param)
 {
 	current_request = msg;
@@ -752,4 +774,78 @@ int push_shim_prom_update(int op, const char *name, int count, const char *numbe
 			return ((push_ki_ssssss_f)k->func)(
 					&push_prom_msg, &s_name, &s_num, &l[0], &l[1], &l[2]);
 	}
+}
+
+/* ---- DMQ (enable_dmq): the "push" peer ---- */
+
+static dmq_api_t dmqb;
+static dmq_peer_t *push_peer = NULL;
+/* bcast_message copies it: no answer callback (a lost message is logged by dmq itself). */
+static dmq_resp_cback_t push_no_answer_cb = {NULL, NULL};
+static str push_dmq_content_type = str_init("application/json");
+static str push_dmq_ok = str_init("OK");
+static str push_dmq_bad = str_init("Bad Request");
+static str push_dmq_error = str_init("Server Internal Error");
+
+/* Runs in a DMQ worker for each message of the "push" peer: hands the body to Rust (which only
+ * queues it for the dispatcher) and answers with the code Rust chose. */
+static int push_dmq_message(struct sip_msg *msg, peer_reponse_t *resp, dmq_node_t *node)
+{
+	char *body = NULL;
+	int len = 0;
+	int code;
+
+	if(parse_headers(msg, HDR_EOH_F, 0) == 0 && msg->content_length != NULL) {
+		len = get_content_length(msg);
+		body = get_body(msg);
+		/* never past the received bytes, whatever Content-Length claims */
+		if(body != NULL && (body < msg->buf || body > msg->buf + msg->len)) {
+			body = NULL;
+		} else if(body != NULL && len > (int)(msg->buf + msg->len - body)) {
+			len = (int)(msg->buf + msg->len - body);
+		}
+	}
+	if(body == NULL || len <= 0) {
+		code = 400;
+	} else {
+		code = push_rs_dmq_message(body, len);
+	}
+	resp->resp_code = code;
+	resp->reason = code == 200 ? push_dmq_ok
+								: (code == 400 ? push_dmq_bad : push_dmq_error);
+	return 0;
+}
+
+int push_shim_bind_dmq(const char *peer_id)
+{
+	dmq_peer_t peer;
+
+	if(find_export("bind_dmq", 0, 0) == NULL) {
+		return -1;
+	}
+	if(dmq_load_api(&dmqb) != 0) {
+		return -2;
+	}
+	memset(&peer, 0, sizeof(peer));
+	peer.peer_id.s = (char *)peer_id;
+	peer.peer_id.len = strlen(peer_id);
+	peer.description.s = (char *)peer_id;
+	peer.description.len = strlen(peer_id);
+	peer.callback = push_dmq_message;
+	peer.init_callback = NULL;
+	push_peer = dmqb.register_dmq_peer(&peer);
+	return push_peer == NULL ? -3 : 0;
+}
+
+int push_shim_dmq_bcast(const char *body, int len)
+{
+	str b;
+
+	if(push_peer == NULL) {
+		return -1;
+	}
+	b.s = (char *)body;
+	b.len = len;
+	return dmqb.bcast_message(
+			push_peer, &b, NULL, &push_no_answer_cb, 1, &push_dmq_content_type);
 }

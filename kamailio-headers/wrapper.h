@@ -120,6 +120,7 @@ int push_shim_register_ulcb(void);
 int push_shim_register_script_cbs(void);
 int push_shim_add_reply_header(struct sip_msg *msg, const char *hdr, int len);
 struct sip_msg *push_shim_current_request(void);
+int push_shim_current_request_kind(void);
 int push_shim_kemi_register(void);
 int push_shim_resume_after_reply(struct sip_msg *msg, const char *aor, int len, void **handle);
 /* Calls off a resume deferred by push_shim_resume_after_reply (same process, before the reply
@@ -128,7 +129,14 @@ void push_shim_resume_call_off(void *handle);
 int push_shim_kemi_engine(void);
 int push_shim_continue_kemi(unsigned int index, unsigned int label, const char *name, int len);
 
+/* DMQ (enable_dmq): registers the peer `peer_id` (mod_init, dmq loaded before): 0, or -1 (dmq not
+ * loaded), -2 (API not bound), -3 (peer refused). The peer's messages go to push_rs_dmq_message. */
+int push_shim_bind_dmq(const char *peer_id);
+/* Sends `body` to every other active DMQ node (a Kamailio process: tm sends it); 0 or -1. */
+int push_shim_dmq_bcast(const char *body, int len);
+
 /* Defined in Rust (src/callbacks.rs), called from shim.c. */
+int push_rs_dmq_message(const char *body, int len);
 void push_rs_tm_event(unsigned int index, unsigned int label, int type, int code);
 void push_rs_contact_event(const push_contact_event_t *ev);
 void push_rs_script_edge(int post);

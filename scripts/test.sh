@@ -42,7 +42,7 @@ for i in "${!series_list[@]}"; do
   t=$SECONDS
   case "$series" in
     6.0) RESTORE_MODULE=$restore ./scripts/test-kamailio.sh 6.0 ;;
-    *) RESTORE_MODULE=$restore ./scripts/test-kamailio.sh "$series" module_loading wake_call rpc metrics ;;
+    *) RESTORE_MODULE=$restore ./scripts/test-kamailio.sh "$series" module_loading wake_call rpc metrics cluster ;;
   esac
   part "integration tests on Kamailio $series" $t
 done

@@ -197,6 +197,10 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
             }
             announce_push_support(std::ptr::null_mut(), &b.provider);
         }
+        let in_request = IN_REQUEST.with(Cell::get);
+        // SAFETY: reads the request this process is routing (set by the pre-script callback,
+        // cleared after it), if any.
+        let kind = unsafe { sys::push_shim_current_request_kind() };
         let event = ContactEvent {
             change,
             aor: bounded(aor, MAX_AOR),
@@ -207,6 +211,11 @@ pub extern "C" fn push_rs_contact_event(ev: *const push_contact_event_t) {
             resume: true,
             // usrloc's absolute expiry; 0 is a permanent binding.
             expires_at: (ev.expires > 0).then_some(ev.expires),
+            // A REGISTER this node is routing (not a replica, not a timer).
+            local: in_request && kind == 1,
+            // Applied by dmq: a DMQ worker (outside any route) or a KDMQ routed inline.
+            replica: !in_request || kind == 2,
+            inserted: ev.type_ as u32 == sys::push_event_types_PUSH_UL_INSERT,
         };
         if IN_REQUEST.with(Cell::get) {
             PENDING.with(|p| p.borrow_mut().push(event));
@@ -226,6 +235,40 @@ pub extern "C" fn push_rs_script_edge(post: c_int) {
             let events = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
             for event in events {
                 send(ToDispatcher::Contact(event));
+            }
+        }
+    })
+}
+
+/// DMQ: a message of the "push" peer from another node (enable_dmq), in a DMQ worker. Checked
+/// and queued for the dispatcher, nothing else: no I/O, no waiting. Answers the SIP code DMQ
+/// replies with: 200, 400 (not a message of this module's format) or 500 (queue full).
+#[no_mangle]
+pub extern "C" fn push_rs_dmq_message(body: *const std::ffi::c_char, len: c_int) -> c_int {
+    guard::call("dmq callback", 500, || {
+        if body.is_null() || len <= 0 {
+            return 400;
+        }
+        // SAFETY: the shim passes the body of the message DMQ is handling, `len` bytes, valid
+        // during this call.
+        let bytes = unsafe { std::slice::from_raw_parts(body as *const u8, len as usize) };
+        let message = match push_core::ipc::cluster::ClusterMessage::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                push_core::warn!("a DMQ message for the push peer refused: {e}");
+                return 400;
+            }
+        };
+        let Some(g) = state::get() else { return 500 };
+        match g.sender().send(&ToDispatcher::Cluster(message)) {
+            Ok(()) => 200,
+            Err(e) => {
+                g.shared
+                    .counters
+                    .queue_full
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                push_core::error!("a DMQ message for the push dispatcher lost: {e}");
+                500
             }
         }
     })

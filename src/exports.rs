@@ -185,6 +185,29 @@ fn init() -> Result<(), String> {
             );
         }
     }
+    if config.enable_dmq {
+        let peer = CString::new(push_core::ipc::cluster::DMQ_PEER).map_err(|_| "bad peer name")?;
+        // SAFETY: mod_init, after dmq's own mod_init (dmq loaded before push); the peer name is
+        // copied by dmq into shared memory.
+        match unsafe { sys::push_shim_bind_dmq(peer.as_ptr()) } {
+            0 => push_core::info!(
+                "DMQ peer \"{}\" registered: fresh registrations are told to the other nodes",
+                push_core::ipc::cluster::DMQ_PEER
+            ),
+            -1 => {
+                return Err("modparam(\"push\", \"enable_dmq\", 1) needs the dmq module: \
+                     loadmodule \"dmq.so\" before \"push.so\""
+                    .to_string())
+            }
+            -2 => return Err("enable_dmq: cannot bind the dmq module's API".to_string()),
+            _ => {
+                return Err(format!(
+                    "enable_dmq: dmq refused the peer \"{}\" (is dmq loaded before push, and the peer not registered twice?)",
+                    push_core::ipc::cluster::DMQ_PEER
+                ))
+            }
+        }
+    }
     // Open (and create) the store here, so a bad db_url stops Kamailio at startup, and fill the
     // shared AOR index before the workers exist. The connection is closed before fork.
     let index = AorIndex::create(config.aor_index_size).map_err(|e| {
@@ -465,6 +488,26 @@ impl Host for KamailioHost {
                 push_core::warn!("{e} ({} refusal(s) so far)", n + 1);
             }
         }
+    }
+
+    /// DMQ's bcast_message, from the dispatcher's main thread: a Kamailio process (forked by
+    /// fork_process, cfg_child_init done) with its own pkg memory, in which tm's t_request may
+    /// run (it builds the request in pkg and shm and sends it over the DMQ server socket, a
+    /// UDP socket every process inherits; replies and retransmissions are handled by the SIP
+    /// workers and tm's timer, as for any local request).
+    fn cluster_broadcast(
+        &self,
+        message: &push_core::ipc::cluster::ClusterMessage,
+    ) -> Result<(), String> {
+        let body = message.encode();
+        // SAFETY: the body is valid for the call (tm copies it); runs on the main thread.
+        let r = unsafe {
+            sys::push_shim_dmq_bcast(body.as_ptr() as *const c_char, body.len() as c_int)
+        };
+        if r < 0 {
+            return Err("dmq could not send it (see dmq's log line)".to_string());
+        }
+        Ok(())
     }
 
     fn append_branches(&self, key: CallKey) -> Result<u32, String> {

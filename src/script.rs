@@ -384,6 +384,10 @@ fn event(
         binding,
         resume: false,
         expires_at: None,
+        // push_register(): the script's own path, not a usrloc binding.
+        local: false,
+        replica: false,
+        inserted: false,
     }
 }
 

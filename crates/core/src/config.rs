@@ -606,6 +606,9 @@ params! {
     breaker_failures: Int, set(Int(5)) => breaker_failures: u32 = |v| int_in(v, BREAKER_FAILURES_RANGE);
     /// Seconds between the probe pushes let through to an app marked failing.
     breaker_probe_interval: Int, set(Int(10)) => breaker_probe_interval: u32 = |v| int_in(v, BREAKER_PROBE_RANGE);
+    /// Cluster through Kamailio's DMQ (the dmq module loaded before push): a device's fresh
+    /// registration on one node resumes the calls held for it on the others. 0: off.
+    enable_dmq: Int, set(Int(0)) => enable_dmq: bool = flag;
 }
 
 pub const THREADS_RANGE: (i64, i64) = (1, 64);

@@ -44,6 +44,14 @@ pub trait Host {
     fn check_statistics_resets(&self) {}
     /// Applies metric changes to the Prometheus exporter (xhttp_prom), if there is one.
     fn export_metrics(&self, _updates: &[crate::metrics::Update]) {}
+    /// Sends a message to every other node of the cluster (Kamailio's DMQ, `enable_dmq`).
+    /// Nothing by default (no cluster).
+    fn cluster_broadcast(
+        &self,
+        _message: &crate::ipc::cluster::ClusterMessage,
+    ) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Work that must run on the dispatcher process's main thread.

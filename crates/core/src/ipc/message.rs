@@ -23,6 +23,8 @@ pub enum ToDispatcher {
     /// Continue the calls held for this AOR (push_resume in an onreply_route, sent once the
     /// REGISTER's reply has been relayed); nobody waits for an answer.
     Resume { aor: String },
+    /// Another node of the cluster says (through DMQ) that a device registered there.
+    Cluster(crate::ipc::cluster::ClusterMessage),
 }
 
 /// What push_suspend held.
@@ -76,6 +78,21 @@ pub struct ContactEvent {
     pub resume: bool,
     /// When the binding expires (Unix seconds), if known: binding-refresh pushes go out before.
     pub expires_at: Option<i64>,
+    /// The binding was made by a REGISTER this node received (a request route's save()), not
+    /// replicated from another node (dmq_usrloc) nor written by a timer: only such a binding is
+    /// news for the other nodes of a cluster.
+    #[serde(default)]
+    pub local: bool,
+    /// The binding was applied outside any request route or while routing a KDMQ request: a
+    /// replica from another node (dmq_usrloc, in a DMQ worker), or a write by a timer or an RPC.
+    /// With `enable_dmq`, such a binding resumes nothing (the node that received the REGISTER
+    /// says so itself, after its 200 OK: a replica may arrive before that 200 OK is out).
+    #[serde(default)]
+    pub replica: bool,
+    /// usrloc inserted the binding (it was not in the location table: a phone whose binding
+    /// expired while it slept, or a new one), rather than updating an existing one.
+    #[serde(default)]
+    pub inserted: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,6 +8,7 @@
 //! - [`args`]: the push.* RPC commands' arguments, checked before they become a question.
 
 pub mod args;
+pub mod cluster;
 pub mod limits;
 pub mod message;
 pub mod queue;

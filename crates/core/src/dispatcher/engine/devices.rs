@@ -8,6 +8,7 @@ use crate::devices::store::{Device, StoreError, Upsert};
 use crate::devices::{device_id, normalize_aor};
 use crate::dispatcher::Host;
 use crate::ipc::args::DeviceAdd;
+use crate::ipc::cluster::ClusterMessage;
 use crate::ipc::limits::bounded_text;
 use crate::ipc::message::{Answer, ContactChange, ContactEvent, DeviceView};
 use std::sync::atomic::Ordering;
@@ -43,15 +44,24 @@ impl Engine {
     pub(super) fn on_contact(&mut self, ev: ContactEvent, host: &dyn Host) {
         match ev.change {
             ContactChange::Registered => {
+                // With enable_dmq a replica resumes nothing: the node that received the REGISTER
+                // tells this one after its 200 OK (a replica may arrive before it is out).
+                let told_later = self.ctx.config.enable_dmq && ev.replica;
                 // Calls first: the woken device's INVITE must not wait for the store.
-                if ev.resume {
+                if told_later {
+                    debug!(
+                        "a device of {} registered on another node (replica): resumed on that node's DMQ message",
+                        ev.aor
+                    );
+                } else if ev.resume {
                     self.device_woke(&ev, host);
                 } else {
                     // push_register(): the script resumes with push_resume(); the device joins.
                     self.calls
                         .device_joined(&ev.aor, ev.binding.as_ref(), ev.instance.as_deref());
                 }
-                self.store_device(&ev);
+                let stored = self.store_device(&ev);
+                self.tell_cluster(&ev, stored, host);
             }
             ContactChange::Removed => {
                 let Some(store) = &self.store else {
@@ -77,16 +87,17 @@ impl Engine {
     /// A registration: a Contact with push parameters stores (or updates) its device and, with
     /// refresh pushes on, when its binding expires; one without them, from an instance, removes
     /// that instance's device (it no longer wants pushes).
-    fn store_device(&mut self, ev: &ContactEvent) {
+    /// Returns how the device was stored (None: not stored, or no push device).
+    fn store_device(&mut self, ev: &ContactEvent) -> Option<Upsert> {
         let Some(store) = &self.store else {
-            return;
+            return None;
         };
         let Some(binding) = &ev.binding else {
             if let Some(instance) = &ev.instance {
                 let removed = store.remove(&ev.aor, instance).map(|r| r as usize);
                 self.removed(&ev.aor, removed, "a device");
             }
-            return;
+            return None;
         };
         let device = Device {
             aor: ev.aor.clone(),
@@ -100,9 +111,62 @@ impl Engine {
             user_agent: ev.user_agent.clone(),
             updated_at: unix_now().as_secs() as i64,
         };
-        if let Err(e) = self.keep_device(&device, ev.expires_at) {
-            error!("cannot store a device of {}: {e}", ev.aor);
+        match self.keep_device(&device, ev.expires_at) {
+            Ok((stored, _)) => Some(stored),
+            Err(e) => {
+                error!("cannot store a device of {}: {e}", ev.aor);
+                None
+            }
         }
+    }
+
+    /// With `enable_dmq`: a push device's registration received by this node is news for the
+    /// other nodes (they may hold calls for it) when it is a wake-up: a binding usrloc did not
+    /// have (a phone whose binding expired while it slept), or a device whose details changed
+    /// (new token, new Contact). A refresh of an unchanged binding sends nothing, so cluster
+    /// traffic follows device changes, not REGISTER refreshes. Replicated bindings (dmq_usrloc)
+    /// are never sent on: only the node that received the REGISTER speaks.
+    fn tell_cluster(&mut self, ev: &ContactEvent, stored: Option<Upsert>, host: &dyn Host) {
+        if !self.ctx.config.enable_dmq || !ev.local || !ev.resume {
+            return;
+        }
+        let Some(binding) = &ev.binding else {
+            return;
+        };
+        let fresh = ev.inserted || matches!(stored, Some(Upsert::New | Upsert::Replaced));
+        if !fresh {
+            return;
+        }
+        let message = ClusterMessage::registered(&ev.aor, ev.instance.as_deref(), binding);
+        match host.cluster_broadcast(&message) {
+            Ok(()) => debug!("told the cluster: a device of {} registered here", ev.aor),
+            Err(e) => warn!(
+                "cannot tell the cluster that a device of {} registered here: {e}",
+                ev.aor
+            ),
+        }
+    }
+
+    /// Another node says a device registered there: the calls held here for that device are
+    /// resumed as if it had registered here (each call once: a call already resumed is not
+    /// resumed again). The device is not stored from the message (the other node stores it).
+    pub(super) fn on_cluster(&mut self, message: ClusterMessage, host: &dyn Host) {
+        let Some(aor) = normalize_aor(message.aor(), self.config().use_domain) else {
+            return;
+        };
+        let binding = message.binding();
+        let keys = self
+            .calls
+            .device_registered(&aor, binding.as_ref(), message.instance());
+        if keys.is_empty() {
+            debug!("a device of {aor} registered on another node: no call held for it here");
+            return;
+        }
+        info!(
+            "device of {aor} registered on another node (DMQ): resuming {} call(s)",
+            keys.len()
+        );
+        self.continue_calls(&keys, false, host);
     }
 
     /// Stores (or updates) a device, REGISTER's way whatever brought it: the AOR index, the

@@ -316,7 +316,12 @@ impl Engine {
     }
 
     /// Continues calls into the resume route; returns how many tm accepted.
-    fn continue_calls(&mut self, keys: &[CallKey], failed: bool, host: &dyn Host) -> u32 {
+    pub(super) fn continue_calls(
+        &mut self,
+        keys: &[CallKey],
+        failed: bool,
+        host: &dyn Host,
+    ) -> u32 {
         let mut ok = 0;
         for key in keys {
             if !failed {

@@ -229,6 +229,7 @@ impl Engine {
                     warn!("push_resume: {e}");
                 }
             }
+            ToDispatcher::Cluster(message) => self.on_cluster(message, host),
         }
     }
 

@@ -11,6 +11,7 @@ use crate::config::{App, AppProvider};
 use crate::devices::contact::PushBinding;
 use crate::devices::index::AorIndex;
 use crate::devices::store::Store;
+use crate::ipc::cluster::ClusterMessage;
 use crate::ipc::message::{
     Answer, ContactChange, ContactEvent, HeldCall, HeldKind, PendingCall, Question, TmChange,
     TmEvent,
@@ -42,6 +43,8 @@ struct FakeHost {
     branches: Cell<u32>,
     /// The metric updates exported.
     metrics: RefCell<Vec<crate::metrics::Update>>,
+    /// Messages sent to the other nodes of the cluster.
+    broadcast: RefCell<Vec<ClusterMessage>>,
 }
 
 impl Host for FakeHost {
@@ -70,6 +73,11 @@ impl Host for FakeHost {
 
     fn export_metrics(&self, updates: &[crate::metrics::Update]) {
         self.metrics.borrow_mut().extend_from_slice(updates);
+    }
+
+    fn cluster_broadcast(&self, message: &ClusterMessage) -> Result<(), String> {
+        self.broadcast.borrow_mut().push(message.clone());
+        Ok(())
     }
 }
 
@@ -173,6 +181,9 @@ impl Rig {
             }),
             resume: true,
             expires_at: Some(unix_now().as_secs() as i64 + 30),
+            local: false,
+            replica: false,
+            inserted: false,
         }));
     }
 
@@ -441,6 +452,9 @@ fn call_no_device_can_be_pushed_for_fails_at_once() {
         }),
         resume: true,
         expires_at: None,
+        local: false,
+        replica: false,
+        inserted: false,
     }));
     rig.hold((1, 2));
     assert_eq!(
@@ -1091,6 +1105,9 @@ fn a_gateway_device_registering_through_push_register_joins_the_call() {
         }),
         resume: false,
         expires_at: None,
+        local: false,
+        replica: false,
+        inserted: false,
     }));
     assert!(rig.continued().is_empty());
     rig.handle(ToDispatcher::Resume { aor: AOR.into() });
@@ -1138,6 +1155,9 @@ fn a_late_device_that_got_no_branch_still_gets_its_end_push() {
             }),
             resume: true,
             expires_at: None,
+            local: false,
+            replica: false,
+            inserted: false,
         }),
         &host,
     );
@@ -1262,6 +1282,9 @@ fn register_for_app(rig: &mut Rig, app: &str) {
         }),
         resume: true,
         expires_at: None,
+        local: false,
+        replica: false,
+        inserted: false,
     }));
 }
 
@@ -1644,4 +1667,146 @@ fn pending_shows_caller_deadline_and_push_states() {
     );
     rig.pushes_done(1);
     assert_eq!(rig.pending()[0].devices[0].push, "sent (200)");
+}
+
+/// A REGISTER of AOR's device with token `token` as usrloc reports it: received by this node
+/// (`local`) or replicated from another (dmq_usrloc), a binding usrloc `inserted` or updated.
+fn usrloc_event(token: &str, port: u16, local: bool, inserted: bool) -> ToDispatcher {
+    ToDispatcher::Contact(ContactEvent {
+        change: ContactChange::Registered,
+        aor: AOR.into(),
+        contact: format!("sip:{AOR}@10.0.0.1:{port};pn-provider=fcm;pn-prid={token}"),
+        instance: Some("<urn:uuid:a>".into()),
+        user_agent: Some("test phone".into()),
+        binding: Some(PushBinding {
+            provider: "fcm".into(),
+            prid: token.into(),
+            param: None,
+            silent: false,
+            timeout: None,
+        }),
+        resume: true,
+        expires_at: Some(unix_now().as_secs() as i64 + 30),
+        local,
+        replica: !local,
+        inserted,
+    })
+}
+
+#[test]
+fn cluster_hears_of_fresh_bindings_only_not_of_refreshes() {
+    let mut rig = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| c.enable_dmq = true);
+    let sent = |rig: &Rig| rig.host.broadcast.borrow().len();
+    // A new binding received here: the cluster hears of it once.
+    rig.handle(usrloc_event("tokA", 5060, true, true));
+    assert_eq!(sent(&rig), 1);
+    {
+        let first = &rig.host.broadcast.borrow()[0];
+        assert_eq!(first.aor, AOR);
+        assert_eq!(first.instance.as_deref(), Some("<urn:uuid:a>"));
+        assert_eq!(first.prid, "tokA");
+    }
+    // 1,000 refreshes of the unchanged binding: no message.
+    for _ in 0..1000 {
+        rig.handle(usrloc_event("tokA", 5060, true, false));
+    }
+    assert_eq!(
+        sent(&rig),
+        1,
+        "messages per 1,000 refreshes of an unchanged device"
+    );
+    // The phone comes back from another address (it woke on a new connection): news.
+    rig.handle(usrloc_event("tokA", 40000, true, false));
+    assert_eq!(sent(&rig), 2);
+    // A new token: news.
+    rig.handle(usrloc_event("tokB", 40000, true, false));
+    assert_eq!(sent(&rig), 3);
+    // Its binding expired while it slept, then it registered again with the same details: news.
+    rig.handle(usrloc_event("tokB", 40000, true, true));
+    assert_eq!(sent(&rig), 4);
+    // A binding replicated from another node (dmq_usrloc) is never sent on, inserted or not.
+    rig.handle(usrloc_event("tokC", 41000, false, true));
+    rig.handle(usrloc_event("tokC", 42000, false, false));
+    assert_eq!(sent(&rig), 4);
+
+    // Without enable_dmq nothing is ever sent.
+    let mut off = Rig::ok();
+    off.handle(usrloc_event("tokA", 5060, true, true));
+    off.handle(usrloc_event("tokB", 5061, true, false));
+    assert!(off.host.broadcast.borrow().is_empty());
+}
+
+#[test]
+fn a_device_registering_on_another_node_resumes_the_held_call_once() {
+    let mut rig = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| c.enable_dmq = true);
+    rig.handle(usrloc_event("tokA", 5060, true, true));
+    rig.hold((1, 1));
+    rig.pushes_done(1);
+    assert!(rig.continued().is_empty());
+    // Another device of the AOR registered elsewhere: not the pushed one, nothing resumed.
+    let other = PushBinding {
+        provider: "fcm".into(),
+        prid: "tokZ".into(),
+        param: None,
+        silent: false,
+        timeout: None,
+    };
+    rig.handle(ToDispatcher::Cluster(ClusterMessage::registered(
+        AOR, None, &other,
+    )));
+    assert!(rig.continued().is_empty());
+    // The pushed device registered on another node: resumed here.
+    let pushed = PushBinding {
+        prid: "tokA".into(),
+        ..other.clone()
+    };
+    let news = ClusterMessage::registered(AOR, Some("<urn:uuid:a>"), &pushed);
+    rig.handle(ToDispatcher::Cluster(news.clone()));
+    assert_eq!(rig.continued(), vec![((1, 1), false)]);
+    assert_eq!(rig.count(|c| &c.resumed), 1);
+    // The same news again, and the device's binding replicated here (dmq_usrloc): still once.
+    rig.handle(ToDispatcher::Cluster(news));
+    rig.handle(usrloc_event("tokA", 40000, false, true));
+    assert_eq!(rig.continued(), vec![((1, 1), false)]);
+    assert_eq!(rig.count(|c| &c.resumed), 1);
+    // The message is not stored as a device here (the node it registered at stores it).
+    assert_eq!(rig.stored_tokens(), vec!["tokA"]);
+}
+
+#[test]
+fn with_enable_dmq_a_replica_waits_for_the_other_nodes_message() {
+    // dmq_usrloc may apply B's binding here before B's 200 OK is out: with enable_dmq the
+    // replica stores the device but resumes nothing; B's DMQ message (sent after its 200 OK)
+    // resumes the call.
+    let mut rig = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| c.enable_dmq = true);
+    rig.handle(usrloc_event("tokA", 5060, true, true));
+    rig.hold((1, 1));
+    rig.pushes_done(1);
+    rig.handle(usrloc_event("tokA", 40000, false, true));
+    assert!(rig.continued().is_empty());
+    assert!(
+        rig.host.broadcast.borrow().len() == 1,
+        "a replica is never sent on"
+    );
+    let pushed = PushBinding {
+        provider: "fcm".into(),
+        prid: "tokA".into(),
+        param: None,
+        silent: false,
+        timeout: None,
+    };
+    rig.handle(ToDispatcher::Cluster(ClusterMessage::registered(
+        AOR,
+        Some("<urn:uuid:a>"),
+        &pushed,
+    )));
+    assert_eq!(rig.continued(), vec![((1, 1), false)]);
+
+    // Without enable_dmq a replica resumes at once, as before.
+    let mut off = Rig::ok();
+    off.handle(usrloc_event("tokA", 5060, true, true));
+    off.hold((1, 1));
+    off.pushes_done(1);
+    off.handle(usrloc_event("tokA", 40000, false, true));
+    assert_eq!(off.continued(), vec![((1, 1), false)]);
 }
