@@ -428,6 +428,22 @@ pub enum Upsert {
     Unchanged,
 }
 
+/// Writes one device row (inserted, or replacing the row of the same AOR and device id).
+fn upsert_row(conn: &Connection, d: &Device) -> rusqlite::Result<usize> {
+    conn.prepare_cached(UPSERT)?.execute(params![
+        d.aor,
+        d.device_id,
+        d.provider,
+        d.prid,
+        d.param,
+        d.app_id,
+        d.instance,
+        d.contact,
+        d.user_agent,
+        d.updated_at,
+    ])
+}
+
 /// A connection to the device database: the writer's ([`Store::open`]) or a reader's
 /// ([`Store::open_reader`]). Not to be shared across `fork`.
 pub struct Store {
@@ -604,18 +620,7 @@ impl Store {
                 if known.is_some_and(|k| k.updated_at >= d.updated_at) {
                     continue;
                 }
-                tx.prepare_cached(UPSERT)?.execute(params![
-                    d.aor,
-                    d.device_id,
-                    d.provider,
-                    d.prid,
-                    d.param,
-                    d.app_id,
-                    d.instance,
-                    d.contact,
-                    d.user_agent,
-                    d.updated_at,
-                ])?;
+                upsert_row(tx, d)?;
                 aors.push(d.aor.clone());
             }
             for (aor, device_id, expires_at, pushed_at) in refresh {
@@ -717,18 +722,7 @@ impl Store {
             }
         }
         self.atomic(|tx| {
-            tx.prepare_cached(UPSERT)?.execute(params![
-                device.aor,
-                device.device_id,
-                device.provider,
-                device.prid,
-                device.param,
-                device.app_id,
-                device.instance,
-                device.contact,
-                device.user_agent,
-                device.updated_at,
-            ])?;
+            upsert_row(tx, device)?;
             let mut outcome = match existing {
                 None => Upsert::New,
                 Some(old) if old.same_apart_from_time(device) => Upsert::Unchanged,
@@ -1729,22 +1723,7 @@ mod tests {
             // Written by the version-1 code: a device row.
             let raw = Connection::open(tmp.db()).unwrap();
             let d = dev("carol", "token:tok-c", "tok-c", 7);
-            raw.execute(
-                UPSERT,
-                params![
-                    d.aor,
-                    d.device_id,
-                    d.provider,
-                    d.prid,
-                    d.param,
-                    d.app_id,
-                    d.instance,
-                    d.contact,
-                    d.user_agent,
-                    d.updated_at
-                ],
-            )
-            .unwrap();
+            upsert_row(&raw, &d).unwrap();
         }
         let store = Store::open(&tmp.db()).unwrap();
         assert_eq!(user_version(&store.conn).unwrap(), SCHEMA_VERSION);

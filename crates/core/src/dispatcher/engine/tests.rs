@@ -166,25 +166,9 @@ impl Rig {
     }
 
     fn contact(&mut self, change: ContactChange, token: &str, instance: Option<&str>) {
-        self.handle(ToDispatcher::Contact(ContactEvent {
-            change,
-            aor: AOR.into(),
-            contact: format!("sip:{AOR}@10.0.0.1:5060;pn-provider=fcm;pn-prid={token}"),
-            instance: instance.map(String::from),
-            user_agent: Some("test phone".into()),
-            binding: Some(PushBinding {
-                provider: "fcm".into(),
-                prid: token.into(),
-                param: None,
-                silent: false,
-                timeout: None,
-            }),
-            resume: true,
-            expires_at: Some(unix_now().as_secs() as i64 + 30),
-            local: false,
-            replica: false,
-            inserted: false,
-        }));
+        self.handle(ToDispatcher::Contact(fcm_contact(
+            change, token, instance, 5060,
+        )));
     }
 
     /// push_suspend holds a call to AOR (and counts it, as push_suspend does).
@@ -1673,10 +1657,26 @@ fn pending_shows_caller_deadline_and_push_states() {
 /// (`local`) or replicated from another (dmq_usrloc), a binding usrloc `inserted` or updated.
 fn usrloc_event(token: &str, port: u16, local: bool, inserted: bool) -> ToDispatcher {
     ToDispatcher::Contact(ContactEvent {
-        change: ContactChange::Registered,
+        local,
+        replica: !local,
+        inserted,
+        ..fcm_contact(ContactChange::Registered, token, Some("<urn:uuid:a>"), port)
+    })
+}
+
+/// AOR's device with FCM token `token` at 10.0.0.1:`port` (and `instance`, if it sends one), as
+/// usrloc reports it on the node that received the REGISTER.
+fn fcm_contact(
+    change: ContactChange,
+    token: &str,
+    instance: Option<&str>,
+    port: u16,
+) -> ContactEvent {
+    ContactEvent {
+        change,
         aor: AOR.into(),
         contact: format!("sip:{AOR}@10.0.0.1:{port};pn-provider=fcm;pn-prid={token}"),
-        instance: Some("<urn:uuid:a>".into()),
+        instance: instance.map(String::from),
         user_agent: Some("test phone".into()),
         binding: Some(PushBinding {
             provider: "fcm".into(),
@@ -1687,10 +1687,10 @@ fn usrloc_event(token: &str, port: u16, local: bool, inserted: bool) -> ToDispat
         }),
         resume: true,
         expires_at: Some(unix_now().as_secs() as i64 + 30),
-        local,
-        replica: !local,
-        inserted,
-    })
+        local: false,
+        replica: false,
+        inserted: false,
+    }
 }
 
 #[test]
