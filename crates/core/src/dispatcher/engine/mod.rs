@@ -58,6 +58,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// How often every metric is exported again, changed or not (xhttp_prom forgets label sets
+/// nobody touched for `xhttp_prom_timeout` minutes).
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
 /// A finished push, on its way back to the main thread.
 #[derive(Debug)]
 pub struct PushDone {
@@ -266,9 +270,10 @@ impl Engine {
             self.metrics.set(m::APP_FAILING, &[&app, provider], value);
             self.metrics.declare_app(&app, provider);
         }
-        if self.last_touch.elapsed() >= Duration::from_secs(60) {
+        // Every minute each label set is touched first (counters by 0, gauges at their value);
+        // what changed since the last tick follows, so nothing of it is lost.
+        if now().saturating_duration_since(self.last_touch) >= TOUCH_EVERY {
             self.last_touch = now();
-            self.metrics.take_updates();
             updates.extend(self.metrics.touch_all());
         }
         updates.extend(self.metrics.take_updates());

@@ -1810,3 +1810,33 @@ fn with_enable_dmq_a_replica_waits_for_the_other_nodes_message() {
     off.handle(usrloc_event("tokA", 40000, false, true));
     assert_eq!(off.continued(), vec![((1, 1), false)]);
 }
+
+#[test]
+fn the_minute_touch_loses_no_increment_or_observation() {
+    use crate::metrics::{Update, FAMILIES, ROUND_TRIP, SENT};
+    let mut rig = Rig::ok();
+    exported(&mut rig);
+    rig.call_pushed("tokA", None);
+    // The pushes' outcome is in; the next tick is also the minute's touch.
+    rig.engine.last_touch = now() - TOUCH_EVERY - Duration::from_secs(1);
+    let updates = exported(&mut rig);
+    let labels = vec!["app".to_string(), "webhook".into()];
+    let sent: u64 = updates
+        .iter()
+        .filter_map(|u| match u {
+            Update::CounterInc {
+                family,
+                labels: l,
+                by,
+            } if *family == &FAMILIES[SENT] && *l == labels => Some(*by),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(sent, 1, "{updates:#?}");
+    assert!(
+        updates.iter().any(
+            |u| matches!(u, Update::Observe { family, .. } if *family == &FAMILIES[ROUND_TRIP])
+        ),
+        "{updates:#?}"
+    );
+}
