@@ -1,0 +1,143 @@
+//! Two Kamailio nodes running cfg-examples/push-cluster.cfg whose usrloc keeps the location
+//! table in one shared PostgreSQL database (`db_mode` 3, -A WITH_USRLOC_DB; a real server the
+//! test starts, testkit::postgres, with Kamailio's own location schema), without dmq_usrloc, with
+//! `enable_dmq`: a call held on node A is delivered when the phone registers on node B. usrloc's
+//! callback fires only on B (it saved the binding); the push module's DMQ message tells A, which
+//! resumes the call and finds the binding B wrote in the database.
+
+use std::path::Path;
+use std::time::Duration;
+use testkit::postgres::Postgres;
+use testkit::push_server::PushServer;
+use testkit::wake::*;
+use testkit::*;
+
+const TOKEN: &str = "db3db3db3db3db3db3db3db3db3db3db3db3db3db3db3db3db3db3db3db3db3d";
+
+/// Kamailio's location schema (version table, location tables), created as the module's role.
+fn location_schema(pg: &Postgres) -> Option<String> {
+    let dir = Path::new("/usr/share/kamailio/postgres");
+    let standard = std::fs::read_to_string(dir.join("standard-create.sql")).ok()?;
+    let usrloc = std::fs::read_to_string(dir.join("usrloc-create.sql")).ok()?;
+    Some(format!("SET ROLE {};\n{standard}\n{usrloc}", pg.user))
+}
+
+/// The db_postgres module of the Kamailio that runs the tests, if it has one.
+fn has_db_postgres() -> bool {
+    let out = std::process::Command::new("kamailio")
+        .arg("-I")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    // "Default paths to modules: /usr/lib/x86_64-linux-gnu/kamailio/modules"
+    let listed: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.split_once("paths to modules:").map(|(_, d)| d.to_string()))
+        .flat_map(|d| {
+            d.split([':', ' '])
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let dirs: Vec<String> = listed
+        .into_iter()
+        .chain([
+            "/usr/lib/x86_64-linux-gnu/kamailio/modules".to_string(),
+            "/usr/local/lib64/kamailio/modules".to_string(),
+            "/usr/local/lib/kamailio/modules".to_string(),
+        ])
+        .collect();
+    dirs.iter().any(|d| Path::new(d).join("db_postgres.so").is_file())
+}
+
+fn node(setup: Setup, push_url: &str, peer_port: u16, usrloc_db: &str) -> Kamailio {
+    let cfg = repo_root().join("cfg-examples/push-cluster.cfg");
+    let app = format!("\"id={APP};provider=webhook;url={push_url};secret={SECRET}\"");
+    let me = format!("\"sip:127.0.0.1:{}\"", setup.sip_port);
+    let peer = format!("\"sip:127.0.0.1:{peer_port}\"");
+    let defines = [
+        ("DMQ_SELF", me.as_str()),
+        ("DMQ_NOTIFY", peer.as_str()),
+        ("CLUSTER_PEER", peer.as_str()),
+        ("ENABLE_DMQ", "1"),
+        ("DEBUG_LEVEL", "2"),
+        ("WITH_USRLOC_DB", "1"),
+        ("USRLOC_DB_URL", usrloc_db),
+    ];
+    start_with_app(setup, &cfg, &app, 20, &defines)
+}
+
+#[test]
+fn with_a_shared_location_database_a_call_held_on_a_is_delivered_through_b() {
+    if !has_db_postgres() {
+        eprintln!("SKIPPED: this Kamailio has no db_postgres module (usrloc db_mode 3 needs one)");
+        return;
+    }
+    let started = std::time::Instant::now();
+    let pg = Postgres::start("usrloc-db");
+    pg.query(&location_schema(&pg).expect("Kamailio's PostgreSQL schema files"))
+        .unwrap();
+    let usrloc_db = format!("\"{}\"", pg.url());
+    let (pushes, on_push) = notifier();
+    let server = PushServer::ok(Some(on_push));
+    let (sa, sb) = (Setup::new("uldb-a"), Setup::new("uldb-b"));
+    let (pa, pb) = (sa.sip_port, sb.sip_port);
+    let a = node(sa, &server.url(), pb, &usrloc_db);
+    let b = node(sb, &server.url(), pa, &usrloc_db);
+    for (k, other) in [(&a, pb), (&b, pa)] {
+        assert!(
+            eventually(Duration::from_secs(20), || {
+                let nodes = k.kamcmd(&["dmq.list_nodes"]).unwrap_or_default();
+                nodes.contains(&format!("port: {other}")) && nodes.contains("status: active")
+            }),
+            "the DMQ nodes do not see each other:\n{}",
+            k.kamcmd(&["dmq.list_nodes"]).unwrap_or_default()
+        );
+    }
+    let phone = Phone::new("alice", TOKEN, "udp");
+    // The phone registered at A once, and fell asleep (its binding expired).
+    phone.register_then_sleep(&a);
+    // usrloc wrote it to the shared table (db_mode 3 writes at once).
+    let rows = pg
+        .query("SELECT count(*) FROM location WHERE username = 'alice'")
+        .unwrap();
+    assert_eq!(rows, "1", "the binding is not in the shared location table");
+
+    let call = caller(&a, "alice", "udp", "uldb-%u");
+    let push = pushes
+        .recv_timeout(Duration::from_secs(10))
+        .expect("A pushed nothing");
+    assert_eq!(push.json()["callee_aor"], "alice");
+    assert!(pending(&a).contains("uldb-1"), "{}", pending(&a));
+    // The woken phone registers at B, then gets the call held on A.
+    let device = phone.wake(&b, "uldb-%u");
+    let (ok, out) = device.wait(Duration::from_secs(30));
+    assert!(
+        ok,
+        "the phone, registered at B, did not get the call held on A:\n{out}\n--- A:\n{}\n--- B:\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    let (ok, out) = call.wait(Duration::from_secs(30));
+    assert!(ok, "the caller's call was not answered:\n{out}");
+    let log_a = a.log_text();
+    // A heard it through the push module's DMQ message (usrloc's callback ran on B only)...
+    assert!(
+        log_a.contains("device of alice registered on another node (DMQ): resuming 1 call(s)"),
+        "{log_a}"
+    );
+    // ...and found B's binding in the shared table itself: no relay through B.
+    assert!(
+        !log_a.contains("relayed to the node the phone registered at"),
+        "{log_a}"
+    );
+    assert_eq!(stat(&a, "suspended"), 1);
+    assert_eq!(stat(&a, "resumed"), 1);
+    assert_eq!(stat(&b, "suspended"), 0);
+    assert_eq!(stat(&b, "pushes_sent"), 0);
+    for log in [&log_a, &b.log_text()] {
+        assert!(!log.contains(&TOKEN[..24]), "{log}");
+    }
+    eprintln!("wall time: {:?}", started.elapsed());
+}
