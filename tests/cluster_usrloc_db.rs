@@ -51,7 +51,14 @@ fn has_db_postgres() -> bool {
     dirs.iter().any(|d| Path::new(d).join("db_postgres.so").is_file())
 }
 
-fn node(setup: Setup, push_url: &str, peer_port: u16, usrloc_db: &str) -> Kamailio {
+fn node(
+    setup: Setup,
+    push_url: &str,
+    peer_port: u16,
+    usrloc_db: &str,
+    enable_dmq: bool,
+    timeout: u32,
+) -> Kamailio {
     let cfg = repo_root().join("cfg-examples/push-cluster.cfg");
     let app = format!("\"id={APP};provider=webhook;url={push_url};secret={SECRET}\"");
     let me = format!("\"sip:127.0.0.1:{}\"", setup.sip_port);
@@ -60,31 +67,32 @@ fn node(setup: Setup, push_url: &str, peer_port: u16, usrloc_db: &str) -> Kamail
         ("DMQ_SELF", me.as_str()),
         ("DMQ_NOTIFY", peer.as_str()),
         ("CLUSTER_PEER", peer.as_str()),
-        ("ENABLE_DMQ", "1"),
+        ("ENABLE_DMQ", if enable_dmq { "1" } else { "0" }),
         ("DEBUG_LEVEL", "2"),
         ("WITH_USRLOC_DB", "1"),
         ("USRLOC_DB_URL", usrloc_db),
     ];
-    start_with_app(setup, &cfg, &app, 20, &defines)
+    start_with_app(setup, &cfg, &app, timeout, &defines)
 }
 
-#[test]
-fn with_a_shared_location_database_a_call_held_on_a_is_delivered_through_b() {
-    if !has_db_postgres() {
-        eprintln!("SKIPPED: this Kamailio has no db_postgres module (usrloc db_mode 3 needs one)");
-        return;
-    }
-    let started = std::time::Instant::now();
-    let pg = Postgres::start("usrloc-db");
-    pg.query(&location_schema(&pg).expect("Kamailio's PostgreSQL schema files"))
+/// Two DMQ nodes sharing the location table in `pg` (Kamailio's schema created first).
+fn pair(
+    name: &str,
+    pg: &Postgres,
+    push_url: &str,
+    enable_dmq: bool,
+    timeout: u32,
+) -> (Kamailio, Kamailio) {
+    pg.query(&location_schema(pg).expect("Kamailio's PostgreSQL schema files"))
         .unwrap();
     let usrloc_db = format!("\"{}\"", pg.url());
-    let (pushes, on_push) = notifier();
-    let server = PushServer::ok(Some(on_push));
-    let (sa, sb) = (Setup::new("uldb-a"), Setup::new("uldb-b"));
+    let (sa, sb) = (
+        Setup::new(&format!("{name}-a")),
+        Setup::new(&format!("{name}-b")),
+    );
     let (pa, pb) = (sa.sip_port, sb.sip_port);
-    let a = node(sa, &server.url(), pb, &usrloc_db);
-    let b = node(sb, &server.url(), pa, &usrloc_db);
+    let a = node(sa, push_url, pb, &usrloc_db, enable_dmq, timeout);
+    let b = node(sb, push_url, pa, &usrloc_db, enable_dmq, timeout);
     for (k, other) in [(&a, pb), (&b, pa)] {
         assert!(
             eventually(Duration::from_secs(20), || {
@@ -95,14 +103,32 @@ fn with_a_shared_location_database_a_call_held_on_a_is_delivered_through_b() {
             k.kamcmd(&["dmq.list_nodes"]).unwrap_or_default()
         );
     }
-    let phone = Phone::new("alice", TOKEN, "udp");
-    // The phone registered at A once, and fell asleep (its binding expired).
-    phone.register_then_sleep(&a);
-    // usrloc wrote it to the shared table (db_mode 3 writes at once).
+    (a, b)
+}
+
+/// The phone registered at A once, and fell asleep; usrloc wrote its binding to the shared table
+/// at once (db_mode 3).
+fn asleep_after_registering_at(phone: &Phone, a: &Kamailio, pg: &Postgres) {
+    phone.register_then_sleep(a);
     let rows = pg
         .query("SELECT count(*) FROM location WHERE username = 'alice'")
         .unwrap();
     assert_eq!(rows, "1", "the binding is not in the shared location table");
+}
+
+#[test]
+fn with_a_shared_location_database_a_call_held_on_a_is_delivered_through_b() {
+    if !has_db_postgres() {
+        eprintln!("SKIPPED: this Kamailio has no db_postgres module (usrloc db_mode 3 needs one)");
+        return;
+    }
+    let started = std::time::Instant::now();
+    let pg = Postgres::start("usrloc-db");
+    let (pushes, on_push) = notifier();
+    let server = PushServer::ok(Some(on_push));
+    let (a, b) = pair("uldb", &pg, &server.url(), true, 20);
+    let phone = Phone::new("alice", TOKEN, "udp");
+    asleep_after_registering_at(&phone, &a, &pg);
 
     let call = caller(&a, "alice", "udp", "uldb-%u");
     let push = pushes
@@ -140,4 +166,34 @@ fn with_a_shared_location_database_a_call_held_on_a_is_delivered_through_b() {
         assert!(!log.contains(&TOKEN[..24]), "{log}");
     }
     eprintln!("wall time: {:?}", started.elapsed());
+}
+
+/// The same cluster without `enable_dmq`: usrloc's callback fires on B only, so A never hears of
+/// the phone, and its call times out although B's binding is in the table A reads (what issue 15
+/// reported for db_mode 3 clusters).
+#[test]
+fn with_a_shared_location_database_but_no_enable_dmq_the_call_held_on_a_times_out() {
+    if !has_db_postgres() {
+        eprintln!("SKIPPED: this Kamailio has no db_postgres module (usrloc db_mode 3 needs one)");
+        return;
+    }
+    let pg = Postgres::start("usrloc-db-nodmq");
+    let (pushes, on_push) = notifier();
+    let server = PushServer::ok(Some(on_push));
+    let (a, b) = pair("uldb-nodmq", &pg, &server.url(), false, 5);
+    let phone = Phone::new("alice", TOKEN, "udp");
+    asleep_after_registering_at(&phone, &a, &pg);
+    let call = caller_expecting(&a, "alice", "udp", 480);
+    pushes
+        .recv_timeout(Duration::from_secs(10))
+        .expect("A pushed nothing");
+    phone.register_for(&b, 3600);
+    let (ok, out) = call.wait(Duration::from_secs(30));
+    assert!(
+        ok,
+        "without enable_dmq the call held on A must time out (480):\n{out}"
+    );
+    assert!(!a.log_text().contains("registered on another node"));
+    assert_eq!(stat(&a, "resumed"), 0);
+    assert_eq!(stat(&a, "timed_out"), 1);
 }
