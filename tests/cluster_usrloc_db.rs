@@ -32,7 +32,10 @@ fn has_db_postgres() -> bool {
     // "Default paths to modules: /usr/lib/x86_64-linux-gnu/kamailio/modules"
     let listed: Vec<String> = out
         .lines()
-        .filter_map(|l| l.split_once("paths to modules:").map(|(_, d)| d.to_string()))
+        .filter_map(|l| {
+            l.split_once("paths to modules:")
+                .map(|(_, d)| d.to_string())
+        })
         .flat_map(|d| {
             d.split([':', ' '])
                 .filter(|p| !p.is_empty())
@@ -48,7 +51,8 @@ fn has_db_postgres() -> bool {
             "/usr/local/lib/kamailio/modules".to_string(),
         ])
         .collect();
-    dirs.iter().any(|d| Path::new(d).join("db_postgres.so").is_file())
+    dirs.iter()
+        .any(|d| Path::new(d).join("db_postgres.so").is_file())
 }
 
 fn node(

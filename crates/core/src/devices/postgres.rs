@@ -807,9 +807,12 @@ async fn session(
             if let Some(refresh) = refresh {
                 if last_claim.is_none_or(|at| at.elapsed() >= CLAIM_EVERY) {
                     last_claim = Some(tokio::time::Instant::now());
-                    let claimed = timed("cannot claim refresh pushes", claim(&client, refresh.window))
-                        .await
-                        .map_err(Ended::Retry)?;
+                    let claimed = timed(
+                        "cannot claim refresh pushes",
+                        claim(&client, refresh.window),
+                    )
+                    .await
+                    .map_err(Ended::Retry)?;
                     if !claimed.is_empty() {
                         (refresh.on_claim)(claimed);
                     }

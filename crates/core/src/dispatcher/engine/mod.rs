@@ -172,12 +172,13 @@ impl Engine {
                     let to_main = main.clone();
                     let claims = main.clone();
                     // Refresh pushes are claimed in the database: one node sends each.
-                    let refresh = (ctx.config.refresh_window > 0).then(|| postgres::RefreshClaims {
-                        window: ctx.config.refresh_window,
-                        on_claim: Box::new(move |claimed| {
-                            let _ = claims.send(MainJob::RefreshClaimed(claimed));
-                        }),
-                    });
+                    let refresh =
+                        (ctx.config.refresh_window > 0).then(|| postgres::RefreshClaims {
+                            window: ctx.config.refresh_window,
+                            on_claim: Box::new(move |claimed| {
+                                let _ = claims.send(MainJob::RefreshClaimed(claimed));
+                            }),
+                        });
                     let pg = postgres::start(
                         url.clone(),
                         &runtime,
