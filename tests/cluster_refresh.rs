@@ -80,7 +80,7 @@ fn refresh_stats(nodes: &[&Kamailio]) -> Vec<u64> {
 #[test]
 fn three_nodes_send_one_refresh_push_per_binding_and_cycle() {
     let started = Instant::now();
-    let pg = Postgres::start("refresh-three");
+    let mut pg = Postgres::start("refresh-three");
     let (pushes, hook) = notifier();
     let server = PushServer::ok(Some(hook));
     let a = node("refresh-node-a", &pg, &server.url());
@@ -139,7 +139,51 @@ fn three_nodes_send_one_refresh_push_per_binding_and_cycle() {
     );
     assert_eq!(got.len(), 1, "refresh pushes in cycle 2");
     assert_eq!(per_node.iter().sum::<u64>(), 2, "{per_node:?}");
+
+    // Cycle 3: the database is down when the phone registers again (at C) and while its binding
+    // becomes due: no node can claim it, so none pushes it, and each says so once in the line
+    // that says the database is unreachable. When the database is back, C writes the binding
+    // and the cluster pushes it once (it has not expired yet).
+    pg.stop();
     for k in nodes {
+        assert!(
+            k.wait_for_log(
+                "no binding-refresh push is sent until it is back",
+                Duration::from_secs(10)
+            ),
+            "{}",
+            k.log_text()
+        );
+    }
+    let registered = Instant::now();
+    dave.register_for(&c, 2 * WINDOW + 4);
+    let got = refresh_pushes(
+        &pushes,
+        Duration::from_secs(u64::from(WINDOW) + 4),
+        Duration::ZERO,
+    );
+    assert!(got.is_empty(), "refresh pushes while the database was down");
+    assert_eq!(refresh_stats(&nodes).iter().sum::<u64>(), 2);
+    pg.start_again();
+    let got = refresh_pushes(&pushes, Duration::from_secs(8), Duration::from_secs(4));
+    let per_node = refresh_stats(&nodes);
+    eprintln!(
+        "cycle 3 (database down while due, back {:?} after the REGISTER): {} refresh push(es) \
+         received, refresh_pushes per node {per_node:?}",
+        registered.elapsed(),
+        got.len()
+    );
+    assert_eq!(got.len(), 1, "refresh pushes in cycle 3");
+    assert_eq!(per_node.iter().sum::<u64>(), 3, "{per_node:?}");
+    for k in nodes {
+        assert_eq!(
+            k.log_text()
+                .matches("no binding-refresh push is sent until it is back")
+                .count(),
+            1,
+            "{}",
+            k.log_text()
+        );
         assert_eq!(stat(k, "pushes_failed"), 0);
         assert!(!k.log_text().contains(&pg.password));
     }
