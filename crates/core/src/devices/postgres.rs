@@ -640,13 +640,17 @@ fn lock(m: &Mutex<Outbox>) -> std::sync::MutexGuard<'_, Outbox> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Receives the bindings this node claimed for a refresh push: each device, with when its
+/// binding expires (Unix seconds).
+pub type OnClaim = Box<dyn Fn(Vec<(Device, i64)>) + Send + Sync>;
+
 /// Binding-refresh pushes with a shared store: every [`CLAIM_EVERY`] the writer claims the
 /// bindings that expire within `window` seconds ([`CLAIM_REFRESH`]) and hands those this node
 /// won to `on_claim` (on a runtime thread): each device with when its binding expires. Only this
 /// node pushes them.
 pub struct RefreshClaims {
     pub window: u32,
-    pub on_claim: Box<dyn Fn(Vec<(Device, i64)>) + Send + Sync>,
+    pub on_claim: OnClaim,
 }
 
 /// Starts the writer task on `runtime`; each time it (re)connects it hands `on_load` every
