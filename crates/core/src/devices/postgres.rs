@@ -1102,6 +1102,148 @@ mod tests {
         }
     }
 
+    /// The claim against a real PostgreSQL (the test's own server): three connections (three
+    /// nodes) claim 300 due bindings at the same time, over and over; each binding is returned to
+    /// exactly one of them, once. Bindings not due, expired, already pushed, or whose device is
+    /// gone are never returned; a binding written again (the phone registered again) is due again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+    async fn each_due_binding_is_claimed_by_exactly_one_node() {
+        if testkit::postgres::bin_dir().is_none() {
+            eprintln!("SKIPPED: PostgreSQL is not installed");
+            return;
+        }
+        let pg = testkit::postgres::Postgres::start("claim-race");
+        let url = parse_pg_url(&pg.url()).unwrap();
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let (client, connection) = url
+                .pg_config()
+                .connect(tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            nodes.push(client);
+        }
+        migrate(&mut nodes[0]).await.map_err(|_| "migrate").unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let window = 60;
+        let device = |i: usize| Device {
+            aor: format!("user{i}"),
+            device_id: format!("token:t{i}"),
+            provider: "fcm".into(),
+            prid: format!("t{i}"),
+            param: None,
+            app_id: None,
+            instance: None,
+            contact: "sip:u@192.0.2.1".into(),
+            user_agent: None,
+            updated_at: now,
+        };
+        const DUE: usize = 300;
+        let mut ops: Vec<WriteOp> = Vec::new();
+        for i in 0..DUE + 4 {
+            ops.push(WriteOp::Upsert(device(i)));
+            let expires_at = match i {
+                // Due: expires within the window.
+                i if i < DUE => now + 5 + (i as i64 % 50),
+                // Not due yet, expired, pushed already, device gone.
+                n if n == DUE => now + window as i64 + 100,
+                n if n == DUE + 1 => now - 1,
+                _ => now + 10,
+            };
+            ops.push(WriteOp::SetExpiry {
+                aor: format!("user{i}"),
+                device_id: format!("token:t{i}"),
+                expires_at: Some(expires_at),
+            });
+        }
+        ops.push(WriteOp::MarkRefreshed {
+            aor: format!("user{}", DUE + 2),
+            device_id: format!("token:t{}", DUE + 2),
+            at: now,
+        });
+        write_batch(&mut nodes[1], &ops).await.unwrap();
+        // The device of the last one goes, its refresh row stays (written by hand).
+        nodes[1]
+            .execute(
+                DELETE_ONE,
+                &[&format!("user{}", DUE + 3), &format!("token:t{}", DUE + 3)],
+            )
+            .await
+            .unwrap();
+        nodes[1]
+            .execute(
+                "INSERT INTO push_refresh VALUES ($1, $2, $3, NULL) ON CONFLICT DO NOTHING",
+                &[
+                    &format!("user{}", DUE + 3),
+                    &format!("token:t{}", DUE + 3),
+                    &(now + 10),
+                ],
+            )
+            .await
+            .unwrap();
+
+        // Three nodes claim at once, each several times (small batches, so that they overlap).
+        let nodes: Vec<Arc<tokio_postgres::Client>> = nodes.into_iter().map(Arc::new).collect();
+        let mut tasks = Vec::new();
+        for client in &nodes {
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut won = Vec::new();
+                for _ in 0..40 {
+                    let rows = client
+                        .query(CLAIM_REFRESH, &[&now, &(now + window as i64), &25i64])
+                        .await
+                        .unwrap();
+                    won.extend(rows.iter().map(|r| (device_of(r), r.get::<_, i64>(10))));
+                }
+                won
+            }));
+        }
+        let mut all = Vec::new();
+        let mut per_node = Vec::new();
+        for task in tasks {
+            let won = task.await.unwrap();
+            per_node.push(won.len());
+            all.extend(won);
+        }
+        eprintln!("claims per node: {per_node:?}");
+        let mut ids: Vec<String> = all.iter().map(|(d, _)| d.device_id.clone()).collect();
+        ids.sort();
+        let unique: std::collections::BTreeSet<_> = ids.iter().cloned().collect();
+        assert_eq!(ids.len(), DUE, "claims: {per_node:?}");
+        assert_eq!(unique.len(), DUE, "a binding was claimed twice");
+        assert!((0..DUE).all(|i| unique.contains(&format!("token:t{i}"))));
+        // The claim returns the stored device and its expiry.
+        let (d, at) = all.iter().find(|(d, _)| d.aor == "user7").unwrap();
+        assert_eq!((d, *at), (&device(7), now + 12));
+        // Nothing more to claim.
+        let again = nodes[0]
+            .query(CLAIM_REFRESH, &[&now, &(now + window as i64), &1000i64])
+            .await
+            .unwrap();
+        assert!(again.is_empty());
+        // The phone registers again: its new binding is due again, once.
+        nodes[2]
+            .execute(SET_EXPIRY, &[&"user7", &"token:t7", &(now + 30)])
+            .await
+            .unwrap();
+        let rows = nodes[0]
+            .query(CLAIM_REFRESH, &[&now, &(now + window as i64), &1000i64])
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].get::<_, i64>(10), now + 30);
+        let rows = nodes[1]
+            .query(CLAIM_REFRESH, &[&now, &(now + window as i64), &1000i64])
+            .await
+            .unwrap();
+        assert!(rows.is_empty());
+    }
+
     fn op(i: usize) -> WriteOp {
         WriteOp::RemoveAor {
             aor: format!("a{i}"),
