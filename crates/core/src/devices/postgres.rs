@@ -4,12 +4,15 @@
 //!
 //! The dispatcher's main thread never waits on the database server. It keeps what the node knows
 //! in memory (an in-memory SQLite store, [`super::store::Store::open_memory`], with the same
-//! queries the file store has) and reads only that: when a call is held, for refresh pushes, for
-//! push.devices. Each write it makes there is also handed, as a [`WriteOp`], to a bounded
-//! [`Outbox`]; a writer task on the dispatcher's runtime ([`start`]) writes the queued operations
+//! queries the file store has) and reads only that: when a call is held, for push.devices.
+//! Each write it makes there is also handed, as a [`WriteOp`], to a bounded [`Outbox`]; a writer task on the dispatcher's runtime ([`start`]) writes the queued operations
 //! to PostgreSQL in batches (one transaction each), and keeps them queued while the database
 //! cannot be reached, retrying with backoff. Nothing is lost when it comes back, unless more than
 //! [`OUTBOX_CAPACITY`] writes were waiting: then the newest are dropped and the log says how many.
+//!
+//! Binding-refresh pushes are the one thing decided in the database: with `refresh_window` set,
+//! the writer claims the due bindings every second ([`CLAIM_REFRESH`]), so that exactly one node
+//! of the cluster pushes each, and hands this node's to the main thread ([`RefreshClaims`]).
 //!
 //! On each (re)connection the writer creates or migrates the schema ([`SCHEMA`], version kept in
 //! `push_schema`), writes what is queued, then loads every stored device and hands them to the
