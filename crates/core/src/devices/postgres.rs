@@ -5,8 +5,9 @@
 //! The dispatcher's main thread never waits on the database server. It keeps what the node knows
 //! in memory (an in-memory SQLite store, [`super::store::Store::open_memory`], with the same
 //! queries the file store has) and reads only that: when a call is held, for push.devices.
-//! Each write it makes there is also handed, as a [`WriteOp`], to a bounded [`Outbox`]; a writer task on the dispatcher's runtime ([`start`]) writes the queued operations
-//! to PostgreSQL in batches (one transaction each), and keeps them queued while the database
+//! Each write it makes there is also handed, as a [`WriteOp`], to a bounded [`Outbox`]; a writer
+//! task on the dispatcher's runtime ([`start`]) writes the queued operations to PostgreSQL in
+//! batches (one transaction each), and keeps them queued while the database
 //! cannot be reached, retrying with backoff. Nothing is lost when it comes back, unless more than
 //! [`OUTBOX_CAPACITY`] writes were waiting: then the newest are dropped and the log says how many.
 //!
