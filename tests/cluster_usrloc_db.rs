@@ -3,7 +3,8 @@
 //! test starts, testkit::postgres, with Kamailio's own location schema), without dmq_usrloc, with
 //! `enable_dmq`: a call held on node A is delivered when the phone registers on node B. usrloc's
 //! callback fires only on B (it saved the binding); the push module's DMQ message tells A, which
-//! resumes the call and finds the binding B wrote in the database.
+//! resumes the call and relays it to B (push_cluster_relay()), which delivers it to the binding
+//! it wrote in the database.
 
 use std::path::Path;
 use std::time::Duration;
@@ -57,7 +58,6 @@ fn node(
     let defines = [
         ("DMQ_SELF", me.as_str()),
         ("DMQ_NOTIFY", peer.as_str()),
-        ("CLUSTER_PEER", peer.as_str()),
         ("ENABLE_DMQ", if enable_dmq { "1" } else { "0" }),
         ("DEBUG_LEVEL", "2"),
         ("WITH_USRLOC_DB", "1"),
@@ -139,16 +139,20 @@ fn with_a_shared_location_database_a_call_held_on_a_is_delivered_through_b() {
     let (ok, out) = call.wait(Duration::from_secs(30));
     assert!(ok, "the caller's call was not answered:\n{out}");
     let log_a = a.log_text();
-    // A heard it through the push module's DMQ message (usrloc's callback ran on B only)...
+    let b_uri = format!("sip:127.0.0.1:{}", b.sip_port());
+    // A heard it through the push module's DMQ message (usrloc's callback ran on B only), and
+    // relayed the call to B, which had the phone's binding in the shared table.
     assert!(
-        log_a.contains("device of alice registered on another node (DMQ): resuming 1 call(s)"),
+        log_a.contains(&format!(
+            "device of alice registered on another node (DMQ from {b_uri}): resuming 1 call(s)"
+        )),
         "{log_a}"
     );
-    // ...and found B's binding in the shared table itself: no relay through B.
     assert!(
-        !log_a.contains("relayed to the node the phone registered at"),
+        log_a.contains(&format!("relayed to {b_uri}, where the phone registered")),
         "{log_a}"
     );
+    assert!(no_call_pending(&a), "{}", pending(&a));
     assert_eq!(stat(&a, "suspended"), 1);
     assert_eq!(stat(&a, "resumed"), 1);
     assert_eq!(stat(&b, "suspended"), 0);
