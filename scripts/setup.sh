@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(kamailio binutils python3-prometheus-client kamailio-lua-modules kamailio-python3-modules kamailio-utils-modules kamailio-sqlite-modules sqlite3 sip-tester libclang-dev dpkg-dev make gcc pkg-config ca-certificates python3 bc openssl iproute2 util-linux postgresql)
+PACKAGES=(kamailio binutils python3-prometheus-client kamailio-lua-modules kamailio-python3-modules kamailio-utils-modules kamailio-sqlite-modules kamailio-postgres-modules sqlite3 sip-tester libclang-dev dpkg-dev make gcc pkg-config ca-certificates python3 bc openssl iproute2 util-linux postgresql)
 MODULE_DIR=/usr/lib/x86_64-linux-gnu/kamailio/modules
 # postgresql: the binaries (/usr/lib/postgresql/<version>/bin: initdb, pg_ctl, postgres, psql) the
 # shared device store's tests run their own server with (crates/testkit/src/postgres.rs: own data

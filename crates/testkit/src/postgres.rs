@@ -173,12 +173,13 @@ impl Postgres {
     }
 
     /// Starts the server (again, after [`Postgres::stop`]: same data, same port) and waits until
-    /// it accepts connections.
+    /// it accepts connections. Up to 120 connections: usrloc with `db_mode` 3 opens one per
+    /// Kamailio process (a test node has about 20).
     pub fn start_again(&mut self) {
         let options = format!(
             "-c port={} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
              -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-             -c shared_buffers=16MB -c max_connections=30",
+             -c shared_buffers=16MB -c max_connections=120",
             self.port,
             self.socket_dir().display()
         );

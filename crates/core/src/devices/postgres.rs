@@ -4,12 +4,16 @@
 //!
 //! The dispatcher's main thread never waits on the database server. It keeps what the node knows
 //! in memory (an in-memory SQLite store, [`super::store::Store::open_memory`], with the same
-//! queries the file store has) and reads only that: when a call is held, for refresh pushes, for
-//! push.devices. Each write it makes there is also handed, as a [`WriteOp`], to a bounded
-//! [`Outbox`]; a writer task on the dispatcher's runtime ([`start`]) writes the queued operations
-//! to PostgreSQL in batches (one transaction each), and keeps them queued while the database
+//! queries the file store has) and reads only that: when a call is held, for push.devices.
+//! Each write it makes there is also handed, as a [`WriteOp`], to a bounded [`Outbox`]; a writer
+//! task on the dispatcher's runtime ([`start`]) writes the queued operations to PostgreSQL in
+//! batches (one transaction each), and keeps them queued while the database
 //! cannot be reached, retrying with backoff. Nothing is lost when it comes back, unless more than
 //! [`OUTBOX_CAPACITY`] writes were waiting: then the newest are dropped and the log says how many.
+//!
+//! Binding-refresh pushes are the one thing decided in the database: with `refresh_window` set,
+//! the writer claims the due bindings every second ([`CLAIM_REFRESH`]), so that exactly one node
+//! of the cluster pushes each, and hands this node's to the main thread ([`RefreshClaims`]).
 //!
 //! On each (re)connection the writer creates or migrates the schema ([`SCHEMA`], version kept in
 //! `push_schema`), writes what is queued, then loads every stored device and hands them to the
@@ -76,6 +80,7 @@ CREATE TABLE IF NOT EXISTS push_refresh (
     pushed_at  BIGINT,
     PRIMARY KEY (aor, device_id)
 );
+CREATE INDEX IF NOT EXISTS push_refresh_due ON push_refresh (expires_at) WHERE pushed_at IS NULL;
 ";
 
 /// Key of the advisory lock the schema is created under (any constant; "push" in ASCII).
@@ -105,6 +110,26 @@ const SET_EXPIRY: &str = "INSERT INTO push_refresh (aor, device_id, expires_at, 
 const CLEAR_EXPIRY: &str = "DELETE FROM push_refresh WHERE aor = $1 AND device_id = $2";
 const MARK_PUSHED: &str =
     "UPDATE push_refresh SET pushed_at = $3 WHERE aor = $1 AND device_id = $2";
+/// Claims the bindings due for a refresh push (expiring after $1 and by $2, at most $3, soonest
+/// first) for this node, and returns them with their device. One statement, so atomic: a row is
+/// claimed by setting `pushed_at`, which only a row still unclaimed (`pushed_at IS NULL`) can get;
+/// rows another node is claiming at the same moment are locked and skipped, and once that node
+/// commits they no longer match. Every node of a cluster runs it each second; each due binding is
+/// returned to exactly one of them. A phone that registers again rewrites its row (new
+/// `expires_at`, `pushed_at` cleared), which makes its new binding due once more.
+pub const CLAIM_REFRESH: &str = "UPDATE push_refresh r SET pushed_at = $1 \
+     FROM (SELECT aor, device_id FROM push_refresh x \
+           WHERE x.pushed_at IS NULL AND x.expires_at > $1 AND x.expires_at <= $2 \
+           AND EXISTS (SELECT 1 FROM push_devices e WHERE e.aor = x.aor AND e.device_id = x.device_id) \
+           ORDER BY x.expires_at LIMIT $3 FOR UPDATE SKIP LOCKED) due, push_devices d \
+     WHERE r.aor = due.aor AND r.device_id = due.device_id \
+     AND d.aor = r.aor AND d.device_id = r.device_id \
+     RETURNING d.aor, d.device_id, d.provider, d.prid, d.param, d.app_id, d.instance, d.contact, \
+     d.user_agent, d.updated_at, r.expires_at";
+/// Bindings claimed per query at most (the rest wait for the next second).
+const CLAIM_BATCH: i64 = 1000;
+/// How often the writer claims the bindings due.
+const CLAIM_EVERY: Duration = Duration::from_secs(1);
 const LOAD_DEVICES: &str = "SELECT aor, device_id, provider, prid, param, app_id, instance, \
      contact, user_agent, updated_at FROM push_devices";
 const LOAD_REFRESH: &str = "SELECT aor, device_id, expires_at, pushed_at FROM push_refresh";
@@ -434,6 +459,8 @@ impl LinkState {
 #[derive(Debug)]
 pub struct Link {
     state: LinkState,
+    /// This node sends binding-refresh pushes (they need the database: the lines say so).
+    refresh: bool,
 }
 
 /// A line to log, with its level.
@@ -453,7 +480,14 @@ impl Link {
     pub fn new() -> Link {
         Link {
             state: LinkState::Connecting,
+            refresh: false,
         }
+    }
+
+    /// The lines also say that binding-refresh pushes wait for the database.
+    pub fn with_refresh_pushes(mut self) -> Link {
+        self.refresh = true;
+        self
     }
 
     pub fn state(&self) -> LinkState {
@@ -462,6 +496,12 @@ impl Link {
 
     /// An attempt failed (`why`, without secrets). A line only when this changes the state.
     pub fn failed(&mut self, url: &PgUrl, why: &str) -> Option<LinkLine> {
+        let refresh = if self.refresh {
+            "; no binding-refresh push is sent until it is back (a node sends one only once it \
+             claimed it in the database)"
+        } else {
+            ""
+        };
         let line = match self.state {
             LinkState::Down => return None,
             LinkState::Connecting => format!(
@@ -476,7 +516,7 @@ impl Link {
             ),
         };
         self.state = LinkState::Down;
-        Some(LinkLine::Error(line))
+        Some(LinkLine::Error(format!("{line}{refresh}")))
     }
 
     /// Connected, `written` queued writes written and `loaded` devices read; `dropped` writes
@@ -604,12 +644,27 @@ fn lock(m: &Mutex<Outbox>) -> std::sync::MutexGuard<'_, Outbox> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Receives the bindings this node claimed for a refresh push: each device, with when its
+/// binding expires (Unix seconds).
+pub type OnClaim = Box<dyn Fn(Vec<(Device, i64)>) + Send + Sync>;
+
+/// Binding-refresh pushes with a shared store: every [`CLAIM_EVERY`] the writer claims the
+/// bindings that expire within `window` seconds ([`CLAIM_REFRESH`]) and hands those this node
+/// won to `on_claim` (on a runtime thread): each device with when its binding expires. Only this
+/// node pushes them.
+pub struct RefreshClaims {
+    pub window: u32,
+    pub on_claim: OnClaim,
+}
+
 /// Starts the writer task on `runtime`; each time it (re)connects it hands `on_load` every
-/// stored device (called on a runtime thread).
+/// stored device (called on a runtime thread). With `refresh`, it also claims the bindings due
+/// for a refresh push.
 pub fn start(
     url: PgUrl,
     runtime: &tokio::runtime::Handle,
     on_load: impl Fn(Snapshot) + Send + Sync + 'static,
+    refresh: Option<RefreshClaims>,
 ) -> PgHandle {
     let shared = Arc::new(Shared {
         outbox: Mutex::new(Outbox::new(OUTBOX_CAPACITY)),
@@ -621,7 +676,7 @@ pub fn start(
         url: url.clone(),
         shared: shared.clone(),
     };
-    runtime.spawn(writer(url, shared, on_load));
+    runtime.spawn(writer(url, shared, on_load, refresh));
     handle
 }
 
@@ -657,11 +712,15 @@ async fn writer(
     url: PgUrl,
     shared: Arc<Shared>,
     on_load: impl Fn(Snapshot) + Send + Sync + 'static,
+    refresh: Option<RefreshClaims>,
 ) {
     let mut link = Link::new();
+    if refresh.is_some() {
+        link = link.with_refresh_pushes();
+    }
     let mut backoff = RETRY_FIRST;
     loop {
-        match session(&url, &shared, &on_load, &mut link).await {
+        match session(&url, &shared, &on_load, refresh.as_ref(), &mut link).await {
             Ended::Retry(why) => {
                 shared.state.store(LinkState::Down as u8, Ordering::Relaxed);
                 if let Some(line) = link.failed(&url, &why) {
@@ -691,11 +750,13 @@ fn log_line(line: LinkLine) {
     }
 }
 
-/// One connection: schema, queued writes, load, then writes as they come until it fails.
+/// One connection: schema, queued writes, load, then writes as they come (and refresh claims
+/// every second) until it fails.
 async fn session(
     url: &PgUrl,
     shared: &Shared,
     on_load: &(impl Fn(Snapshot) + Send + Sync),
+    refresh: Option<&RefreshClaims>,
     link: &mut Link,
 ) -> Ended {
     let (mut client, connection) = match timed(
@@ -737,13 +798,34 @@ async fn session(
         if let Some(line) = link.connected(url, written, loaded, dropped) {
             log_line(line);
         }
+        let mut last_claim: Option<tokio::time::Instant> = None;
         loop {
-            let _ = tokio::time::timeout(Duration::from_secs(1), shared.wake.notified()).await;
+            let wait = match (refresh, last_claim) {
+                (Some(_), Some(at)) => CLAIM_EVERY.saturating_sub(at.elapsed()),
+                (Some(_), None) => Duration::ZERO,
+                (None, _) => Duration::from_secs(1),
+            };
+            let _ = tokio::time::timeout(wait, shared.wake.notified()).await;
             if client.is_closed() {
                 return Err(Ended::Retry("the connection was closed".into()));
             }
             tokio::time::sleep(GATHER).await;
+            // This node's own writes first: a binding it just stored is claimable at once.
             write_queued(&mut client, shared).await?;
+            if let Some(refresh) = refresh {
+                if last_claim.is_none_or(|at| at.elapsed() >= CLAIM_EVERY) {
+                    last_claim = Some(tokio::time::Instant::now());
+                    let claimed = timed(
+                        "cannot claim refresh pushes",
+                        claim(&client, refresh.window),
+                    )
+                    .await
+                    .map_err(Ended::Retry)?;
+                    if !claimed.is_empty() {
+                        (refresh.on_claim)(claimed);
+                    }
+                }
+            }
             let dropped = lock(&shared.outbox).take_dropped();
             if dropped > 0 {
                 crate::warn!(
@@ -879,23 +961,45 @@ async fn write_batch(
     tx.commit().await
 }
 
+/// Claims the bindings due for a refresh push ([`CLAIM_REFRESH`]): those this node won.
+async fn claim(
+    client: &tokio_postgres::Client,
+    window: u32,
+) -> Result<Vec<(Device, i64)>, tokio_postgres::Error> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let until = now + i64::from(window);
+    Ok(client
+        .query(CLAIM_REFRESH, &[&now, &until, &CLAIM_BATCH])
+        .await?
+        .iter()
+        .map(|r| (device_of(r), r.get(10)))
+        .collect())
+}
+
+fn device_of(r: &tokio_postgres::Row) -> Device {
+    Device {
+        aor: r.get(0),
+        device_id: r.get(1),
+        provider: r.get(2),
+        prid: r.get(3),
+        param: r.get(4),
+        app_id: r.get(5),
+        instance: r.get(6),
+        contact: r.get(7),
+        user_agent: r.get(8),
+        updated_at: r.get(9),
+    }
+}
+
 async fn load(client: &tokio_postgres::Client) -> Result<Snapshot, tokio_postgres::Error> {
     let devices = client
         .query(LOAD_DEVICES, &[])
         .await?
         .iter()
-        .map(|r| Device {
-            aor: r.get(0),
-            device_id: r.get(1),
-            provider: r.get(2),
-            prid: r.get(3),
-            param: r.get(4),
-            app_id: r.get(5),
-            instance: r.get(6),
-            contact: r.get(7),
-            user_agent: r.get(8),
-            updated_at: r.get(9),
-        })
+        .map(device_of)
         .collect();
     let refresh = client
         .query(LOAD_REFRESH, &[])
@@ -1002,6 +1106,148 @@ mod tests {
         }
     }
 
+    /// The claim against a real PostgreSQL (the test's own server): three connections (three
+    /// nodes) claim 300 due bindings at the same time, over and over; each binding is returned to
+    /// exactly one of them, once. Bindings not due, expired, already pushed, or whose device is
+    /// gone are never returned; a binding written again (the phone registered again) is due again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+    async fn each_due_binding_is_claimed_by_exactly_one_node() {
+        if testkit::postgres::bin_dir().is_none() {
+            eprintln!("SKIPPED: PostgreSQL is not installed");
+            return;
+        }
+        let pg = testkit::postgres::Postgres::start("claim-race");
+        let url = parse_pg_url(&pg.url()).unwrap();
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let (client, connection) = url
+                .pg_config()
+                .connect(tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            nodes.push(client);
+        }
+        migrate(&mut nodes[0]).await.map_err(|_| "migrate").unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let window = 60;
+        let device = |i: usize| Device {
+            aor: format!("user{i}"),
+            device_id: format!("token:t{i}"),
+            provider: "fcm".into(),
+            prid: format!("t{i}"),
+            param: None,
+            app_id: None,
+            instance: None,
+            contact: "sip:u@192.0.2.1".into(),
+            user_agent: None,
+            updated_at: now,
+        };
+        const DUE: usize = 300;
+        let mut ops: Vec<WriteOp> = Vec::new();
+        for i in 0..DUE + 4 {
+            ops.push(WriteOp::Upsert(device(i)));
+            let expires_at = match i {
+                // Due: expires within the window.
+                i if i < DUE => now + 5 + (i as i64 % 50),
+                // Not due yet, expired, pushed already, device gone.
+                n if n == DUE => now + window as i64 + 100,
+                n if n == DUE + 1 => now - 1,
+                _ => now + 10,
+            };
+            ops.push(WriteOp::SetExpiry {
+                aor: format!("user{i}"),
+                device_id: format!("token:t{i}"),
+                expires_at: Some(expires_at),
+            });
+        }
+        ops.push(WriteOp::MarkRefreshed {
+            aor: format!("user{}", DUE + 2),
+            device_id: format!("token:t{}", DUE + 2),
+            at: now,
+        });
+        write_batch(&mut nodes[1], &ops).await.unwrap();
+        // The device of the last one goes, its refresh row stays (written by hand).
+        nodes[1]
+            .execute(
+                DELETE_ONE,
+                &[&format!("user{}", DUE + 3), &format!("token:t{}", DUE + 3)],
+            )
+            .await
+            .unwrap();
+        nodes[1]
+            .execute(
+                "INSERT INTO push_refresh VALUES ($1, $2, $3, NULL) ON CONFLICT DO NOTHING",
+                &[
+                    &format!("user{}", DUE + 3),
+                    &format!("token:t{}", DUE + 3),
+                    &(now + 10),
+                ],
+            )
+            .await
+            .unwrap();
+
+        // Three nodes claim at once, each several times (small batches, so that they overlap).
+        let nodes: Vec<Arc<tokio_postgres::Client>> = nodes.into_iter().map(Arc::new).collect();
+        let mut tasks = Vec::new();
+        for client in &nodes {
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut won = Vec::new();
+                for _ in 0..40 {
+                    let rows = client
+                        .query(CLAIM_REFRESH, &[&now, &(now + window as i64), &25i64])
+                        .await
+                        .unwrap();
+                    won.extend(rows.iter().map(|r| (device_of(r), r.get::<_, i64>(10))));
+                }
+                won
+            }));
+        }
+        let mut all = Vec::new();
+        let mut per_node = Vec::new();
+        for task in tasks {
+            let won = task.await.unwrap();
+            per_node.push(won.len());
+            all.extend(won);
+        }
+        eprintln!("claims per node: {per_node:?}");
+        let mut ids: Vec<String> = all.iter().map(|(d, _)| d.device_id.clone()).collect();
+        ids.sort();
+        let unique: std::collections::BTreeSet<_> = ids.iter().cloned().collect();
+        assert_eq!(ids.len(), DUE, "claims: {per_node:?}");
+        assert_eq!(unique.len(), DUE, "a binding was claimed twice");
+        assert!((0..DUE).all(|i| unique.contains(&format!("token:t{i}"))));
+        // The claim returns the stored device and its expiry.
+        let (d, at) = all.iter().find(|(d, _)| d.aor == "user7").unwrap();
+        assert_eq!((d, *at), (&device(7), now + 12));
+        // Nothing more to claim.
+        let again = nodes[0]
+            .query(CLAIM_REFRESH, &[&now, &(now + window as i64), &1000i64])
+            .await
+            .unwrap();
+        assert!(again.is_empty());
+        // The phone registers again: its new binding is due again, once.
+        nodes[2]
+            .execute(SET_EXPIRY, &[&"user7", &"token:t7", &(now + 30)])
+            .await
+            .unwrap();
+        let rows = nodes[0]
+            .query(CLAIM_REFRESH, &[&now, &(now + window as i64), &1000i64])
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].get::<_, i64>(10), now + 30);
+        let rows = nodes[1]
+            .query(CLAIM_REFRESH, &[&now, &(now + window as i64), &1000i64])
+            .await
+            .unwrap();
+        assert!(rows.is_empty());
+    }
+
     fn op(i: usize) -> WriteOp {
         WriteOp::RemoveAor {
             aor: format!("a{i}"),
@@ -1094,5 +1340,16 @@ mod tests {
             panic!("a line")
         };
         assert!(up.contains("connected: 5 devices loaded"), "{up}");
+        // A node that sends refresh pushes says, in the same one line, that they wait.
+        let mut link = Link::new().with_refresh_pushes();
+        let Some(LinkLine::Error(down)) = link.failed(&url, "connection refused") else {
+            panic!("a line")
+        };
+        assert!(down.contains("no binding-refresh push is sent"), "{down}");
+        assert_eq!(link.failed(&url, "connection refused"), None);
+        let Some(LinkLine::Error(plain)) = Link::new().failed(&url, "x") else {
+            panic!("a line")
+        };
+        assert!(!plain.contains("refresh"), "{plain}");
     }
 }

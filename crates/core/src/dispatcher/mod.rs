@@ -74,6 +74,9 @@ pub enum MainJob {
     },
     /// The PostgreSQL device store (re)connected: every stored device.
     StoreLoaded(crate::devices::postgres::Snapshot),
+    /// With the PostgreSQL device store: bindings this node claimed for a refresh push (each
+    /// device, with when its binding expires); no other node pushes them.
+    RefreshClaimed(Vec<(crate::devices::store::Device, i64)>),
 }
 
 /// How often the main thread wakes up when there is nothing to do.
@@ -240,6 +243,7 @@ fn run_job(job: MainJob, engine: &mut Engine, host: &dyn Host) {
             error,
         } => engine.push_retrying(key, &device_id, attempts, &error),
         MainJob::StoreLoaded(snapshot) => engine.store_loaded(snapshot),
+        MainJob::RefreshClaimed(claimed) => engine.refresh_claimed(claimed),
     }));
     if outcome.is_err() {
         crate::error!("a job on the dispatcher's main thread panicked; going on");

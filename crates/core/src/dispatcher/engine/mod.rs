@@ -178,9 +178,23 @@ impl Engine {
             DbUrl::Postgres(url) => match Store::open_memory() {
                 Ok(mut store) => {
                     let to_main = main.clone();
-                    let pg = postgres::start(url.clone(), &runtime, move |snapshot| {
-                        let _ = to_main.send(MainJob::StoreLoaded(snapshot));
-                    });
+                    let claims = main.clone();
+                    // Refresh pushes are claimed in the database: one node sends each.
+                    let refresh =
+                        (ctx.config.refresh_window > 0).then(|| postgres::RefreshClaims {
+                            window: ctx.config.refresh_window,
+                            on_claim: Box::new(move |claimed| {
+                                let _ = claims.send(MainJob::RefreshClaimed(claimed));
+                            }),
+                        });
+                    let pg = postgres::start(
+                        url.clone(),
+                        &runtime,
+                        move |snapshot| {
+                            let _ = to_main.send(MainJob::StoreLoaded(snapshot));
+                        },
+                        refresh,
+                    );
                     let writer = pg.clone();
                     store.mirror_to(Box::new(move |op| writer.send(op)));
                     (Some(store), Some(pg))

@@ -601,6 +601,71 @@ async fn refresh_push_is_marked_before_it_is_sent() {
     assert_eq!(rig.count(|c| &c.refresh_pushes), 2);
 }
 
+/// A device of AOR pushed through the webhook app with `token`.
+fn stored_device(token: &str) -> crate::devices::store::Device {
+    crate::devices::store::Device {
+        aor: AOR.into(),
+        device_id: format!("token:{token}"),
+        provider: "webhook".into(),
+        prid: token.into(),
+        param: None,
+        app_id: Some("app".into()),
+        instance: None,
+        contact: "sip:alice@192.0.2.1:5060".into(),
+        user_agent: None,
+        updated_at: 1,
+    }
+}
+
+#[test]
+fn claimed_refreshes_are_pushed_unless_expired_meanwhile() {
+    let mut rig = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| {
+        c.refresh_window = 60
+    });
+    let now = unix_now().as_secs() as i64;
+    rig.engine.refresh_claimed(vec![
+        (stored_device("tokLive"), now + 30),
+        (stored_device("tokGone"), now - 1),
+        (stored_device("tokNow"), now),
+    ]);
+    let got = rig.requests(1);
+    let push = got[0].json();
+    assert_eq!(push["type"], "refresh");
+    assert_eq!(push["token"], "tokLive");
+    assert_eq!(push["call_id"], "refresh-token:tokLive");
+    assert_eq!(push["expires_at"], (now + 30) as u64);
+    rig.pushes_done(1);
+    assert_eq!(rig.count(|c| &c.refresh_pushes), 1);
+}
+
+/// With the PostgreSQL store the node's own copy is never scanned for refresh pushes: only what
+/// it claimed in the database is pushed, so a database it cannot reach means no refresh push
+/// (never one per node).
+#[tokio::test(start_paused = true)]
+async fn shared_store_sends_no_refresh_push_it_did_not_claim() {
+    let mut rig = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| {
+        c.refresh_window = 60;
+        // Nothing listens on port 1.
+        c.db = crate::devices::store::DbUrl::Postgres(
+            crate::devices::postgres::parse_pg_url("postgres://kam@127.0.0.1:1/push").unwrap(),
+        );
+    });
+    rig.register("tokA", None);
+    let now_s = unix_now().as_secs() as i64;
+    // The binding is due in the node's copy...
+    let store = rig.engine.store.as_ref().unwrap();
+    assert_eq!(store.due_refreshes(now_s, now_s + 60, 10).unwrap().len(), 1);
+    for _ in 0..3 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        rig.engine.tick(&rig.host);
+    }
+    // ...but unclaimed: no push, and it stays unmarked (the claim belongs to the database).
+    rig.requests(0);
+    let store = rig.engine.store.as_ref().unwrap();
+    assert_eq!(store.due_refreshes(now_s, now_s + 60, 10).unwrap().len(), 1);
+    assert_eq!(rig.count(|c| &c.refresh_pushes), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn call_tm_never_ended_is_dropped_after_its_deadline() {
     let mut rig = Rig::ok();
