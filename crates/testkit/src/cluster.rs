@@ -79,7 +79,10 @@ impl Network {
             holders: Vec::new(),
         };
         run("ip", &["link", "add", "br0", "type", "bridge"]);
-        run("ip", &["addr", "add", &format!("{TEST_IP}/24"), "dev", "br0"]);
+        run(
+            "ip",
+            &["addr", "add", &format!("{TEST_IP}/24"), "dev", "br0"],
+        );
         run("ip", &["link", "set", "br0", "up"]);
         for i in 0..nodes {
             let holder = Command::new("unshare")
@@ -255,7 +258,9 @@ impl Cluster {
 
     /// The running nodes' indexes.
     pub fn running(&self) -> Vec<usize> {
-        (0..self.len()).filter(|&i| self.nodes[i].is_some()).collect()
+        (0..self.len())
+            .filter(|&i| self.nodes[i].is_some())
+            .collect()
     }
 
     /// Starts node `i` (again, in the same run directory: a restart keeps its earlier logs as
