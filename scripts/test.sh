@@ -4,9 +4,9 @@
 # (scripts/setup.sh) and every other test runs: the test kit's own and the integration tests that
 # start real Kamailio instances and drive them with sipp and kamcmd; then each fuzz target for
 # 20 s (scripts/fuzz.sh). Then the same integration tests run against Kamailio 6.0 (trixie's, the
-# current Debian stable) and the wake-up, RPC, loading and cluster tests against 6.1 (sid's), each built
-# from Debian's source package (scripts/test-kamailio.sh). KAMAILIO_SERIES="6.0" (or "") narrows
-# the extra runs, FUZZ_SECONDS=0 skips the fuzzing; each part prints how long it took.
+# current Debian stable) and the wake-up, RPC, loading and cluster tests against 6.1 (sid's), each
+# built from Debian's source package (scripts/test-kamailio.sh). KAMAILIO_SERIES="6.0" (or "")
+# narrows the extra runs, FUZZ_SECONDS=0 skips the fuzzing; each part prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 part() { echo "test: $1 took $(( SECONDS - $2 )) s"; }
