@@ -458,6 +458,7 @@ static sr_kemi_t push_kemi_exports[] = {
 	PUSH_KEMI("push_register", push_rs_kemi_register, SR_KEMIP_NONE),
 	PUSH_KEMI("push_check", push_rs_kemi_check, SR_KEMIP_NONE),
 	PUSH_KEMI("push_failed", push_rs_kemi_failed, SR_KEMIP_NONE),
+	PUSH_KEMI("push_cluster_relay", push_rs_kemi_cluster_relay, SR_KEMIP_NONE),
 	{{0, 0}, {0, 0}, 0, NULL, {0, 0, 0, 0, 0, 0}}};
 
 int push_shim_kemi_register(void)
@@ -794,6 +795,7 @@ static int push_dmq_message(struct sip_msg *msg, peer_reponse_t *resp, dmq_node_
 	char *body = NULL;
 	int len = 0;
 	int code;
+	str from = {NULL, 0};
 
 	if(parse_headers(msg, HDR_EOH_F, 0) == 0 && msg->content_length != NULL) {
 		len = get_content_length(msg);
@@ -808,7 +810,13 @@ static int push_dmq_message(struct sip_msg *msg, peer_reponse_t *resp, dmq_node_
 	if(body == NULL || len <= 0) {
 		code = 400;
 	} else {
-		code = push_rs_dmq_message(body, len);
+		/* The sender's DMQ address (its server_address): the From of its request, read from the
+		 * message (not from the node list, which another process may change meanwhile). */
+		if(node != NULL && parse_from_header(msg) == 0 && msg->from != NULL
+				&& msg->from->parsed != NULL) {
+			from = get_from(msg)->uri;
+		}
+		code = push_rs_dmq_message(body, len, from.s, from.len);
 	}
 	resp->resp_code = code;
 	resp->reason = code == 200 ? push_dmq_ok
@@ -835,6 +843,15 @@ int push_shim_bind_dmq(const char *peer_id)
 	peer.init_callback = NULL;
 	push_peer = dmqb.register_dmq_peer(&peer);
 	return push_peer == NULL ? -3 : 0;
+}
+
+int push_shim_set_dst_uri(struct sip_msg *msg, const char *uri, int len)
+{
+	str u;
+
+	u.s = (char *)uri;
+	u.len = len;
+	return set_dst_uri(msg, &u) == 0 ? 0 : -1;
 }
 
 int push_shim_dmq_bcast(const char *body, int len)

@@ -134,9 +134,11 @@ int push_shim_continue_kemi(unsigned int index, unsigned int label, const char *
 int push_shim_bind_dmq(const char *peer_id);
 /* Sends `body` to every other active DMQ node (a Kamailio process: tm sends it); 0 or -1. */
 int push_shim_dmq_bcast(const char *body, int len);
+/* Sets the request's destination URI ($du); 0 or -1. */
+int push_shim_set_dst_uri(struct sip_msg *msg, const char *uri, int len);
 
 /* Defined in Rust (src/callbacks.rs), called from shim.c. */
-int push_rs_dmq_message(const char *body, int len);
+int push_rs_dmq_message(const char *body, int len, const char *from, int from_len);
 void push_rs_tm_event(unsigned int index, unsigned int label, int type, int code);
 void push_rs_contact_event(const push_contact_event_t *ev);
 void push_rs_script_edge(int post);
@@ -150,5 +152,6 @@ int push_rs_kemi_resume_aor(struct sip_msg *msg, push_strv_t *aor);
 int push_rs_kemi_register(struct sip_msg *msg);
 int push_rs_kemi_check(struct sip_msg *msg);
 int push_rs_kemi_failed(struct sip_msg *msg);
+int push_rs_kemi_cluster_relay(struct sip_msg *msg);
 
 #endif

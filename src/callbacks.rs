@@ -244,7 +244,12 @@ pub extern "C" fn push_rs_script_edge(post: c_int) {
 /// and queued for the dispatcher, nothing else: no I/O, no waiting. Answers the SIP code DMQ
 /// replies with: 200, 400 (not a message of this module's format) or 500 (queue full).
 #[no_mangle]
-pub extern "C" fn push_rs_dmq_message(body: *const std::ffi::c_char, len: c_int) -> c_int {
+pub extern "C" fn push_rs_dmq_message(
+    body: *const std::ffi::c_char,
+    len: c_int,
+    from: *const std::ffi::c_char,
+    from_len: c_int,
+) -> c_int {
     guard::call("dmq callback", 500, || {
         if body.is_null() || len <= 0 {
             return 400;
@@ -252,7 +257,16 @@ pub extern "C" fn push_rs_dmq_message(body: *const std::ffi::c_char, len: c_int)
         // SAFETY: the shim passes the body of the message DMQ is handling, `len` bytes, valid
         // during this call.
         let bytes = unsafe { std::slice::from_raw_parts(body as *const u8, len as usize) };
-        let message = match push_core::ipc::cluster::ClusterMessage::decode(bytes) {
+        // SAFETY: as the body: the From URI of the same message (or null), valid during the call.
+        let from = (!from.is_null() && from_len > 0).then(|| unsafe {
+            String::from_utf8_lossy(std::slice::from_raw_parts(
+                from as *const u8,
+                from_len as usize,
+            ))
+            .into_owned()
+        });
+        let message = match push_core::ipc::cluster::ClusterMessage::decode(bytes, from.as_deref())
+        {
             Ok(m) => m,
             Err(e) => {
                 push_core::warn!("a DMQ message for the push peer refused: {e}");

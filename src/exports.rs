@@ -4,7 +4,7 @@
 use super::logger::KamailioLog;
 use super::params::PARAMS;
 use super::rpc::RPC_METHODS;
-use super::script::{CMDS, CONTINUING_FAILED, FAILED_ALL_PUSHES, FAILED_TIMEOUT};
+use super::script::{CMDS, CONTINUING_FAILED, CONTINUING_RELAY, FAILED_ALL_PUSHES, FAILED_TIMEOUT};
 use super::state::{self, Globals, ResumeTarget, PARAM_VALUES};
 use super::sys;
 use super::{guard, sys::cmd_export_t};
@@ -401,10 +401,16 @@ unsafe extern "C" fn mod_destroy() {
 
 /// Runs a t_continue of a held call with push_failed() answering `push_failed` in the routes it
 /// runs, and says what tm answered.
-fn continued(push_failed: c_int, t_continue: impl FnOnce() -> c_int) -> Result<(), String> {
+fn continued(
+    push_failed: c_int,
+    relay: Option<&str>,
+    t_continue: impl FnOnce() -> c_int,
+) -> Result<(), String> {
     CONTINUING_FAILED.with(|f| f.set(push_failed));
+    CONTINUING_RELAY.with(|r| *r.borrow_mut() = relay.map(str::to_string));
     let r = t_continue();
     CONTINUING_FAILED.with(|f| f.set(-1));
+    CONTINUING_RELAY.with(|r| *r.borrow_mut() = None);
     match r {
         0 => Ok(()),
         1 => Err("the transaction was cancelled or timed out meanwhile".to_string()),
@@ -428,9 +434,9 @@ impl Host for KamailioHost {
         unsafe { sys::push_shim_cfg_update() }
     }
 
-    fn continue_call(&self, key: CallKey, failed: bool) -> Result<(), String> {
+    fn continue_call(&self, key: CallKey, failed: bool, relay: Option<&str>) -> Result<(), String> {
         let push_failed = if failed { FAILED_ALL_PUSHES } else { -1 };
-        continued(push_failed, || {
+        continued(push_failed, relay, || {
             // SAFETY: t_continue may run in any Kamailio process; it looks the transaction up by
             // its identifiers and fails cleanly if tm no longer holds it. Runs on the main thread.
             unsafe {
@@ -456,7 +462,7 @@ impl Host for KamailioHost {
             CallEnd::Shutdown => (503, c"Service Unavailable", 0),
             CallEnd::Failed | CallEnd::TimedOut => (480, c"Temporarily Unavailable", 1),
         };
-        continued(push_failed, || {
+        continued(push_failed, None, || {
             // SAFETY: as continue_call: t_continue looks the transaction up by its identifiers and
             // fails cleanly if tm no longer holds it; the reason is a static C string. Main thread.
             unsafe {
@@ -499,7 +505,12 @@ impl Host for KamailioHost {
         &self,
         message: &push_core::ipc::cluster::ClusterMessage,
     ) -> Result<(), String> {
-        let body = message.encode();
+        let Some(body) = message.encode() else {
+            return Err(
+                "too large for a DMQ message (the other nodes learn it from the shared database)"
+                    .to_string(),
+            );
+        };
         // SAFETY: the body is valid for the call (tm copies it); runs on the main thread.
         let r = unsafe {
             sys::push_shim_dmq_bcast(body.as_ptr() as *const c_char, body.len() as c_int)

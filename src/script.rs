@@ -46,6 +46,9 @@ thread_local! {
     /// While the dispatcher continues or ends a held call: what push_failed() answers
     /// ([`FAILED_ALL_PUSHES`], [`FAILED_TIMEOUT`], else -1).
     pub static CONTINUING_FAILED: Cell<c_int> = const { Cell::new(-1) };
+    /// While the dispatcher continues a call another node's DMQ message resumed: that node's
+    /// address, which push_cluster_relay() sets as `$du`.
+    pub static CONTINUING_RELAY: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
     /// Time the current push_suspend spent in tm (t_newtran + t_suspend).
     static TM_NS: Cell<u64> = const { Cell::new(0) };
 }
@@ -610,6 +613,41 @@ unsafe extern "C" fn w_push_failed(_: *mut sip_msg, _: *mut c_char, _: *mut c_ch
     guard::call("push_failed", -1, failed)
 }
 
+/// push_cluster_relay(): in the route a held call is continued into, when another node's DMQ
+/// message resumed it (the device registered there), sets `$du` to that node's address and
+/// returns 1; otherwise -1 (the device registered here, or no cluster).
+fn cluster_relay(msg: *mut sip_msg) -> c_int {
+    CONTINUING_RELAY.with(|r| match r.borrow().as_deref() {
+        Some(uri) if !msg.is_null() => {
+            // SAFETY: `msg` is the request of the route being run (tm's copy, during t_continue);
+            // the URI is copied by Kamailio.
+            let r = unsafe {
+                sys::push_shim_set_dst_uri(msg, uri.as_ptr() as *const c_char, uri.len() as c_int)
+            };
+            if r == 0 {
+                1
+            } else {
+                push_core::error!("push_cluster_relay: cannot set the destination URI");
+                -1
+            }
+        }
+        _ => -1,
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn push_rs_kemi_cluster_relay(msg: *mut sip_msg) -> c_int {
+    guard::call("push_cluster_relay", -1, || cluster_relay(msg))
+}
+
+unsafe extern "C" fn w_push_cluster_relay(
+    msg: *mut sip_msg,
+    _: *mut c_char,
+    _: *mut c_char,
+) -> c_int {
+    guard::call("push_cluster_relay", -1, || cluster_relay(msg))
+}
+
 const fn cmd(
     name: &'static std::ffi::CStr,
     function: unsafe extern "C" fn(*mut sip_msg, *mut c_char, *mut c_char) -> c_int,
@@ -638,7 +676,7 @@ const SUSPEND_ROUTES: u32 = sys::REQUEST_ROUTE | sys::FAILURE_ROUTE;
 const RESUME_ROUTES: u32 = sys::REQUEST_ROUTE | sys::FAILURE_ROUTE | sys::ONREPLY_ROUTE;
 
 /// The null-terminated table `exports.cmds` points at.
-pub static mut CMDS: [cmd_export_t; 8] = [
+pub static mut CMDS: [cmd_export_t; 9] = [
     cmd(c"push_suspend", w_push_suspend0, 0, SUSPEND_ROUTES),
     cmd(c"push_suspend", w_push_suspend1, 1, SUSPEND_ROUTES),
     cmd(c"push_resume", w_push_resume0, 0, RESUME_ROUTES),
@@ -656,6 +694,12 @@ pub static mut CMDS: [cmd_export_t; 8] = [
         sys::REQUEST_ROUTE | sys::ONREPLY_ROUTE,
     ),
     cmd(c"push_failed", w_push_failed, 0, sys::ANY_ROUTE),
+    cmd(
+        c"push_cluster_relay",
+        w_push_cluster_relay,
+        0,
+        sys::ANY_ROUTE,
+    ),
     cmd_export_t {
         name: null_mut(),
         function: None,

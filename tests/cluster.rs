@@ -1,15 +1,16 @@
 //! Two Kamailio nodes running cfg-examples/push-cluster.cfg, with Kamailio's DMQ between them and
 //! no dmq_usrloc (each node has its own location table): a call held on node A is delivered when
 //! the phone, woken by A's push, registers on node B. What carries the news from B to A is the
-//! push module's own DMQ message (`enable_dmq`); without it the same call times out on A.
+//! push module's own DMQ message (`enable_dmq`); A relays the call to B (push_cluster_relay()),
+//! which has the phone's binding. Without enable_dmq the same call times out on A.
+//! (Three nodes: tests/cluster3.rs.)
 
 use std::time::Duration;
 use testkit::push_server::PushServer;
 use testkit::wake::*;
 use testkit::*;
 
-/// A node of the pair: `setup` is its own, `peer_port` the other node's SIP port (DMQ notifies it,
-/// the resume route relays there).
+/// A node of the pair: `setup` is its own, `peer_port` the other node's SIP port (DMQ notifies it).
 fn node(
     setup: Setup,
     push_url: &str,
@@ -27,7 +28,6 @@ fn node(
     let mut defines = vec![
         ("DMQ_SELF", me.as_str()),
         ("DMQ_NOTIFY", peer.as_str()),
-        ("CLUSTER_PEER", peer.as_str()),
         ("ENABLE_DMQ", dmq),
         ("DEBUG_LEVEL", debug),
     ];
@@ -134,14 +134,17 @@ fn over_tcp_the_call_reaches_the_phone_on_its_connection_to_b() {
 fn delivered_through_b(name: &str, transport: &'static str) {
     let (a, b) = held_on_a_then_phone_registers_on_b(name, transport, true, &[]);
     // A resumed the call because of B's DMQ message (A has no binding for the phone: no
-    // dmq_usrloc), then relayed it to B.
+    // dmq_usrloc), then relayed it to B, the sender of that message.
     let log_a = a.log_text();
+    let b_uri = format!("sip:127.0.0.1:{}", b.sip_port());
     assert!(
-        log_a.contains("device of alice registered on another node (DMQ): resuming 1 call(s)"),
+        log_a.contains(&format!(
+            "device of alice registered on another node (DMQ from {b_uri}): resuming 1 call(s)"
+        )),
         "{log_a}"
     );
     assert!(
-        log_a.contains("relayed to the node the phone registered at"),
+        log_a.contains(&format!("relayed to {b_uri}, where the phone registered")),
         "{log_a}"
     );
     assert!(no_call_pending(&a), "{}", pending(&a));
@@ -168,13 +171,17 @@ fn without_enable_dmq_the_call_held_on_a_times_out() {
 fn with_dmq_usrloc_too_the_call_is_resumed_once() {
     // dmq_usrloc replicates B's binding to A, and A's usrloc callback fires for it, possibly
     // before B's 200 OK is out: with enable_dmq that replica resumes nothing, B's DMQ message
-    // (sent after its 200 OK) does, once; A finds the replicated binding itself. The phone gets
-    // one INVITE, after its 200 OK (sipp fails on anything else).
+    // (sent after its 200 OK) does, once, and the call goes through B (which holds the phone's
+    // connection) rather than to the replicated binding. The phone gets one INVITE, after its
+    // 200 OK (sipp fails on anything else).
     let (a, b) =
         held_on_a_then_phone_registers_on_b("cluster-ul", "udp", true, &[("WITH_DMQ_USRLOC", "1")]);
     let log_a = a.log_text();
+    let b_uri = format!("sip:127.0.0.1:{}", b.sip_port());
     assert!(
-        log_a.contains("device of alice registered on another node (DMQ): resuming 1 call(s)"),
+        log_a.contains(&format!(
+            "device of alice registered on another node (DMQ from {b_uri}): resuming 1 call(s)"
+        )),
         "{log_a}"
     );
     assert!(
@@ -182,13 +189,16 @@ fn with_dmq_usrloc_too_the_call_is_resumed_once() {
         "{log_a}"
     );
     assert!(
-        !log_a.contains("relayed to the node the phone registered at"),
+        log_a.contains(&format!("relayed to {b_uri}, where the phone registered")),
         "{log_a}"
     );
-    // (Not checked here: that A's push.pending is empty at once. A sent the INVITE straight to
-    // the phone's replicated binding, but the sipp phone sends its answer to the node it
-    // registered at (B), which forwards it to the caller statelessly: A's transaction only ends
-    // at its timeout. Real phones behind NAT do the same; Path through B is the next step.)
+    // The call went through B, so the phone's answer came back through B to A's transaction:
+    // nothing is left held on A.
+    assert!(
+        eventually(Duration::from_secs(5), || no_call_pending(&a)),
+        "{}",
+        pending(&a)
+    );
     assert_eq!(stat(&a, "suspended"), 1);
     assert_eq!(stat(&a, "resumed"), 1);
     assert_eq!(stat(&b, "suspended"), 0);
@@ -225,6 +235,11 @@ fn refreshes_of_an_unchanged_binding_send_no_dmq_message() {
             .matches("a device of carol registered on another node")
             .count()
     };
+    let learned = |k: &Kamailio| {
+        k.log_text()
+            .matches("device of carol learned from another node")
+            .count()
+    };
     // A fresh binding at A: B hears of it once.
     let contact_port = free_port();
     register_at(&phone, &a, contact_port);
@@ -234,6 +249,19 @@ fn refreshes_of_an_unchanged_binding_send_no_dmq_message() {
         b.log_text()
     );
     assert_eq!(sent(&a), 1);
+    // ... and of the new device (B can push it now).
+    assert!(
+        eventually(Duration::from_secs(5), || learned(&b) == 1),
+        "{}",
+        b.log_text()
+    );
+    assert!(
+        b.kamcmd(&["push.devices", "carol"])
+            .unwrap_or_default()
+            .contains("4ef4e5"),
+        "{:?}",
+        b.kamcmd(&["push.devices", "carol"])
+    );
     // 50 refreshes of the same binding (same Contact, same token) at A: no DMQ message.
     const REFRESHES: usize = 50;
     for _ in 0..REFRESHES {
@@ -242,6 +270,7 @@ fn refreshes_of_an_unchanged_binding_send_no_dmq_message() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(sent(&a), 1, "{REFRESHES} refreshes sent DMQ messages");
     assert_eq!(heard(&b), 1, "{}", b.log_text());
+    assert_eq!(learned(&b), 1, "{}", b.log_text());
     // The phone comes back on another port (it woke on a new connection): that is news.
     register_at(&phone, &a, free_port());
     assert!(
@@ -250,6 +279,12 @@ fn refreshes_of_an_unchanged_binding_send_no_dmq_message() {
         b.log_text()
     );
     assert_eq!(sent(&a), 2);
+    // (its Contact changed: B learns the device's new details too)
+    assert!(
+        eventually(Duration::from_secs(5), || learned(&b) == 2),
+        "{}",
+        b.log_text()
+    );
     eprintln!("DMQ messages sent for {REFRESHES} REGISTER refreshes of an unchanged device: 0");
 }
 
@@ -317,6 +352,7 @@ fn bad_dmq_messages_are_refused_and_harmless() {
     let bad: Vec<Vec<u8>> = vec![
         b"not json at all".to_vec(),
         b"{\"type\":\"registered\",\"v\":1}".to_vec(),
+        b"{\"type\":\"device\",\"v\":1,\"aor\":\"alice\",\"device_id\":\"d\",\"provider\":\"fcm\",\"prid\":\"SECRETSECRET\",\"contact\":\"\",\"updated_at\":1}".to_vec(),
         b"{\"type\":\"registered\",\"v\":9,\"aor\":\"alice\",\"provider\":\"apns\",\"prid\":\"SECRETSECRET\"}".to_vec(),
         b"{\"type\":\"registered\",\"v\":1,\"aor\":\"al\\nice\",\"provider\":\"apns\",\"prid\":\"SECRETSECRET\"}".to_vec(),
         vec![0xff, 0xfe, 0x00, 0x01],
@@ -334,6 +370,17 @@ fn bad_dmq_messages_are_refused_and_harmless() {
     let good =
         br#"{"type":"registered","v":1,"aor":"nobody","provider":"apns","prid":"SECRETSECRET"}"#;
     assert!(kdmq(&a, good).starts_with("SIP/2.0 200"));
+    // A device another node stored: known here at once.
+    let device = br#"{"type":"device","v":1,"aor":"dave","device_id":"token:SECRETSECRET","provider":"fcm","prid":"SECRETSECRET","contact":"sip:dave@10.0.0.5:5060;pn-provider=fcm;pn-prid=SECRETSECRET","updated_at":1764633600}"#;
+    assert!(kdmq(&a, device).starts_with("SIP/2.0 200"));
+    assert!(
+        eventually(Duration::from_secs(5), || a
+            .kamcmd(&["push.devices", "dave"])
+            .unwrap_or_default()
+            .contains("fcm")),
+        "{:?}",
+        a.kamcmd(&["push.devices", "dave"])
+    );
     // Kamailio and the dispatcher are still there; the token never reached the log.
     assert!(a.kamcmd(&["push.stats"]).is_ok());
     let log = a.log_text();

@@ -138,7 +138,7 @@ const SELECT_PAGE: &str =
      user_agent, updated_at FROM devices ORDER BY aor, device_id LIMIT ?1 OFFSET ?2";
 
 /// One remembered device.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Device {
     pub aor: String,
     /// Stable identity within the AOR: "+sip.instance" value if the device sent one, else "token:<prid>".
@@ -573,6 +573,15 @@ impl Store {
     /// here, as a [`WriteOp`] that makes the same change elsewhere.
     pub fn mirror_to(&mut self, sink: Box<dyn Fn(WriteOp) + Send>) {
         self.mirror = Some(sink);
+    }
+
+    /// Runs `write` without handing its changes to the mirror (what another node told this one:
+    /// that node wrote the shared database already).
+    pub fn without_mirror<T>(&mut self, write: impl FnOnce(&Store) -> T) -> T {
+        let mirror = self.mirror.take();
+        let out = write(self);
+        self.mirror = mirror;
+        out
     }
 
     fn mirror(&self, op: impl FnOnce() -> WriteOp) {

@@ -29,8 +29,10 @@ pub trait Host {
     /// Periodic main-thread duties (in Kamailio: pick up cfg framework changes).
     fn tick(&self);
     /// Continues a held transaction into the resume route; `failed` tells the route (through
-    /// push_failed()) that no device can be reached. An error means tm no longer holds it.
-    fn continue_call(&self, key: CallKey, failed: bool) -> Result<(), String>;
+    /// push_failed()) that no device can be reached; `relay` is the DMQ address of the node the
+    /// device registered at, when that was another node (push_cluster_relay() sets `$du` to
+    /// it). An error means tm no longer holds it.
+    fn continue_call(&self, key: CallKey, failed: bool, relay: Option<&str>) -> Result<(), String>;
     /// Ends a held transaction without the resume route: the failure route the script armed
     /// before push_suspend() runs (push_failed() tells it why), and if it neither answers nor
     /// relays, the caller gets 480. An error means tm no longer holds it.

@@ -8,7 +8,7 @@ use crate::devices::store::{Device, StoreError, Upsert};
 use crate::devices::{device_id, normalize_aor};
 use crate::dispatcher::Host;
 use crate::ipc::args::DeviceAdd;
-use crate::ipc::cluster::ClusterMessage;
+use crate::ipc::cluster::{ClusterMessage, News};
 use crate::ipc::limits::bounded_text;
 use crate::ipc::message::{Answer, ContactChange, ContactEvent, DeviceView};
 use std::sync::atomic::Ordering;
@@ -67,11 +67,26 @@ impl Engine {
                 let Some(store) = &self.store else {
                     return;
                 };
-                let removed = match (&ev.instance, &ev.binding) {
-                    (Some(instance), _) => store.remove(&ev.aor, instance).map(|r| r as usize),
-                    (None, Some(b)) => store.remove_token(&ev.aor, &b.prid),
-                    (None, None) => Ok(0),
+                let (removed, news) = match (&ev.instance, &ev.binding) {
+                    (Some(instance), _) => (
+                        store.remove(&ev.aor, instance).map(|r| r as usize),
+                        News::Removed {
+                            aor: ev.aor.clone(),
+                            device_id: instance.clone(),
+                        },
+                    ),
+                    (None, Some(b)) => (
+                        store.remove_token(&ev.aor, &b.prid),
+                        News::RemovedToken {
+                            aor: ev.aor.clone(),
+                            prid: b.prid.clone(),
+                        },
+                    ),
+                    (None, None) => return,
                 };
+                if ev.local && matches!(removed, Ok(n) if n > 0) {
+                    self.announce(news);
+                }
                 self.removed(&ev.aor, removed, "a device");
             }
             ContactChange::RemovedAll => {
@@ -79,6 +94,11 @@ impl Engine {
                     return;
                 };
                 let removed = store.remove_aor(&ev.aor);
+                if ev.local && matches!(removed, Ok(n) if n > 0) {
+                    self.announce(News::RemovedAor {
+                        aor: ev.aor.clone(),
+                    });
+                }
                 self.removed(&ev.aor, removed, "the devices");
             }
         }
@@ -95,6 +115,12 @@ impl Engine {
         let Some(binding) = &ev.binding else {
             if let Some(instance) = &ev.instance {
                 let removed = store.remove(&ev.aor, instance).map(|r| r as usize);
+                if ev.local && matches!(removed, Ok(n) if n > 0) {
+                    self.announce(News::Removed {
+                        aor: ev.aor.clone(),
+                        device_id: instance.clone(),
+                    });
+                }
                 self.removed(&ev.aor, removed, "a device");
             }
             return None;
@@ -111,7 +137,8 @@ impl Engine {
             user_agent: ev.user_agent.clone(),
             updated_at: unix_now().as_secs() as i64,
         };
-        match self.keep_device(&device, ev.expires_at) {
+        // A replica (dmq_usrloc) is stored here but told by the node that received it.
+        match self.keep_device(&device, ev.expires_at, ev.local) {
             Ok((stored, _)) => Some(stored),
             Err(e) => {
                 error!("cannot store a device of {}: {e}", ev.aor);
@@ -147,35 +174,126 @@ impl Engine {
         }
     }
 
+    /// A message from another node of the cluster.
+    pub(super) fn on_cluster(&mut self, message: ClusterMessage, host: &dyn Host) {
+        let binding = message.binding();
+        let ClusterMessage { node, news } = message;
+        match news {
+            News::Registered { aor, instance, .. } => {
+                self.registered_elsewhere(&aor, binding, instance, node.as_deref(), host)
+            }
+            News::Device(device) => self.learn_device(device),
+            News::Removed { aor, device_id } => self.forget_told(&aor, |store| {
+                store.remove(&aor, &device_id).map(|r| r as usize)
+            }),
+            News::RemovedToken { aor, prid } => {
+                self.forget_told(&aor, |store| store.remove_token(&aor, &prid))
+            }
+            News::RemovedAor { aor } => self.forget_told(&aor, |store| store.remove_aor(&aor)),
+        }
+    }
+
     /// Another node says a device registered there: the calls held here for that device are
     /// resumed as if it had registered here (each call once: a call already resumed is not
-    /// resumed again). The device is not stored from the message (the other node stores it).
-    pub(super) fn on_cluster(&mut self, message: ClusterMessage, host: &dyn Host) {
-        let Some(aor) = normalize_aor(message.aor(), self.config().use_domain) else {
+    /// resumed again), and `push_cluster_relay()` in the resume route names that node. The
+    /// device itself comes in the node's `device` message, if it changed.
+    fn registered_elsewhere(
+        &mut self,
+        aor: &str,
+        binding: Option<crate::devices::contact::PushBinding>,
+        instance: Option<String>,
+        node: Option<&str>,
+        host: &dyn Host,
+    ) {
+        let Some(aor) = normalize_aor(aor, self.config().use_domain) else {
             return;
         };
-        let binding = message.binding();
         let keys = self
             .calls
-            .device_registered(&aor, binding.as_ref(), message.instance());
+            .device_registered(&aor, binding.as_ref(), instance.as_deref());
         if keys.is_empty() {
             debug!("a device of {aor} registered on another node: no call held for it here");
             return;
         }
         info!(
-            "device of {aor} registered on another node (DMQ): resuming {} call(s)",
+            "device of {aor} registered on another node (DMQ{}): resuming {} call(s)",
+            node.map(|n| format!(" from {n}")).unwrap_or_default(),
             keys.len()
         );
-        self.continue_calls(&keys, false, host);
+        self.continue_calls(&keys, false, node, host);
+    }
+
+    /// Another node stored or changed a device: known here at once (store and AOR index), not
+    /// written to the shared database again (that node did) and with no refresh push from here.
+    fn learn_device(&mut self, device: Device) {
+        let Some(store) = &self.store else { return };
+        match store.merge(std::slice::from_ref(&device), &[], false) {
+            Ok(aors) => {
+                if !aors.is_empty() {
+                    self.ctx.index.insert(&device.aor);
+                    debug!(
+                        "device of {} learned from another node: {} token {}",
+                        device.aor,
+                        device.provider,
+                        shorten_token(&device.prid)
+                    );
+                }
+            }
+            Err(e) => error!(
+                "cannot store a device of {} another node told: {e}",
+                device.aor
+            ),
+        }
+    }
+
+    /// Another node forgot devices of `aor`: forgotten here too (not written to the shared
+    /// database again, not told on).
+    fn forget_told(
+        &mut self,
+        aor: &str,
+        remove: impl FnOnce(&crate::devices::store::Store) -> Result<usize, StoreError>,
+    ) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        let removed = store.without_mirror(remove);
+        if let Ok(n) = &removed {
+            if *n > 0 {
+                debug!("{n} device(s) of {aor} removed by another node");
+            }
+        }
+        self.removed(aor, removed, "a device another node removed");
+    }
+
+    /// A change for the other nodes (enable_dmq), sent at the end of the message or tick.
+    fn announce(&self, news: News) {
+        if self.ctx.config.enable_dmq {
+            self.outbox.borrow_mut().push(news.into());
+        }
+    }
+
+    /// Sends the changes announced since the last call.
+    pub(super) fn send_announcements(&self, host: &dyn Host) {
+        let out = std::mem::take(&mut *self.outbox.borrow_mut());
+        for message in out {
+            if let Err(e) = host.cluster_broadcast(&message) {
+                warn!(
+                    "cannot tell the cluster about a device of {}: {e}",
+                    message.aor()
+                );
+            }
+        }
     }
 
     /// Stores (or updates) a device, REGISTER's way whatever brought it: the AOR index, the
     /// binding's expiry for refresh pushes, the log and the counter, and at most `max_devices`
     /// for the AOR. Returns how it was stored and the devices that gave way to it.
+    /// `announce`: the change is this node's news for the cluster (enable_dmq).
     fn keep_device(
         &mut self,
         device: &Device,
         expires_at: Option<i64>,
+        announce: bool,
     ) -> Result<(Upsert, Vec<Device>), StoreError> {
         let Some(store) = &self.store else {
             return Err(StoreError::Url("the device store is not open".into()));
@@ -189,6 +307,9 @@ impl Engine {
                 error!("cannot note when a binding of {aor} expires: {e}");
             }
         }
+        if announce && matches!(stored, Upsert::New | Upsert::Replaced) {
+            self.announce(News::Device(device.clone()));
+        }
         let mut evicted = Vec::new();
         match stored {
             Upsert::Replaced => debug!("device of {aor} updated"),
@@ -200,6 +321,14 @@ impl Engine {
                     shorten_token(&device.prid)
                 );
                 evicted = self.keep_max_devices(aor, &device.device_id);
+                if announce {
+                    for d in &evicted {
+                        self.announce(News::Removed {
+                            aor: d.aor.clone(),
+                            device_id: d.device_id.clone(),
+                        });
+                    }
+                }
             }
             Upsert::Unchanged => {}
         }
@@ -260,7 +389,7 @@ impl Engine {
             user_agent: add.user_agent.clone(),
             updated_at: unix_now().as_secs() as i64,
         };
-        match self.keep_device(&device, None) {
+        match self.keep_device(&device, None, true) {
             Ok((stored, evicted)) => {
                 notice!(
                     "device of {aor} added by push.device_add: app {}, {} token {}",
@@ -335,6 +464,12 @@ impl Engine {
     pub(super) fn forget_dead_device(&mut self, aor: &str, device_id: &str) {
         if let Some(store) = &self.store {
             let removed = store.remove(aor, device_id).map(|r| r as usize);
+            if matches!(removed, Ok(n) if n > 0) {
+                self.announce(News::Removed {
+                    aor: aor.to_string(),
+                    device_id: device_id.to_string(),
+                });
+            }
             self.removed(aor, removed, "a dead device");
         }
     }
@@ -356,7 +491,13 @@ impl Engine {
             })
         }) {
             match store.remove(aor, &d.device_id) {
-                Ok(true) => removed += 1,
+                Ok(true) => {
+                    removed += 1;
+                    self.announce(News::Removed {
+                        aor: aor.to_string(),
+                        device_id: d.device_id.clone(),
+                    });
+                }
                 Ok(false) => {}
                 Err(e) => return Answer::Error(e.to_string()),
             }

@@ -210,7 +210,7 @@ impl Engine {
                 ev.aor,
                 keys.len()
             );
-            self.continue_calls(&keys, false, host);
+            self.continue_calls(&keys, false, None, host);
         }
     }
 
@@ -228,7 +228,7 @@ impl Engine {
             "{aor} registered (push_resume): resuming {} call(s)",
             keys.len()
         );
-        Ok(self.continue_calls(&keys, false, host))
+        Ok(self.continue_calls(&keys, false, None, host))
     }
 
     /// A push of the call `key` ended with `result`: when it was the call's last hope, the call is
@@ -257,7 +257,7 @@ impl Engine {
     /// push_failed() true.
     fn fail_call(&mut self, key: CallKey, host: &dyn Host) {
         if self.config().failed_route_resume {
-            self.continue_calls(&[key], true, host);
+            self.continue_calls(&[key], true, None, host);
         } else {
             self.end_call(key, CallEnd::Failed, host);
         }
@@ -315,11 +315,13 @@ impl Engine {
         }
     }
 
-    /// Continues calls into the resume route; returns how many tm accepted.
+    /// Continues calls into the resume route; returns how many tm accepted. `relay`: the node
+    /// the device registered at, when another node said so (push_cluster_relay() names it).
     pub(super) fn continue_calls(
         &mut self,
         keys: &[CallKey],
         failed: bool,
+        relay: Option<&str>,
         host: &dyn Host,
     ) -> u32 {
         let mut ok = 0;
@@ -335,7 +337,7 @@ impl Engine {
                         .observe(crate::metrics::WAKE, &[], waited.as_secs_f64());
                 }
             }
-            match host.continue_call(*key, failed) {
+            match host.continue_call(*key, failed, relay) {
                 Ok(()) => {
                     ok += 1;
                     if !failed {

@@ -121,6 +121,8 @@ pub struct Engine {
     last_touch: Instant,
     /// The device store's count and when it was taken (counted at most every few seconds).
     devices_counted: Option<(Instant, u64)>,
+    /// Device changes for the other nodes (enable_dmq), sent after each message and tick.
+    outbox: std::cell::RefCell<Vec<crate::ipc::cluster::ClusterMessage>>,
 }
 
 /// A device id fit for logs: an instance as is, a token-based id shortened.
@@ -209,6 +211,7 @@ impl Engine {
             resets_seen: vec![0; crate::shared::MAX_COUNTERS],
             last_touch: now(),
             devices_counted: None,
+            outbox: Default::default(),
         };
         engine.build_senders();
         engine
@@ -235,6 +238,7 @@ impl Engine {
             }
             ToDispatcher::Cluster(message) => self.on_cluster(message, host),
         }
+        self.send_announcements(host);
     }
 
     /// Periodic housekeeping on the main thread.
@@ -243,6 +247,7 @@ impl Engine {
         self.refresh_when_due();
         self.drop_stale();
         self.flush_store();
+        self.send_announcements(host);
         self.export_metrics(host);
     }
 

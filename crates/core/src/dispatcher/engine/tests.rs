@@ -10,8 +10,8 @@ use crate::calls::{CallEnd, GRACE};
 use crate::config::{App, AppProvider};
 use crate::devices::contact::PushBinding;
 use crate::devices::index::AorIndex;
-use crate::devices::store::Store;
-use crate::ipc::cluster::ClusterMessage;
+use crate::devices::store::{Device, Store};
+use crate::ipc::cluster::{ClusterMessage, News};
 use crate::ipc::message::{
     Answer, ContactChange, ContactEvent, HeldCall, HeldKind, PendingCall, Question, TmChange,
     TmEvent,
@@ -34,6 +34,8 @@ const WAIT: Duration = Duration::from_secs(10);
 struct FakeHost {
     /// continue_call: the key and `failed`.
     continued: RefCell<Vec<(CallKey, bool)>>,
+    /// continue_call's `relay` (the node to relay to), per call continued.
+    relays: RefCell<Vec<Option<String>>>,
     appended: RefCell<Vec<CallKey>>,
     /// end_call: the key and why.
     ended: RefCell<Vec<(CallKey, CallEnd)>>,
@@ -50,8 +52,9 @@ struct FakeHost {
 impl Host for FakeHost {
     fn tick(&self) {}
 
-    fn continue_call(&self, key: CallKey, failed: bool) -> Result<(), String> {
+    fn continue_call(&self, key: CallKey, failed: bool, relay: Option<&str>) -> Result<(), String> {
         self.continued.borrow_mut().push((key, failed));
+        self.relays.borrow_mut().push(relay.map(String::from));
         if self.refuse.get() {
             return Err("no such transaction".into());
         }
@@ -1109,8 +1112,13 @@ fn a_late_device_that_got_no_branch_still_gets_its_end_push() {
     struct NoBranch(FakeHost);
     impl Host for NoBranch {
         fn tick(&self) {}
-        fn continue_call(&self, key: CallKey, failed: bool) -> Result<(), String> {
-            self.0.continue_call(key, failed)
+        fn continue_call(
+            &self,
+            key: CallKey,
+            failed: bool,
+            relay: Option<&str>,
+        ) -> Result<(), String> {
+            self.0.continue_call(key, failed, relay)
         }
         fn end_call(&self, key: CallKey, why: CallEnd) -> Result<(), String> {
             self.0.end_call(key, why)
@@ -1696,15 +1704,27 @@ fn fcm_contact(
 #[test]
 fn cluster_hears_of_fresh_bindings_only_not_of_refreshes() {
     let mut rig = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| c.enable_dmq = true);
-    let sent = |rig: &Rig| rig.host.broadcast.borrow().len();
-    // A new binding received here: the cluster hears of it once.
+    // (`registered` messages, device messages)
+    let sent = |rig: &Rig| {
+        let b = rig.host.broadcast.borrow();
+        let registered = b
+            .iter()
+            .filter(|m| matches!(m.news, News::Registered { .. }))
+            .count();
+        (registered, b.len() - registered)
+    };
+    // A new binding received here: the cluster hears of it once, and of the new device.
     rig.handle(usrloc_event("tokA", 5060, true, true));
-    assert_eq!(sent(&rig), 1);
+    assert_eq!(sent(&rig), (1, 1));
     {
         let first = &rig.host.broadcast.borrow()[0];
-        assert_eq!(first.aor, AOR);
-        assert_eq!(first.instance.as_deref(), Some("<urn:uuid:a>"));
-        assert_eq!(first.prid, "tokA");
+        assert_eq!(first.aor(), AOR);
+        assert_eq!(first.instance(), Some("<urn:uuid:a>"));
+        assert_eq!(first.binding().unwrap().prid, "tokA");
+        let News::Device(d) = &rig.host.broadcast.borrow()[1].news else {
+            panic!("not a device message")
+        };
+        assert_eq!((d.aor.as_str(), d.prid.as_str()), (AOR, "tokA"));
     }
     // 1,000 refreshes of the unchanged binding: no message.
     for _ in 0..1000 {
@@ -1712,22 +1732,24 @@ fn cluster_hears_of_fresh_bindings_only_not_of_refreshes() {
     }
     assert_eq!(
         sent(&rig),
-        1,
+        (1, 1),
         "messages per 1,000 refreshes of an unchanged device"
     );
-    // The phone comes back from another address (it woke on a new connection): news.
+    // The phone comes back from another address (it woke on a new connection): news, and its
+    // device changed (its Contact).
     rig.handle(usrloc_event("tokA", 40000, true, false));
-    assert_eq!(sent(&rig), 2);
+    assert_eq!(sent(&rig), (2, 2));
     // A new token: news.
     rig.handle(usrloc_event("tokB", 40000, true, false));
-    assert_eq!(sent(&rig), 3);
-    // Its binding expired while it slept, then it registered again with the same details: news.
+    assert_eq!(sent(&rig), (3, 3));
+    // Its binding expired while it slept, then it registered again with the same details: news
+    // for held calls, the device is unchanged.
     rig.handle(usrloc_event("tokB", 40000, true, true));
-    assert_eq!(sent(&rig), 4);
+    assert_eq!(sent(&rig), (4, 3));
     // A binding replicated from another node (dmq_usrloc) is never sent on, inserted or not.
     rig.handle(usrloc_event("tokC", 41000, false, true));
     rig.handle(usrloc_event("tokC", 42000, false, false));
-    assert_eq!(sent(&rig), 4);
+    assert_eq!(sent(&rig), (4, 3));
 
     // Without enable_dmq nothing is ever sent.
     let mut off = Rig::ok();
@@ -1785,8 +1807,9 @@ fn with_enable_dmq_a_replica_waits_for_the_other_nodes_message() {
     rig.handle(usrloc_event("tokA", 40000, false, true));
     assert!(rig.continued().is_empty());
     assert!(
-        rig.host.broadcast.borrow().len() == 1,
-        "a replica is never sent on"
+        rig.host.broadcast.borrow().len() == 2,
+        "a replica is never sent on: {:?}",
+        rig.host.broadcast.borrow()
     );
     let pushed = PushBinding {
         provider: "fcm".into(),
@@ -1839,4 +1862,144 @@ fn the_minute_touch_loses_no_increment_or_observation() {
         ),
         "{updates:#?}"
     );
+}
+
+#[test]
+fn a_call_resumed_by_another_nodes_message_is_relayed_to_that_node() {
+    let mut rig = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| c.enable_dmq = true);
+    rig.handle(usrloc_event("tokA", 5060, true, true));
+    rig.hold((1, 1));
+    rig.hold((1, 2));
+    rig.pushes_done(2);
+    let pushed = PushBinding {
+        provider: "fcm".into(),
+        prid: "tokA".into(),
+        param: None,
+        silent: false,
+        timeout: None,
+    };
+    let body = ClusterMessage::registered(AOR, Some("<urn:uuid:a>"), &pushed)
+        .encode()
+        .unwrap();
+    // As node B's DMQ worker reads it: B's address is the From of its KDMQ request.
+    let news =
+        ClusterMessage::decode(body.as_bytes(), Some("sip:10.0.0.2:5060;passive=true")).unwrap();
+    rig.handle(ToDispatcher::Cluster(news));
+    assert_eq!(rig.continued(), vec![((1, 1), false), ((1, 2), false)]);
+    assert_eq!(
+        *rig.host.relays.borrow(),
+        vec![Some("sip:10.0.0.2:5060".to_string()); 2]
+    );
+    // A device registering here resumes with no relay.
+    rig.hold((1, 3));
+    rig.pushes_done(1);
+    rig.handle(usrloc_event("tokA", 40000, true, true));
+    assert_eq!(rig.continued().len(), 3);
+    assert_eq!(rig.host.relays.borrow()[2], None);
+}
+
+#[test]
+fn devices_another_node_tells_of_are_known_here_and_not_told_on() {
+    let mut rig = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| c.enable_dmq = true);
+    let device = |aor: &str, token: &str, instance: Option<&str>| Device {
+        aor: aor.into(),
+        device_id: crate::devices::device_id(instance, token),
+        provider: "fcm".into(),
+        prid: token.into(),
+        param: None,
+        app_id: None,
+        instance: instance.map(String::from),
+        contact: format!("sip:{aor}@10.0.0.7:5060;pn-provider=fcm;pn-prid={token}"),
+        user_agent: None,
+        updated_at: unix_now().as_secs() as i64,
+    };
+    let tell = |rig: &mut Rig, news: News| {
+        let body = ClusterMessage::from(news).encode().unwrap();
+        let m = ClusterMessage::decode(body.as_bytes(), Some("sip:10.0.0.3:5060")).unwrap();
+        rig.handle(ToDispatcher::Cluster(m));
+        rig.engine.flush_store();
+    };
+    assert!(!rig.ctx.index.contains(AOR));
+    tell(
+        &mut rig,
+        News::Device(device(AOR, "tokX", Some("<urn:uuid:x>"))),
+    );
+    tell(&mut rig, News::Device(device(AOR, "tokY", None)));
+    tell(&mut rig, News::Device(device("bob", "tokZ", None)));
+    assert!(rig.ctx.index.contains(AOR) && rig.ctx.index.contains("bob"));
+    let mut tokens = rig.stored_tokens();
+    tokens.sort();
+    assert_eq!(tokens, vec!["tokX", "tokY"]);
+    // A call to a device learned from another node is pushed from here.
+    rig.hold((2, 1));
+    assert_eq!(rig.pushes_done(2).len(), 2);
+    // Nothing told is told on (no echo between nodes).
+    assert!(rig.host.broadcast.borrow().is_empty());
+
+    tell(
+        &mut rig,
+        News::Removed {
+            aor: AOR.into(),
+            device_id: "<urn:uuid:x>".into(),
+        },
+    );
+    assert_eq!(rig.stored_tokens(), vec!["tokY"]);
+    tell(
+        &mut rig,
+        News::RemovedToken {
+            aor: AOR.into(),
+            prid: "tokY".into(),
+        },
+    );
+    assert!(rig.stored_tokens().is_empty());
+    assert!(!rig.ctx.index.contains(AOR), "an AOR with no device left");
+    tell(&mut rig, News::RemovedAor { aor: "bob".into() });
+    assert!(!rig.ctx.index.contains("bob"));
+    assert!(rig.host.broadcast.borrow().is_empty());
+}
+
+#[test]
+fn devices_forgotten_here_are_told_to_the_cluster() {
+    let mut rig = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| c.enable_dmq = true);
+    rig.handle(usrloc_event("tokA", 5060, true, true));
+    rig.host.broadcast.borrow_mut().clear();
+    // The phone unregisters here.
+    rig.handle(ToDispatcher::Contact(ContactEvent {
+        local: true,
+        ..fcm_contact(ContactChange::Removed, "tokA", Some("<urn:uuid:a>"), 5060)
+    }));
+    assert_eq!(
+        rig.host
+            .broadcast
+            .borrow()
+            .iter()
+            .map(|m| m.news.clone())
+            .collect::<Vec<_>>(),
+        vec![News::Removed {
+            aor: AOR.into(),
+            device_id: "<urn:uuid:a>".into()
+        }]
+    );
+    // push.remove of a device registered again.
+    rig.handle(usrloc_event("tokB", 5060, true, true));
+    rig.host.broadcast.borrow_mut().clear();
+    assert!(matches!(
+        rig.engine.remove_devices(AOR, None),
+        Answer::Removed(1)
+    ));
+    // (an RPC's changes are sent when its message is handled)
+    rig.engine.send_announcements(&rig.host);
+    assert!(matches!(
+        &rig.host.broadcast.borrow()[..],
+        [m] if matches!(&m.news, News::Removed { .. })
+    ));
+    // Without enable_dmq: nothing.
+    let mut off = Rig::ok();
+    off.handle(usrloc_event("tokA", 5060, true, true));
+    assert!(matches!(
+        off.engine.remove_devices(AOR, None),
+        Answer::Removed(1)
+    ));
+    off.engine.tick(&off.host);
+    assert!(off.host.broadcast.borrow().is_empty());
 }
