@@ -53,7 +53,12 @@ fn came_through(trace: &str, through: usize, held_on: usize) {
         vias.len() >= 3,
         "the phone's INVITE has too few Via headers: {vias:#?}\n{trace}"
     );
-    let at = |v: &str, i: usize| v.contains(&format!("{}:{SIP_PORT};", node_ip(i)));
+    // `Via: SIP/2.0/UDP 10.77.0.12;branch=...` (Kamailio leaves the default port 5060 out).
+    let at = |v: &str, i: usize| {
+        let sent_by = v.split_whitespace().nth(2).unwrap_or_default();
+        let host = sent_by.split(';').next().unwrap_or_default();
+        host == node_ip(i) || host == format!("{}:{SIP_PORT}", node_ip(i))
+    };
     assert!(
         at(&vias[0], through),
         "the INVITE did not come from node {} ({}): {vias:#?}",
@@ -129,13 +134,31 @@ fn woken_on(
     );
     if on != held_on {
         came_through(&trace, on, held_on);
+        relayed(c, held_on, on);
     }
     trace
 }
 
+/// Node `held_on`'s log says it relayed a resumed call to node `to` (push_cluster_relay()).
+fn relayed(c: &Cluster, held_on: usize, to: usize) {
+    let line = format!("relayed to {}, where the phone registered", dmq_uri(to));
+    assert!(
+        c.node(held_on).log_text().contains(&line),
+        "no '{line}' in node {}'s log:\n{}",
+        letter(held_on),
+        c.logs()
+    );
+}
+
 /// `n` lines "resuming <k> call(s)" for DMQ news in node `i`'s log.
 fn dmq_resumes(c: &Cluster, i: usize) -> usize {
-    c.log_count(i, "registered on another node (DMQ): resuming")
+    c.node(i)
+        .log_text()
+        .lines()
+        .filter(|l| {
+            l.contains("registered on another node (DMQ from ") && l.contains("): resuming")
+        })
+        .count()
 }
 
 /// No more pushes than `n` arrive within a while.
@@ -301,6 +324,7 @@ fn two_calls_held_on_a_and_c_are_both_delivered_when_the_phone_registers_on_b() 
             .find(|m| m.contains(id))
             .unwrap_or_else(|| panic!("no INVITE for {id}:\n{trace}"));
         came_through(&format!("INVITE sip:{invite}"), B, held_on);
+        relayed(&c, held_on, B);
     }
     for i in [A, C] {
         assert_eq!(c.stat(i, "suspended"), 1, "node {}", letter(i));
