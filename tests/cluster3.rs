@@ -9,8 +9,10 @@
 //! node the INVITE came through, from its Via headers), the pushes the push server received
 //! (exactly how many), the nodes' push.devices, push.pending and push.stats, their log lines.
 //!
-//! Wall time: about a minute with `--test-threads=2` on 2 cores (each test builds its own
-//! cluster; PostgreSQL and three Kamailio nodes start in about 5 s).
+//! Run with `--test-threads=2` (as scripts/test.sh and scripts/test-kamailio.sh do): about 40 s
+//! of wall time on 2 cores (each test builds its own cluster, in its own private namespace:
+//! PostgreSQL and three Kamailio nodes start in about 5 s; the longest test, the cut link, takes
+//! about 20 s).
 
 use std::time::Duration;
 use testkit::cluster::*;
@@ -213,9 +215,11 @@ fn held_on_a_delivered_through_b(test: &str, transport: &'static str) {
         assert_eq!(c.stat(i, "pushes_sent"), 0, "node {}", letter(i));
     }
     exactly_pushes(&c, 1);
-    // The full token never shows in a log.
+    // Neither the full token nor the database password shows in a log.
     for i in [A, B, C] {
-        assert!(!c.node(i).log_text().contains(&alice.token));
+        let log = c.node(i).log_text();
+        assert!(!log.contains(&alice.token), "{log}");
+        assert!(!log.contains(&c.pg.password), "{log}");
     }
 }
 
@@ -426,8 +430,13 @@ fn a_cut_link_brings_no_duplicate_resume_no_push_storm_and_heals_to_one_state() 
     dave.register_then_sleep(c.node(B));
     let cut = Duration::from_secs(5);
     std::thread::sleep(cut.saturating_sub(cut_at.elapsed()));
-    // C still holds carol's call: nothing of the news reached it.
+    // Nothing of the news reached C: it still holds carol's call and does not know dave.
     assert_eq!(c.stat(C, "resumed"), 0);
+    assert!(
+        !c.devices(C).iter().any(|d| d.0 == "dave"),
+        "{:#?}",
+        c.devices(C)
+    );
     c.net.heal(C);
 
     // C hears of carol's registration once it is back, resumes its call and relays it to A.
