@@ -163,7 +163,7 @@ fn relayed(c: &Cluster, held_on: usize, to: usize) {
     );
 }
 
-/// `n` lines "resuming <k> call(s)" for DMQ news in node `i`'s log.
+/// How many "resuming <k> call(s)" lines for DMQ news node `i`'s log has.
 fn dmq_resumes(c: &Cluster, i: usize) -> usize {
     c.node(i)
         .log_text()
