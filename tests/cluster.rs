@@ -271,6 +271,9 @@ fn refreshes_of_an_unchanged_binding_send_no_dmq_message() {
     assert_eq!(sent(&a), 1, "{REFRESHES} refreshes sent DMQ messages");
     assert_eq!(heard(&b), 1, "{}", b.log_text());
     assert_eq!(learned(&b), 1, "{}", b.log_text());
+    // The statistics say the same: a `registered` and a `device` message, nothing since.
+    assert_eq!(stat(&a, "cluster_sent"), 2);
+    assert_eq!(stat(&b, "cluster_received"), 2);
     // The phone comes back on another port (it woke on a new connection): that is news.
     register_at(&phone, &a, free_port());
     assert!(

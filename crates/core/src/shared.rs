@@ -164,6 +164,10 @@ statistics! {
         end_pushes,
         /// Devices forgotten because their push service said the token is dead.
         dead_tokens,
+        /// DMQ messages this node sent to the other nodes of the cluster (enable_dmq).
+        cluster_sent,
+        /// DMQ messages from other nodes this node's dispatcher acted on.
+        cluster_received,
     }
     /// Calls held right now.
     held_now: Gauge = |shared| shared.held_now.load(Ordering::Relaxed) as u64,

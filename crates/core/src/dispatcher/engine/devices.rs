@@ -166,7 +166,10 @@ impl Engine {
         }
         let message = ClusterMessage::registered(&ev.aor, ev.instance.as_deref(), binding);
         match host.cluster_broadcast(&message) {
-            Ok(()) => debug!("told the cluster: a device of {} registered here", ev.aor),
+            Ok(()) => {
+                self.count(|c| &c.cluster_sent);
+                debug!("told the cluster: a device of {} registered here", ev.aor)
+            }
             Err(e) => warn!(
                 "cannot tell the cluster that a device of {} registered here: {e}",
                 ev.aor
@@ -176,6 +179,7 @@ impl Engine {
 
     /// A message from another node of the cluster.
     pub(super) fn on_cluster(&mut self, message: ClusterMessage, host: &dyn Host) {
+        self.count(|c| &c.cluster_received);
         let binding = message.binding();
         let ClusterMessage { node, news } = message;
         match news {
@@ -276,11 +280,12 @@ impl Engine {
     pub(super) fn send_announcements(&self, host: &dyn Host) {
         let out = std::mem::take(&mut *self.outbox.borrow_mut());
         for message in out {
-            if let Err(e) = host.cluster_broadcast(&message) {
-                warn!(
+            match host.cluster_broadcast(&message) {
+                Ok(()) => self.count(|c| &c.cluster_sent),
+                Err(e) => warn!(
                     "cannot tell the cluster about a device of {}: {e}",
                     message.aor()
-                );
+                ),
             }
         }
     }

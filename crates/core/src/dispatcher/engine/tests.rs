@@ -1750,6 +1750,7 @@ fn cluster_hears_of_fresh_bindings_only_not_of_refreshes() {
     rig.handle(usrloc_event("tokC", 41000, false, true));
     rig.handle(usrloc_event("tokC", 42000, false, false));
     assert_eq!(sent(&rig), (4, 3));
+    assert_eq!(rig.count(|c| &c.cluster_sent), 7);
 
     // Without enable_dmq nothing is ever sent.
     let mut off = Rig::ok();
