@@ -111,6 +111,9 @@ pub struct Phones {
     socket: UdpSocket,
     pub port: u16,
     kport: AtomicU16,
+    /// With several registrars (a cluster), each REGISTER goes to one of them, spread evenly
+    /// and unrelated to the node holding the call.
+    kports: Mutex<Vec<u16>>,
     seq: AtomicU64,
     log: Mutex<WakeLog>,
     /// REGISTERs not answered yet, by Call-ID: retransmitted like a phone's SIP stack does over
@@ -167,6 +170,7 @@ impl Phones {
             socket,
             port,
             kport: AtomicU16::new(0),
+            kports: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
             log: Mutex::new(WakeLog::default()),
             unanswered: Mutex::new(HashMap::new()),
@@ -180,12 +184,29 @@ impl Phones {
     /// The Kamailio the phones register with.
     pub fn set_registrar(&self, kport: u16) {
         self.kport.store(kport, Ordering::Relaxed);
+        self.kports.lock().unwrap().clear();
+    }
+
+    /// The Kamailio nodes the phones register with: each REGISTER to one of them, picked by a
+    /// hash of its sequence number (so a phone's wake-up lands on any node).
+    pub fn set_registrars(&self, kports: &[u16]) {
+        self.kport.store(kports[0], Ordering::Relaxed);
+        *self.kports.lock().unwrap() = kports.to_vec();
     }
 
     /// Sends phone `i`'s REGISTER; `timed` records when it left (a wake-up).
     pub fn register(&self, i: usize, expires: u32, push: bool, timed: bool) {
-        let kport = self.kport.load(Ordering::Relaxed);
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let kport = {
+            let kports = self.kports.lock().unwrap();
+            if kports.is_empty() {
+                self.kport.load(Ordering::Relaxed)
+            } else {
+                // A multiplicative hash: consecutive REGISTERs spread over the nodes.
+                let h = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+                kports[(h % kports.len() as u64) as usize]
+            }
+        };
         let user = format!("u{i}");
         let text = register_text(kport, self.port, self.port, &user, i, n, expires, push);
         let now = Instant::now();

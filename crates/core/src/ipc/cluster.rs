@@ -7,7 +7,10 @@
 //! - `device`: a device was stored or changed on the sending node (every node's store and AOR
 //!   index learn it, so any node can push it);
 //! - `removed`, `removed_token`, `removed_aor`: devices the sending node forgot (unregistered,
-//!   dead token, push.remove, max_devices).
+//!   dead token, push.remove, max_devices);
+//! - `awaiting`: the sending node holds calls for an AOR (for `seconds`): a registration of
+//!   that AOR's device on another node is news for it even when it looks like a refresh there
+//!   (an UDP phone re-registering from the same address, a binding usrloc had not purged yet).
 //!
 //! The body is text from the network: it is parsed with a size limit, each field is checked
 //! against the same bounds a REGISTER's values have, and anything else is refused (the DMQ peer
@@ -70,7 +73,12 @@ pub enum News {
     RemovedToken { aor: String, prid: String },
     /// Every device of `aor` was forgotten.
     RemovedAor { aor: String },
+    /// The node holds calls for `aor` and waits for its devices for up to `seconds`.
+    Awaiting { aor: String, seconds: u32 },
 }
+
+/// The longest wait an `awaiting` message may announce.
+pub const MAX_AWAIT_S: u32 = 3600;
 
 /// The JSON body on the DMQ bus: `{"type":"registered","v":1,"aor":...}`.
 #[derive(Serialize, Deserialize)]
@@ -116,6 +124,11 @@ enum Wire {
     RemovedAor {
         v: u32,
         aor: String,
+    },
+    Awaiting {
+        v: u32,
+        aor: String,
+        seconds: u32,
     },
 }
 
@@ -196,7 +209,8 @@ impl ClusterMessage {
             News::Registered { aor, .. }
             | News::Removed { aor, .. }
             | News::RemovedToken { aor, .. }
-            | News::RemovedAor { aor } => aor,
+            | News::RemovedAor { aor }
+            | News::Awaiting { aor, .. } => aor,
             News::Device(d) => &d.aor,
         }
     }
@@ -269,6 +283,11 @@ impl ClusterMessage {
                 prid,
             },
             News::RemovedAor { aor } => Wire::RemovedAor { v: VERSION, aor },
+            News::Awaiting { aor, seconds } => Wire::Awaiting {
+                v: VERSION,
+                aor,
+                seconds,
+            },
         };
         let body = serde_json::to_string(&wire).ok()?;
         // The receiver queues it with the sender's address (at most MAX_URI).
@@ -375,6 +394,14 @@ impl ClusterMessage {
                 field("aor", &aor, MAX_AOR)?;
                 News::RemovedAor { aor }
             }
+            Wire::Awaiting { v, aor, seconds } => {
+                version(v)?;
+                field("aor", &aor, MAX_AOR)?;
+                if seconds == 0 || seconds > MAX_AWAIT_S {
+                    return Err(format!("a wait of {seconds} s (1 to {MAX_AWAIT_S})"));
+                }
+                News::Awaiting { aor, seconds }
+            }
         };
         Ok(ClusterMessage {
             node: from.and_then(relay_uri),
@@ -470,6 +497,10 @@ mod tests {
                 prid: d.prid.clone(),
             },
             News::RemovedAor { aor: d.aor.clone() },
+            News::Awaiting {
+                aor: d.aor.clone(),
+                seconds: 35,
+            },
         ] {
             trip(&news.into());
         }
@@ -532,6 +563,8 @@ mod tests {
             format!("{{\"type\":\"device\",\"v\":1,\"aor\":\"a\",\"device_id\":\"d\",\"provider\":\"fcm\",\"prid\":\"{secret}\",\"contact\":\"sip:x\",\"updated_at\":-5}}"),
             format!("{{\"type\":\"removed_token\",\"v\":1,\"aor\":\"a\",\"prid\":\"{secret}\\u0000\"}}"),
             "{\"type\":\"removed_aor\",\"v\":1}".to_string(),
+            "{\"type\":\"awaiting\",\"v\":1,\"aor\":\"a\",\"seconds\":0}".to_string(),
+            "{\"type\":\"awaiting\",\"v\":1,\"aor\":\"a\",\"seconds\":99999}".to_string(),
             "[]".to_string(),
             "\u{0}\u{1}".to_string(),
         ] {

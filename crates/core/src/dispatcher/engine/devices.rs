@@ -2,7 +2,7 @@
 //! A contact event stores, updates or removes devices (after resuming the calls a registration
 //! wakes); a dead token's device is forgotten; push.remove forgets devices on request.
 
-use super::{loggable_device, unix_now, Engine};
+use super::{loggable_device, now, unix_now, Engine};
 use crate::devices::contact::{parse_contact_uri, push_binding, shorten_token};
 use crate::devices::store::{Device, StoreError, Upsert};
 use crate::devices::{device_id, normalize_aor};
@@ -12,6 +12,102 @@ use crate::ipc::cluster::{ClusterMessage, News};
 use crate::ipc::limits::bounded_text;
 use crate::ipc::message::{Answer, ContactChange, ContactEvent, DeviceView};
 use std::sync::atomic::Ordering;
+
+/// The push bindings made on this node that are alive, per AOR (enable_dmq).
+#[derive(Default)]
+pub(super) struct LocalBindings {
+    by_aor: std::collections::HashMap<String, Vec<LocalBinding>>,
+    count: usize,
+    last_prune: i64,
+}
+
+struct LocalBinding {
+    instance: Option<String>,
+    binding: crate::devices::contact::PushBinding,
+    /// Unix seconds; None: permanent.
+    expires_at: Option<i64>,
+}
+
+/// How many bindings [`LocalBindings`] keeps at most (beyond, a registration counts as news).
+const MAX_LOCAL_BINDINGS: usize = 500_000;
+
+impl LocalBindings {
+    /// A phone registered here: returns whether the same device's binding was alive here
+    /// before (a refresh), and keeps the new one.
+    pub(super) fn note(
+        &mut self,
+        aor: &str,
+        instance: Option<&str>,
+        binding: &crate::devices::contact::PushBinding,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> bool {
+        let same = |b: &LocalBinding| match (&b.instance, instance) {
+            (Some(a), Some(i)) => a == i,
+            (None, None) => b.binding.same_registration(binding),
+            _ => false,
+        };
+        let entry = LocalBinding {
+            instance: instance.map(str::to_string),
+            binding: binding.clone(),
+            expires_at,
+        };
+        let full = self.count >= MAX_LOCAL_BINDINGS;
+        let list = self.by_aor.entry(aor.to_string()).or_default();
+        match list.iter_mut().find(|b| same(b)) {
+            Some(old) => {
+                let was_alive = old.expires_at.is_none_or(|at| at > now)
+                    && old.binding.same_registration(binding);
+                *old = entry;
+                was_alive
+            }
+            None => {
+                if !full {
+                    list.push(entry);
+                    self.count += 1;
+                } else if list.is_empty() {
+                    self.by_aor.remove(aor);
+                }
+                false
+            }
+        }
+    }
+
+    /// The devices of `aor` whose binding here is alive.
+    pub(super) fn alive(
+        &self,
+        aor: &str,
+        now: i64,
+    ) -> Vec<(Option<String>, crate::devices::contact::PushBinding)> {
+        self.by_aor
+            .get(aor)
+            .map(|list| {
+                list.iter()
+                    .filter(|b| b.expires_at.is_none_or(|at| at > now))
+                    .map(|b| (b.instance.clone(), b.binding.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Drops the expired bindings (at most once a second).
+    pub(super) fn prune(&mut self, now: i64) {
+        if now == self.last_prune {
+            return;
+        }
+        self.last_prune = now;
+        let mut count = 0;
+        self.by_aor.retain(|_, list| {
+            list.retain(|b| b.expires_at.is_none_or(|at| at > now));
+            count += list.len();
+            !list.is_empty()
+        });
+        self.count = count;
+    }
+}
+
+/// Seconds an `awaiting` message adds to the call's timeout.
+const AWAIT_SLACK_S: u32 = 5;
 
 /// A value as a SIP URI parameter value or user part: every byte that is not unreserved
 /// percent-escaped (the Contact parser undoes it).
@@ -160,8 +256,20 @@ impl Engine {
         let Some(binding) = &ev.binding else {
             return;
         };
-        let fresh = ev.inserted || matches!(stored, Some(Upsert::New | Upsert::Replaced));
-        if !fresh {
+        let was_alive = self.local_bindings.note(
+            &ev.aor,
+            ev.instance.as_deref(),
+            binding,
+            ev.expires_at,
+            unix_now().as_secs() as i64,
+        );
+        let fresh =
+            ev.inserted || !was_alive || matches!(stored, Some(Upsert::New | Upsert::Replaced));
+        let awaited = self
+            .awaited
+            .get(&ev.aor)
+            .is_some_and(|until| *until > now());
+        if !fresh && !awaited {
             return;
         }
         let message = ClusterMessage::registered(&ev.aor, ev.instance.as_deref(), binding);
@@ -194,7 +302,58 @@ impl Engine {
                 self.forget_told(&aor, |store| store.remove_token(&aor, &prid))
             }
             News::RemovedAor { aor } => self.forget_told(&aor, |store| store.remove_aor(&aor)),
+            News::Awaiting { aor, seconds } => {
+                let seconds = seconds.min(crate::ipc::cluster::MAX_AWAIT_S);
+                debug!("another node holds calls for {aor} ({seconds} s)");
+                // Devices of the AOR alive here (maybe registered a moment before this message
+                // came): that node hears of them at once.
+                for (instance, binding) in
+                    self.local_bindings.alive(&aor, unix_now().as_secs() as i64)
+                {
+                    self.outbox.borrow_mut().push(ClusterMessage::registered(
+                        &aor,
+                        instance.as_deref(),
+                        &binding,
+                    ));
+                }
+                self.awaited
+                    .insert(aor, now() + std::time::Duration::from_secs(seconds as u64));
+            }
         }
+    }
+
+    /// With `enable_dmq`: this node holds a call for `aor` (for `timeout` s): the other nodes are
+    /// told, so that any registration of the AOR's devices there is news for this node, even
+    /// one that looks like a refresh there. Told again only once half the wait has passed.
+    pub(super) fn tell_awaiting(&mut self, aor: &str, timeout: u32) {
+        if !self.ctx.config.enable_dmq {
+            return;
+        }
+        let now = now();
+        let again = std::time::Duration::from_secs((timeout / 2).max(1) as u64);
+        if self
+            .awaiting_told
+            .get(aor)
+            .is_some_and(|at| now.saturating_duration_since(*at) < again)
+        {
+            return;
+        }
+        self.awaiting_told.insert(aor.to_string(), now);
+        self.announce(News::Awaiting {
+            aor: aor.to_string(),
+            // Room for the reply that ends the call to come back.
+            seconds: (timeout + AWAIT_SLACK_S).min(crate::ipc::cluster::MAX_AWAIT_S),
+        });
+    }
+
+    /// Forgets the waits that are over (this node's and the other nodes').
+    pub(super) fn forget_stale_waits(&mut self, now: std::time::Instant) {
+        self.local_bindings.prune(unix_now().as_secs() as i64);
+        self.awaited.retain(|_, until| *until > now);
+        self.awaiting_told.retain(|_, at| {
+            now.saturating_duration_since(*at)
+                < std::time::Duration::from_secs(crate::ipc::cluster::MAX_AWAIT_S as u64)
+        });
     }
 
     /// Another node says a device registered there: the calls held here for that device are

@@ -50,6 +50,7 @@ impl Engine {
         };
         let now = now();
         let deadline = now + Duration::from_secs(held.timeout as u64);
+        self.tell_awaiting(&held.aor, held.timeout);
         let about = About {
             kind: match held.kind {
                 HeldKind::Call => PushKind::Call,
@@ -500,5 +501,6 @@ impl Engine {
         }
         self.ended
             .retain(|_, at| now.duration_since(*at) < ENDED_MEMORY);
+        self.forget_stale_waits(now);
     }
 }

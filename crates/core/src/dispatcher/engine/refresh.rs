@@ -36,6 +36,7 @@ impl Engine {
                 return;
             }
         };
+        let mut launches = Vec::new();
         for (device, expires_at) in due {
             if let Err(e) = store.mark_refreshed(&device.aor, &device.device_id, now_s) {
                 error!("cannot note a refresh push for {}: {e}", device.aor);
@@ -66,7 +67,12 @@ impl Engine {
                 loggable_device(&device.device_id),
                 expires_at - now_s
             );
-            self.spawn_push(push, now() + left);
+            launches.push((push, now() + left));
+        }
+        // The marks are committed before any push leaves (the writes are batched per tick).
+        self.flush_store();
+        for (push, deadline) in launches {
+            self.spawn_push(push, deadline);
         }
     }
 }

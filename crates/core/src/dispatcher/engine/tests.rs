@@ -1808,7 +1808,13 @@ fn with_enable_dmq_a_replica_waits_for_the_other_nodes_message() {
     rig.handle(usrloc_event("tokA", 40000, false, true));
     assert!(rig.continued().is_empty());
     assert!(
-        rig.host.broadcast.borrow().len() == 2,
+        rig.host
+            .broadcast
+            .borrow()
+            .iter()
+            .filter(|m| !matches!(m.news, News::Awaiting { .. }))
+            .count()
+            == 2,
         "a replica is never sent on: {:?}",
         rig.host.broadcast.borrow()
     );
@@ -1934,8 +1940,14 @@ fn devices_another_node_tells_of_are_known_here_and_not_told_on() {
     // A call to a device learned from another node is pushed from here.
     rig.hold((2, 1));
     assert_eq!(rig.pushes_done(2).len(), 2);
-    // Nothing told is told on (no echo between nodes).
-    assert!(rig.host.broadcast.borrow().is_empty());
+    // Nothing told is told on (no echo between nodes); the call held here is.
+    assert!(rig
+        .host
+        .broadcast
+        .borrow()
+        .iter()
+        .all(|m| matches!(m.news, News::Awaiting { .. })));
+    rig.host.broadcast.borrow_mut().clear();
 
     tell(
         &mut rig,
@@ -2003,4 +2015,68 @@ fn devices_forgotten_here_are_told_to_the_cluster() {
     ));
     off.engine.tick(&off.host);
     assert!(off.host.broadcast.borrow().is_empty());
+}
+
+#[test]
+fn a_node_holding_a_call_is_told_even_of_a_refresh_elsewhere() {
+    // Node A holds a call for the AOR: it tells the cluster once (not once per call).
+    let mut a = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| c.enable_dmq = true);
+    a.handle(usrloc_event("tokA", 5060, true, true));
+    a.host.broadcast.borrow_mut().clear();
+    a.hold((1, 1));
+    a.hold((1, 2));
+    let told: Vec<News> = a
+        .host
+        .broadcast
+        .borrow()
+        .iter()
+        .map(|m| m.news.clone())
+        .collect();
+    assert!(
+        matches!(&told[..], [News::Awaiting { aor, seconds }] if aor == AOR && *seconds > 0),
+        "{told:?}"
+    );
+
+    // Node B knows the device, registered and alive there: a refresh sends nothing...
+    let mut b = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| c.enable_dmq = true);
+    b.handle(usrloc_event("tokA", 5060, true, true));
+    b.host.broadcast.borrow_mut().clear();
+    b.handle(usrloc_event("tokA", 5060, true, false));
+    assert!(b.host.broadcast.borrow().is_empty());
+    // ... but once A said it waits for the AOR, the same refresh is news for A.
+    let body = ClusterMessage::from(told[0].clone()).encode().unwrap();
+    b.handle(ToDispatcher::Cluster(
+        ClusterMessage::decode(body.as_bytes(), Some("sip:10.0.0.1:5060")).unwrap(),
+    ));
+    // (the device's binding here is alive: A hears of it at once)
+    let told_at_once: Vec<News> = b
+        .host
+        .broadcast
+        .borrow()
+        .iter()
+        .map(|m| m.news.clone())
+        .collect();
+    assert!(
+        matches!(&told_at_once[..], [News::Registered { aor, prid, .. }] if aor == AOR && prid == "tokA"),
+        "{told_at_once:?}"
+    );
+    b.host.broadcast.borrow_mut().clear();
+    b.handle(usrloc_event("tokA", 5060, true, false));
+    let sent: Vec<News> = b
+        .host
+        .broadcast
+        .borrow()
+        .iter()
+        .map(|m| m.news.clone())
+        .collect();
+    assert!(
+        matches!(&sent[..], [News::Registered { aor, prid, .. }] if aor == AOR && prid == "tokA"),
+        "{sent:?}"
+    );
+    // Once the wait is over, refreshes are quiet again.
+    b.engine
+        .forget_stale_waits(now() + Duration::from_secs(3600));
+    b.host.broadcast.borrow_mut().clear();
+    b.handle(usrloc_event("tokA", 5060, true, false));
+    assert!(b.host.broadcast.borrow().is_empty());
 }
