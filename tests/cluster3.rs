@@ -403,8 +403,8 @@ fn kill_9_of_a_node_costs_the_others_nothing_and_the_node_catches_up_when_restar
 /// another call is held and delivered between A and B, and while a new device registers on B.
 /// Once it heals: C resumes its call once (DMQ's retransmission reached it) and delivers it
 /// through A; no node resumed anything twice; the push server got one push per held call; every
-/// node knows the same devices (the new one included); calls held on any node reach phones
-/// registering on any other.
+/// node knows the same devices (the new one included); calls held on any node reach sleeping
+/// phones registering on another.
 #[test]
 fn a_cut_link_brings_no_duplicate_resume_no_push_storm_and_heals_to_one_state() {
     if !run_in_private_netns(
@@ -469,14 +469,19 @@ fn a_cut_link_brings_no_duplicate_resume_no_push_storm_and_heals_to_one_state() 
     assert_eq!(aors, ["alice", "carol", "dave"]);
     c.wait_mesh();
 
-    // Calls work from every node: each held where the phone has no binding, pushed once, and
-    // delivered through the node the phone registers at.
+    // Calls work from every node, to phones asleep (no live binding anywhere: alice and carol
+    // woke during the cut and are reachable where they registered): dave, and two phones that
+    // register after the cut, each pushed once and delivered through another node.
+    let (erin, frank) = (phone("erin", "udp"), phone("frank", "udp"));
+    erin.register_then_sleep(c.node(C));
+    frank.register_then_sleep(c.node(A));
+    c.wait_same_devices(5, Duration::from_secs(10));
     let call = held_call(&c, C, "dave", "udp", "c3-cut-dave-%u", 3);
     woken_on(&c, &dave, A, C, call, "c3-cut-dave-%u");
-    let call = held_call(&c, A, "alice", "udp", "c3-cut-alice2-%u", 4);
-    woken_on(&c, &alice, C, A, call, "c3-cut-alice2-%u");
-    let call = held_call(&c, B, "carol", "udp", "c3-cut-carol2-%u", 5);
-    woken_on(&c, &carol, C, B, call, "c3-cut-carol2-%u");
+    let call = held_call(&c, A, "erin", "udp", "c3-cut-erin-%u", 4);
+    woken_on(&c, &erin, B, A, call, "c3-cut-erin-%u");
+    let call = held_call(&c, B, "frank", "udp", "c3-cut-frank-%u", 5);
+    woken_on(&c, &frank, C, B, call, "c3-cut-frank-%u");
     exactly_pushes(&c, 5);
     assert_eq!(c.stat(A, "resumed"), 2);
     assert_eq!(c.stat(B, "resumed"), 1);
