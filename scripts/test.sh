@@ -4,9 +4,9 @@
 # (scripts/setup.sh) and every other test runs: the test kit's own and the integration tests that
 # start real Kamailio instances and drive them with sipp and kamcmd; then each fuzz target for
 # 20 s (scripts/fuzz.sh). Then the same integration tests run against Kamailio 6.0 (trixie's, the
-# current Debian stable) and the wake-up, RPC and loading tests against 6.1 (sid's), each built
-# from Debian's source package (scripts/test-kamailio.sh). KAMAILIO_SERIES="6.0" (or "") narrows
-# the extra runs, FUZZ_SECONDS=0 skips the fuzzing; each part prints how long it took.
+# current Debian stable) and the wake-up, RPC, loading and cluster tests against 6.1 (sid's), each
+# built from Debian's source package (scripts/test-kamailio.sh). KAMAILIO_SERIES="6.0" (or "")
+# narrows the extra runs, FUZZ_SECONDS=0 skips the fuzzing; each part prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 part() { echo "test: $1 took $(( SECONDS - $2 )) s"; }
@@ -42,7 +42,7 @@ for i in "${!series_list[@]}"; do
   t=$SECONDS
   case "$series" in
     6.0) RESTORE_MODULE=$restore ./scripts/test-kamailio.sh 6.0 ;;
-    *) RESTORE_MODULE=$restore ./scripts/test-kamailio.sh "$series" module_loading wake_call rpc metrics cluster ;;
+    *) RESTORE_MODULE=$restore ./scripts/test-kamailio.sh "$series" module_loading wake_call rpc metrics cluster cluster3 ;;
   esac
   part "integration tests on Kamailio $series" $t
 done

@@ -9,7 +9,10 @@
 //! - [`wake`]: the wake-up call flow (registrar config, phones, callers).
 //! - [`netns`]: re-running a test inside private mount and network namespaces.
 //! - [`postgres`]: a PostgreSQL server of the test's own (the shared device store's tests).
+//! - [`cluster`]: several Kamailio nodes, each in its own network namespace with its own address,
+//!   linked to the test's namespace (links that can be cut), sharing a PostgreSQL device store.
 
+pub mod cluster;
 pub mod mock_push;
 pub mod netns;
 pub mod postgres;
@@ -158,10 +161,23 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The address the tests' Kamailio instances listen on and their clients (sipp) use, unless a
+/// setup says otherwise.
+pub const LOCALHOST: &str = "127.0.0.1";
+
 /// What a config needs to know about the instance it runs in.
 pub struct Setup {
     pub dir: PathBuf,
     pub sip_port: u16,
+    /// The address Kamailio listens on (127.0.0.1 unless the test gives it another one): sipp
+    /// sends there.
+    pub sip_ip: String,
+    /// The test's own address as this Kamailio sees it: sipp phones and callers bind there
+    /// (127.0.0.1 unless Kamailio runs in a network namespace of its own).
+    pub client_ip: String,
+    /// Run Kamailio in this network namespace (a `/proc/<pid>/ns/net` path, entered with nsenter,
+    /// which execs: the harness still holds Kamailio's own pid).
+    pub netns: Option<PathBuf>,
     pub ctl: PathBuf,
     /// Extra environment for Kamailio (e.g. SSL_CERT_FILE to trust a test CA).
     pub env: Vec<(String, String)>,
@@ -187,6 +203,9 @@ impl Setup {
         Setup {
             dir,
             sip_port: free_port(),
+            sip_ip: LOCALHOST.to_string(),
+            client_ip: LOCALHOST.to_string(),
+            netns: None,
             ctl,
             env: Vec::new(),
             installed_modules: false,
@@ -208,13 +227,14 @@ impl Setup {
              children=2\n\
              tcp_children=2\n\
              auto_aliases=no\n\
-             listen=udp:127.0.0.1:{port}\n\
-             listen=tcp:127.0.0.1:{port}\n\
+             listen=udp:{ip}:{port}\n\
+             listen=tcp:{ip}:{port}\n\
              loadmodule \"ctl.so\"\n\
              modparam(\"ctl\", \"binrpc\", \"unix:{ctl}\")\n\
              loadmodule \"tm.so\"\n\
              loadmodule \"push.so\"\n\
              modparam(\"push\", \"db_url\", \"sqlite://{db}\")\n",
+            ip = self.sip_ip,
             port = self.sip_port,
             ctl = self.ctl.display(),
             db = self.dir.join("push.sqlite").display()
@@ -286,29 +306,34 @@ impl Kamailio {
     pub fn spawn_file(setup: Setup, cfg_path: &Path, defines: &[(&str, &str)]) -> Kamailio {
         let log = setup.dir.join("kamailio.log");
         let log_file = fs::File::create(&log).unwrap();
-        let mut cmd = match &setup.run_as {
-            Some(user) => {
-                let owned = Command::new("chown")
-                    .arg("-R")
-                    .arg(format!("{user}:"))
-                    .arg(&setup.dir)
-                    .status()
-                    .expect("cannot run chown");
-                assert!(
-                    owned.success(),
-                    "cannot hand {} to {user}",
-                    setup.dir.display()
-                );
-                let mut c = Command::new("setpriv");
-                c.arg(format!("--reuid={user}"))
-                    .arg(format!("--regid={user}"))
-                    .arg("--init-groups")
-                    .arg("--")
-                    .arg(kamailio_bin());
-                c
-            }
-            None => Command::new(kamailio_bin()),
-        };
+        // The program and what comes before Kamailio's own arguments.
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(ns) = &setup.netns {
+            argv.push("nsenter".into());
+            argv.push(format!("--net={}", ns.display()).into());
+            argv.push("--".into());
+        }
+        if let Some(user) = &setup.run_as {
+            let owned = Command::new("chown")
+                .arg("-R")
+                .arg(format!("{user}:"))
+                .arg(&setup.dir)
+                .status()
+                .expect("cannot run chown");
+            assert!(
+                owned.success(),
+                "cannot hand {} to {user}",
+                setup.dir.display()
+            );
+            argv.push("setpriv".into());
+            argv.push(format!("--reuid={user}").into());
+            argv.push(format!("--regid={user}").into());
+            argv.push("--init-groups".into());
+            argv.push("--".into());
+        }
+        argv.push(kamailio_bin().into());
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
         let modules = if setup.installed_modules {
             system_modules()
         } else {
@@ -505,6 +530,37 @@ impl Kamailio {
         status
     }
 
+    /// The address sipp reaches this Kamailio at.
+    pub fn sip_ip(&self) -> &str {
+        &self.setup.sip_ip
+    }
+
+    /// Starts sipp with a scenario from tests/sipp (or a path) against this Kamailio, from the
+    /// test's address as this Kamailio sees it, in its run directory.
+    pub fn sipp(&self, scenario: &str, extra: &[&str]) -> Sipp {
+        Sipp::spawn_to(
+            scenario,
+            (&self.setup.sip_ip, self.setup.sip_port),
+            &self.setup.client_ip,
+            extra,
+            &self.setup.dir,
+        )
+    }
+
+    /// `kill -9` of the whole process group (the main process and every child at once, as the
+    /// kernel's OOM killer or an operator's `kill -9 -- -<pgid>` would), then reaps the main
+    /// process. The handle is then spent: dropping it does nothing more.
+    pub fn kill9(&mut self) {
+        kill_group(self.pid as i32);
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while group_alive(self.pid as i32) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The raw child, for tests that signal it themselves.
     pub fn take_child(&mut self) -> Option<Child> {
         self.child.take()
@@ -653,6 +709,18 @@ pub struct Sipp {
 impl Sipp {
     /// Starts sipp with a scenario from tests/sipp (or a path) against 127.0.0.1:`port`.
     pub fn spawn(scenario: &str, port: u16, extra: &[&str], dir: &Path) -> Sipp {
+        Sipp::spawn_to(scenario, (LOCALHOST, port), LOCALHOST, extra, dir)
+    }
+
+    /// Starts sipp with a scenario from tests/sipp (or a path) against `target` (address, port),
+    /// bound to `local_ip` (on a port of its own unless `extra` has `-p`).
+    pub fn spawn_to(
+        scenario: &str,
+        target: (&str, u16),
+        local_ip: &str,
+        extra: &[&str],
+        dir: &Path,
+    ) -> Sipp {
         let path = if scenario.contains('/') {
             PathBuf::from(scenario)
         } else {
@@ -667,10 +735,10 @@ impl Sipp {
         let out = dir.join(format!("{name}.out"));
         let file = fs::File::create(&out).unwrap();
         let mut cmd = Command::new("sipp");
-        cmd.arg(format!("127.0.0.1:{port}"))
+        cmd.arg(format!("{}:{}", target.0, target.1))
             .arg("-sf")
             .arg(&path)
-            .args(["-i", "127.0.0.1"]);
+            .args(["-i", local_ip]);
         if !extra.contains(&"-p") {
             cmd.arg("-p").arg(free_port().to_string());
         }

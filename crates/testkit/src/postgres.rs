@@ -1,8 +1,8 @@
 //! A PostgreSQL server of the test's own: Debian's `postgresql` package (its binaries in
 //! `/usr/lib/postgresql/<version>/bin`), never its stock cluster or service. [`Postgres::start`]
 //! creates a data directory under /tmp (`initdb`), starts `postgres` on a port of
-//! the harness's allocator, listening on 127.0.0.1 only, with its unix socket in its own
-//! directory, and creates a login role with a password and a database it owns. The server runs as
+//! the harness's allocator, listening on 127.0.0.1 only (or the address [`Postgres::start_at`]
+//! names), with its unix socket in its own directory, and creates a login role with a password and a database it owns. The server runs as
 //! the `postgres` user when the tests run as root (PostgreSQL refuses root), through `runuser`.
 //! [`Postgres::stop`] and [`Postgres::start_again`] stop and restart the same server (same data,
 //! same port); dropping the handle stops it and removes its directory.
@@ -28,6 +28,8 @@ pub struct Postgres {
     pub user: String,
     pub password: String,
     pub database: String,
+    /// The address it listens on for the module's connections.
+    pub host: String,
     bin: PathBuf,
     running: bool,
 }
@@ -59,6 +61,13 @@ impl Postgres {
     /// Creates and starts a server; `name` names its directory. Panics with the server's log
     /// when it cannot start.
     pub fn start(name: &str) -> Postgres {
+        Postgres::start_at(name, "127.0.0.1", "127.0.0.1/32")
+    }
+
+    /// [`Postgres::start`] listening on `host` (an address of the test's), accepting password
+    /// logins from the `clients` network (CIDR, e.g. `10.77.0.0/24`): Kamailio nodes in network
+    /// namespaces of their own.
+    pub fn start_at(name: &str, host: &str, clients: &str) -> Postgres {
         static SEQ: AtomicUsize = AtomicUsize::new(0);
         let bin = bin_dir().expect(
             "PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb): apt-get install postgresql \
@@ -80,6 +89,7 @@ impl Postgres {
             user: "kamailio_push".to_string(),
             password: format!("pgS3cret{unique:08x}x{seq}"),
             database: "push".to_string(),
+            host: host.to_string(),
             dir,
             bin,
             running: false,
@@ -111,6 +121,12 @@ impl Postgres {
             ],
         );
         assert!(out.status.success(), "initdb failed:\n{}", text(&out));
+        if clients != "127.0.0.1/32" {
+            let hba = pg.data().join("pg_hba.conf");
+            let mut rules = fs::read_to_string(&hba).unwrap();
+            rules.push_str(&format!("host all all {clients} scram-sha-256\n"));
+            fs::write(&hba, rules).unwrap();
+        }
         pg.start_again();
         let sql = format!(
             "CREATE ROLE {} LOGIN PASSWORD '{}'; CREATE DATABASE {} OWNER {};",
@@ -139,11 +155,11 @@ impl Postgres {
         fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    /// The `db_url` the module uses: TCP on 127.0.0.1, with the password.
+    /// The `db_url` the module uses: TCP on its address (127.0.0.1), with the password.
     pub fn url(&self) -> String {
         format!(
-            "postgres://{}:{}@127.0.0.1:{}/{}",
-            self.user, self.password, self.port, self.database
+            "postgres://{}:{}@{}:{}/{}",
+            self.user, self.password, self.host, self.port, self.database
         )
     }
 
@@ -177,10 +193,11 @@ impl Postgres {
     /// Kamailio process (a test node has about 20).
     pub fn start_again(&mut self) {
         let options = format!(
-            "-c port={} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
+            "-c port={} -c listen_addresses={} -c unix_socket_directories={} \
              -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
              -c shared_buffers=16MB -c max_connections=120",
             self.port,
+            self.host,
             self.socket_dir().display()
         );
         let out = self.run(

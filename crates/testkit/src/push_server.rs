@@ -85,6 +85,8 @@ pub type OnPush = dyn Fn(&Request) + Send + Sync;
 
 pub struct PushServer {
     pub port: u16,
+    /// The address it listens on (127.0.0.1 unless started with [`PushServer::ok_at`]).
+    pub host: String,
     requests: Arc<Mutex<Vec<Request>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<thread::JoinHandle<()>>,
@@ -167,6 +169,17 @@ impl PushServer {
         PushServer::run_on(port, Arc::new(handler), on_push.map(Arc::from))
     }
 
+    /// Always answers 200 at once, listening on `host` (an address of the test's, e.g. the one
+    /// Kamailio nodes in network namespaces of their own reach the test at).
+    pub fn ok_at(host: &str, on_push: Option<Box<OnPush>>) -> PushServer {
+        let handler = |_: usize, _: &Request| {
+            Answer::status(200)
+                .header("Content-Type", "text/plain; charset=UTF-8")
+                .body("{}")
+        };
+        PushServer::run_at(host, 0, Arc::new(handler), on_push.map(Arc::from))
+    }
+
     /// An HTTP/1.1 server (hyper) on its own runtime thread: any number of connections and
     /// requests at once, each answered after its own delay.
     fn run(handler: Arc<Handler>, on_push: Option<Arc<OnPush>>) -> PushServer {
@@ -175,8 +188,18 @@ impl PushServer {
 
     /// The same on `port` (0: any free port).
     fn run_on(port: u16, handler: Arc<Handler>, on_push: Option<Arc<OnPush>>) -> PushServer {
+        PushServer::run_at("127.0.0.1", port, handler, on_push)
+    }
+
+    /// The same on `host`:`port`.
+    fn run_at(
+        host: &str,
+        port: u16,
+        handler: Arc<Handler>,
+        on_push: Option<Arc<OnPush>>,
+    ) -> PushServer {
         let listener =
-            std::net::TcpListener::bind(("127.0.0.1", port)).expect("cannot start the push server");
+            std::net::TcpListener::bind((host, port)).expect("cannot start the push server");
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -269,20 +292,21 @@ impl PushServer {
         });
         PushServer {
             port,
+            host: host.to_string(),
             requests,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
     }
 
-    /// `http://127.0.0.1:<port>/push`.
+    /// `http://<host>:<port>/push`.
     pub fn url(&self) -> String {
         self.url_for("/push")
     }
 
-    /// `http://127.0.0.1:<port><path>`.
+    /// `http://<host>:<port><path>`.
     pub fn url_for(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("http://{}:{}{path}", self.host, self.port)
     }
 
     pub fn requests(&self) -> Vec<Request> {

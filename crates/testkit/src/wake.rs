@@ -196,7 +196,8 @@ impl Phone {
         let keys = self.keys(expires, port);
         let mut args: Vec<&str> = keys.iter().map(String::as_str).collect();
         args.extend(["-p", port_text.as_str()]);
-        let (ok, out) = Sipp::spawn("device_register.xml", k.sip_port(), &args, &k.setup.dir)
+        let (ok, out) = k
+            .sipp("device_register.xml", &args)
             .wait(Duration::from_secs(20));
         assert!(ok, "device registration failed:\n{out}");
         let short = &self.token[..6];
@@ -223,14 +224,14 @@ impl Phone {
         let keys = self.keys(3600, port);
         let mut args: Vec<&str> = keys.iter().map(String::as_str).collect();
         args.extend(["-cid_str", call_id, "-p", port_text.as_str()]);
-        Sipp::spawn(scenario, k.sip_port(), &args, &k.setup.dir)
+        k.sipp(scenario, &args)
     }
 }
 
 pub fn caller(k: &Kamailio, user: &str, transport: &str, call_id: &str) -> Sipp {
     let mut args = transport_args(transport);
     args.extend(["-key", "user", user, "-cid_str", call_id]);
-    Sipp::spawn("caller.xml", k.sip_port(), &args, &k.setup.dir)
+    k.sipp("caller.xml", &args)
 }
 
 pub fn verify_signature(req: &Request) {
@@ -271,12 +272,7 @@ pub fn caller_expecting(k: &Kamailio, user: &str, transport: &str, status: u16) 
     let scenario = scenario_expecting(k, "caller_rejected.xml", status);
     let mut args = transport_args(transport);
     args.extend(["-key", "user", user]);
-    Sipp::spawn(
-        scenario.to_str().unwrap(),
-        k.sip_port(),
-        &args,
-        &k.setup.dir,
-    )
+    k.sipp(scenario.to_str().unwrap(), &args)
 }
 
 /// Bob sends `user` a MESSAGE ("hello from bob") with Call-ID `call_id` and must get `status`.
@@ -284,22 +280,12 @@ pub fn message_expecting(k: &Kamailio, user: &str, call_id: &str, status: u16) -
     let scenario = scenario_expecting(k, "message_send.xml", status);
     let mut args = transport_args("udp");
     args.extend(["-key", "user", user, "-cid_str", call_id]);
-    Sipp::spawn(
-        scenario.to_str().unwrap(),
-        k.sip_port(),
-        &args,
-        &k.setup.dir,
-    )
+    k.sipp(scenario.to_str().unwrap(), &args)
 }
 
 /// A caller that cancels after 1 s and must see 200 for the CANCEL and 487 for the INVITE.
 pub fn caller_cancelling(k: &Kamailio, user: &str) -> Sipp {
-    Sipp::spawn(
-        "caller_cancel.xml",
-        k.sip_port(),
-        &["-key", "user", user],
-        &k.setup.dir,
-    )
+    k.sipp("caller_cancel.xml", &["-key", "user", user])
 }
 
 /// The calls push.pending lists right now.
