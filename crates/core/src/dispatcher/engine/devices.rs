@@ -323,22 +323,13 @@ impl Engine {
     }
 
     /// With `enable_dmq`: this node holds a call for `aor` (for `timeout` s): the other nodes are
-    /// told, so that any registration of the AOR's devices there is news for this node, even
-    /// one that looks like a refresh there. Told again only once half the wait has passed.
+    /// told (once per held call), so that any registration of the AOR's devices there is news
+    /// for this node, even one that looks like a refresh there, and the devices alive there are
+    /// told at once (the call goes to them without waiting for a push to wake them).
     pub(super) fn tell_awaiting(&mut self, aor: &str, timeout: u32) {
         if !self.ctx.config.enable_dmq {
             return;
         }
-        let now = now();
-        let again = std::time::Duration::from_secs((timeout / 2).max(1) as u64);
-        if self
-            .awaiting_told
-            .get(aor)
-            .is_some_and(|at| now.saturating_duration_since(*at) < again)
-        {
-            return;
-        }
-        self.awaiting_told.insert(aor.to_string(), now);
         self.announce(News::Awaiting {
             aor: aor.to_string(),
             // Room for the reply that ends the call to come back.
@@ -350,10 +341,6 @@ impl Engine {
     pub(super) fn forget_stale_waits(&mut self, now: std::time::Instant) {
         self.local_bindings.prune(unix_now().as_secs() as i64);
         self.awaited.retain(|_, until| *until > now);
-        self.awaiting_told.retain(|_, at| {
-            now.saturating_duration_since(*at)
-                < std::time::Duration::from_secs(crate::ipc::cluster::MAX_AWAIT_S as u64)
-        });
     }
 
     /// Another node says a device registered there: the calls held here for that device are

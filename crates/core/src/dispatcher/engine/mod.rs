@@ -123,8 +123,6 @@ pub struct Engine {
     devices_counted: Option<(Instant, u64)>,
     /// Device changes for the other nodes (enable_dmq), sent after each message and tick.
     outbox: std::cell::RefCell<Vec<crate::ipc::cluster::ClusterMessage>>,
-    /// AORs this node told the cluster it holds calls for, and when (enable_dmq).
-    awaiting_told: HashMap<String, Instant>,
     /// AORs other nodes hold calls for, and until when they wait (enable_dmq).
     awaited: HashMap<String, Instant>,
     /// The push bindings phones made on this node, per AOR, until they expire (enable_dmq):
@@ -234,7 +232,6 @@ impl Engine {
             last_touch: now(),
             devices_counted: None,
             outbox: Default::default(),
-            awaiting_told: HashMap::new(),
             awaited: HashMap::new(),
             local_bindings: Default::default(),
         };
