@@ -490,3 +490,53 @@ fn a_cut_link_brings_no_duplicate_resume_no_push_storm_and_heals_to_one_state() 
         assert!(no_call_pending(c.node(i)), "{}", pending(c.node(i)));
     }
 }
+
+#[test]
+fn postgres_stopped_for_10_s_costs_no_call_and_loses_no_device() {
+    if !run_in_private_netns("postgres_stopped_for_10_s_costs_no_call_and_loses_no_device") {
+        return;
+    }
+    let mut c = Cluster::start("c3-pgdown", 3, NodeOptions::default());
+    let alice = phone("alice", "udp");
+    alice.register_then_sleep(c.node(A));
+    c.wait_same_devices(1, Duration::from_secs(10));
+
+    // The shared store goes away for 10 s.
+    let stopped = std::time::Instant::now();
+    c.pg.stop();
+    // A call to a device the nodes know still wakes it: held on C, the phone registers on B.
+    let call = held_call(&c, C, "alice", "udp", "c3-pg-alice-%u", 1);
+    woken_on(&c, &alice, B, C, call, "c3-pg-alice-%u");
+    // A phone registers on B meanwhile: every node knows it at once (DMQ, not the database).
+    let dave = phone("dave", "udp");
+    dave.register_then_sleep(c.node(B));
+    let devices = c.wait_same_devices(2, Duration::from_secs(10));
+    assert!(devices.iter().any(|d| d.0 == "dave"), "{devices:?}");
+    let rows = |c: &Cluster| {
+        c.pg.psql(
+            &c.pg.database,
+            "SELECT count(*) FROM push_devices WHERE aor = 'dave'",
+        )
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+    };
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(stopped.elapsed()));
+    c.pg.start_again();
+    // What B queued while the database was away is written once it is back.
+    assert!(
+        eventually(Duration::from_secs(30), || rows(&c) == "1"),
+        "dave was not stored after the database came back: {}\n{}",
+        rows(&c),
+        c.logs()
+    );
+    // And a call from A to the device registered during the outage wakes it.
+    let call = held_call(&c, A, "dave", "udp", "c3-pg-dave-%u", 2);
+    woken_on(&c, &dave, A, A, call, "c3-pg-dave-%u");
+    exactly_pushes(&c, 2);
+    // No secret of the store in any log.
+    assert!(
+        !c.logs().contains(&c.pg.password),
+        "the database password was logged"
+    );
+}
