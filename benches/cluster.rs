@@ -22,8 +22,6 @@
 mod common_bench;
 
 use common_bench::*;
-use std::fs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 use testkit::postgres::Postgres;
 use testkit::*;
@@ -60,37 +58,6 @@ fn stat_of(k: &Kamailio, name: &str) -> u64 {
 
 fn total(nodes: &[Kamailio], name: &str) -> u64 {
     nodes.iter().map(|k| stat_of(k, name)).sum()
-}
-
-/// A sipp caller calling `users` once each at `rate` calls/s through node `k`.
-fn callers(k: &Kamailio, scenario: &Path, rate: f64, users: &[usize], tag: &str) -> Sipp {
-    let dir = &k.setup.dir;
-    let csv = dir.join(format!("callees-{tag}.csv"));
-    let mut text = String::from("SEQUENTIAL\n");
-    for i in users {
-        text.push_str(&format!("u{i};\n"));
-    }
-    fs::write(&csv, text).unwrap();
-    let (rate, calls) = (format!("{rate:.3}"), users.len().to_string());
-    Sipp::spawn(
-        scenario.to_str().unwrap(),
-        k.sip_port(),
-        &[
-            "-inf",
-            csv.to_str().unwrap(),
-            "-r",
-            rate.as_str(),
-            "-rp",
-            "1000",
-            "-m",
-            calls.as_str(),
-            "-l",
-            "100000",
-            "-timeout",
-            "60s",
-        ],
-        dir,
-    )
 }
 
 fn run(nodes_wanted: usize, rates: &[u64], seconds: u64) -> Run {
@@ -193,7 +160,14 @@ fn run(nodes_wanted: usize, rates: &[u64], seconds: u64) -> Run {
             .enumerate()
             .map(|(n, k)| {
                 let mine: Vec<usize> = (0..calls).filter(|i| i % nodes.len() == n).collect();
-                callers(k, &scenario, share, &mine, &format!("{rate}-{n}"))
+                spawn_callers_of(
+                    k,
+                    &scenario,
+                    &format!("{share:.3}"),
+                    &mine,
+                    &format!("{rate}-{n}"),
+                    Duration::from_secs(60),
+                )
             })
             .collect();
         let mut ok = true;

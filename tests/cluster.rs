@@ -135,18 +135,7 @@ fn delivered_through_b(name: &str, transport: &'static str) {
     let (a, b) = held_on_a_then_phone_registers_on_b(name, transport, true, &[]);
     // A resumed the call because of B's DMQ message (A has no binding for the phone: no
     // dmq_usrloc), then relayed it to B, the sender of that message.
-    let log_a = a.log_text();
-    let b_uri = format!("sip:127.0.0.1:{}", b.sip_port());
-    assert!(
-        log_a.contains(&format!(
-            "device of alice registered on another node (DMQ from {b_uri}): resuming 1 call(s)"
-        )),
-        "{log_a}"
-    );
-    assert!(
-        log_a.contains(&format!("relayed to {b_uri}, where the phone registered")),
-        "{log_a}"
-    );
+    let log_a = assert_resumed_and_relayed_to(&a, &b, "alice", 1);
     assert!(no_call_pending(&a), "{}", pending(&a));
     assert_eq!(stat(&a, "suspended"), 1);
     assert_eq!(stat(&a, "resumed"), 1);
@@ -176,20 +165,9 @@ fn with_dmq_usrloc_too_the_call_is_resumed_once() {
     // 200 OK (sipp fails on anything else).
     let (a, b) =
         held_on_a_then_phone_registers_on_b("cluster-ul", "udp", true, &[("WITH_DMQ_USRLOC", "1")]);
-    let log_a = a.log_text();
-    let b_uri = format!("sip:127.0.0.1:{}", b.sip_port());
-    assert!(
-        log_a.contains(&format!(
-            "device of alice registered on another node (DMQ from {b_uri}): resuming 1 call(s)"
-        )),
-        "{log_a}"
-    );
+    let log_a = assert_resumed_and_relayed_to(&a, &b, "alice", 1);
     assert!(
         !log_a.contains("device of alice registered: resuming"),
-        "{log_a}"
-    );
-    assert!(
-        log_a.contains(&format!("relayed to {b_uri}, where the phone registered")),
         "{log_a}"
     );
     // The call went through B, so the phone's answer came back through B to A's transaction:

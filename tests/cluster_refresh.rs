@@ -19,16 +19,7 @@ const WINDOW: u32 = 10;
 /// A node running push-registrar.cfg with refresh pushes on, its devices in `pg`.
 fn node(name: &str, pg: &Postgres, push_url: &str) -> Kamailio {
     let setup = Setup::new(name);
-    let example =
-        std::fs::read_to_string(repo_root().join("cfg-examples/push-registrar.cfg")).unwrap();
-    let line = "modparam(\"push\", \"db_url\", PUSH_DB)";
-    assert!(example.contains(line), "push-registrar.cfg has no '{line}'");
-    let cfg = setup.dir.join("push-registrar-pg.cfg");
-    let text = example.replace(
-        line,
-        &format!("modparam(\"push\", \"db_url\", \"{}\")", pg.url()),
-    );
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = pg.registrar_cfg(&setup.dir);
     let app = format!("\"id={APP};provider=webhook;url={push_url};secret={SECRET}\"");
     let window = WINDOW.to_string();
     let defines = [

@@ -138,20 +138,9 @@ fn with_a_shared_location_database_a_call_held_on_a_is_delivered_through_b() {
     );
     let (ok, out) = call.wait(Duration::from_secs(30));
     assert!(ok, "the caller's call was not answered:\n{out}");
-    let log_a = a.log_text();
-    let b_uri = format!("sip:127.0.0.1:{}", b.sip_port());
     // A heard it through the push module's DMQ message (usrloc's callback ran on B only), and
     // relayed the call to B, which had the phone's binding in the shared table.
-    assert!(
-        log_a.contains(&format!(
-            "device of alice registered on another node (DMQ from {b_uri}): resuming 1 call(s)"
-        )),
-        "{log_a}"
-    );
-    assert!(
-        log_a.contains(&format!("relayed to {b_uri}, where the phone registered")),
-        "{log_a}"
-    );
+    let log_a = assert_resumed_and_relayed_to(&a, &b, "alice", 1);
     assert!(no_call_pending(&a), "{}", pending(&a));
     assert_eq!(stat(&a, "suspended"), 1);
     assert_eq!(stat(&a, "resumed"), 1);

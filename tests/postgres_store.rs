@@ -19,16 +19,7 @@ const CAROL: &str = "ca401000111122223333444455556666777788889999aaaabbbbccccddd
 /// `-A` define, Kamailio's own preprocessor would echo it at debug level 3 (pp_define_get).
 fn node(name: &str, pg: &Postgres, push_url: &str, debug: &str) -> Kamailio {
     let setup = Setup::new(name);
-    let example =
-        std::fs::read_to_string(repo_root().join("cfg-examples/push-registrar.cfg")).unwrap();
-    let line = "modparam(\"push\", \"db_url\", PUSH_DB)";
-    assert!(example.contains(line), "push-registrar.cfg has no '{line}'");
-    let cfg = setup.dir.join("push-registrar-pg.cfg");
-    let text = example.replace(
-        line,
-        &format!("modparam(\"push\", \"db_url\", \"{}\")", pg.url()),
-    );
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = pg.registrar_cfg(&setup.dir);
     let app = format!("\"id={APP};provider=webhook;url={push_url};secret={SECRET}\"");
     let defines = [
         ("PUSH_APP", app.as_str()),

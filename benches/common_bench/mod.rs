@@ -473,18 +473,35 @@ pub fn spawn_callers(
     calls: usize,
     timeout: Duration,
 ) -> Sipp {
+    let users: Vec<usize> = (0..calls).collect();
+    spawn_callers_of(
+        k,
+        scenario,
+        &rate.to_string(),
+        &users,
+        &format!("{rate}-{calls}"),
+        timeout,
+    )
+}
+
+/// sipp callers calling the users `u<i>` of `users` once each at `rate` calls/s (sipp's `-r`
+/// text, fractions allowed) through `k`; `tag` names the callee list's file.
+pub fn spawn_callers_of(
+    k: &Kamailio,
+    scenario: &Path,
+    rate: &str,
+    users: &[usize],
+    tag: &str,
+    timeout: Duration,
+) -> Sipp {
     let dir = &k.setup.dir;
-    let csv = dir.join(format!("callees-{rate}-{calls}.csv"));
+    let csv = dir.join(format!("callees-{tag}.csv"));
     let mut text = String::from("SEQUENTIAL\n");
-    for i in 0..calls {
+    for i in users {
         text.push_str(&format!("u{i};\n"));
     }
     fs::write(&csv, text).unwrap();
-    let (rate, calls, timeout) = (
-        rate.to_string(),
-        calls.to_string(),
-        format!("{}s", timeout.as_secs()),
-    );
+    let (calls, timeout) = (users.len().to_string(), format!("{}s", timeout.as_secs()));
     Sipp::spawn(
         scenario.to_str().unwrap(),
         k.sip_port(),
@@ -492,7 +509,7 @@ pub fn spawn_callers(
             "-inf",
             csv.to_str().unwrap(),
             "-r",
-            rate.as_str(),
+            rate,
             "-m",
             calls.as_str(),
             "-l",

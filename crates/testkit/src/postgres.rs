@@ -329,3 +329,22 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+impl Postgres {
+    /// cfg-examples/push-registrar.cfg with its `db_url` modparam naming this server, written to
+    /// `dir` (the URL in the modparam line itself, as an operator would write it: passed as a
+    /// `-A` define, Kamailio's own preprocessor would echo it at debug level 3).
+    pub fn registrar_cfg(&self, dir: &std::path::Path) -> PathBuf {
+        let example =
+            fs::read_to_string(crate::repo_root().join("cfg-examples/push-registrar.cfg")).unwrap();
+        let line = "modparam(\"push\", \"db_url\", PUSH_DB)";
+        assert!(example.contains(line), "push-registrar.cfg has no '{line}'");
+        let cfg = dir.join("push-registrar-pg.cfg");
+        let text = example.replace(
+            line,
+            &format!("modparam(\"push\", \"db_url\", \"{}\")", self.url()),
+        );
+        fs::write(&cfg, text).unwrap();
+        cfg
+    }
+}

@@ -358,3 +358,26 @@ pub fn fcm_sleeping_phone(
     phone.register_then_sleep(&k);
     (k, mock, phone)
 }
+
+/// Node `a`'s log says a device of `aor` registered on node `b` (DMQ, `b` on 127.0.0.1) resumed
+/// `calls` held call(s), and that the call went to `b` (push_cluster_relay()). Returns `a`'s log.
+pub fn assert_resumed_and_relayed_to(
+    a: &Kamailio,
+    b: &Kamailio,
+    aor: &str,
+    calls: usize,
+) -> String {
+    let log_a = a.log_text();
+    let b_uri = format!("sip:127.0.0.1:{}", b.sip_port());
+    assert!(
+        log_a.contains(&format!(
+            "device of {aor} registered on another node (DMQ from {b_uri}): resuming {calls} call(s)"
+        )),
+        "{log_a}"
+    );
+    assert!(
+        log_a.contains(&format!("relayed to {b_uri}, where the phone registered")),
+        "{log_a}"
+    );
+    log_a
+}

@@ -297,6 +297,16 @@ impl Rig {
     }
 
     /// The tokens the store holds for AOR.
+    /// What this node told the other nodes of the cluster so far.
+    fn told(&self) -> Vec<News> {
+        self.host
+            .broadcast
+            .borrow()
+            .iter()
+            .map(|m| m.news.clone())
+            .collect()
+    }
+
     fn stored_tokens(&self) -> Vec<String> {
         // The engine batches its writes until its next tick.
         self.engine.flush_store();
@@ -2047,12 +2057,7 @@ fn devices_forgotten_here_are_told_to_the_cluster() {
         ..fcm_contact(ContactChange::Removed, "tokA", Some("<urn:uuid:a>"), 5060)
     }));
     assert_eq!(
-        rig.host
-            .broadcast
-            .borrow()
-            .iter()
-            .map(|m| m.news.clone())
-            .collect::<Vec<_>>(),
+        rig.told(),
         vec![News::Removed {
             aor: AOR.into(),
             device_id: "<urn:uuid:a>".into()
@@ -2091,13 +2096,7 @@ fn a_node_holding_a_call_is_told_even_of_a_refresh_elsewhere() {
     a.host.broadcast.borrow_mut().clear();
     a.hold((1, 1));
     a.hold((1, 2));
-    let told: Vec<News> = a
-        .host
-        .broadcast
-        .borrow()
-        .iter()
-        .map(|m| m.news.clone())
-        .collect();
+    let told: Vec<News> = a.told();
     assert!(
         matches!(&told[..], [News::Awaiting { aor, seconds }, News::Awaiting { .. }] if aor == AOR && *seconds > 0),
         "{told:?}"
@@ -2115,26 +2114,14 @@ fn a_node_holding_a_call_is_told_even_of_a_refresh_elsewhere() {
         ClusterMessage::decode(body.as_bytes(), Some("sip:10.0.0.1:5060")).unwrap(),
     ));
     // (the device's binding here is alive: A hears of it at once)
-    let told_at_once: Vec<News> = b
-        .host
-        .broadcast
-        .borrow()
-        .iter()
-        .map(|m| m.news.clone())
-        .collect();
+    let told_at_once: Vec<News> = b.told();
     assert!(
         matches!(&told_at_once[..], [News::Registered { aor, prid, .. }] if aor == AOR && prid == "tokA"),
         "{told_at_once:?}"
     );
     b.host.broadcast.borrow_mut().clear();
     b.handle(usrloc_event("tokA", 5060, true, false));
-    let sent: Vec<News> = b
-        .host
-        .broadcast
-        .borrow()
-        .iter()
-        .map(|m| m.news.clone())
-        .collect();
+    let sent: Vec<News> = b.told();
     assert!(
         matches!(&sent[..], [News::Registered { aor, prid, .. }] if aor == AOR && prid == "tokA"),
         "{sent:?}"
