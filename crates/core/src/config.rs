@@ -607,7 +607,8 @@ params! {
     /// Seconds between the probe pushes let through to an app marked failing.
     breaker_probe_interval: Int, set(Int(10)) => breaker_probe_interval: u32 = |v| int_in(v, BREAKER_PROBE_RANGE);
     /// Cluster through Kamailio's DMQ (the dmq module loaded before push): a device's fresh
-    /// registration on one node resumes the calls held for it on the others. 0: off.
+    /// registration on one node resumes the calls held for it on the others, and devices stored,
+    /// changed or removed on one node are known by all at once. 0: off.
     enable_dmq: Int, set(Int(0)) => enable_dmq: bool = flag;
 }
 
