@@ -19,6 +19,12 @@ t=$SECONDS
 ./scripts/setup.sh
 part "setup" $t
 
+# The core's tests that need a PostgreSQL server (they skip without one, and setup.sh installs
+# it after test-core.sh ran): the refresh claims racing between nodes.
+t=$SECONDS
+(cd crates/core && cargo test --release --locked --lib devices::postgres -- --test-threads="${TEST_THREADS:-2}")
+part "core tests with PostgreSQL" $t
+
 t=$SECONDS
 echo "test: cargo test --release --workspace --exclude push-core (installed Kamailio)"
 cargo test --release --locked --workspace --exclude push-core -- --test-threads="${TEST_THREADS:-2}"
