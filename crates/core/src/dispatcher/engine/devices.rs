@@ -73,6 +73,29 @@ impl LocalBindings {
         }
     }
 
+    /// The phone unregistered here: its binding (the one with this instance, or else this push
+    /// binding; every binding of the AOR when both are None) is no longer alive.
+    pub(super) fn forget(
+        &mut self,
+        aor: &str,
+        instance: Option<&str>,
+        binding: Option<&crate::devices::contact::PushBinding>,
+    ) {
+        let Some(list) = self.by_aor.get_mut(aor) else {
+            return;
+        };
+        let before = list.len();
+        list.retain(|b| match (instance, binding) {
+            (Some(i), _) => b.instance.as_deref() != Some(i),
+            (None, Some(p)) => !b.binding.same_registration(p),
+            (None, None) => false,
+        });
+        self.count -= before - list.len();
+        if list.is_empty() {
+            self.by_aor.remove(aor);
+        }
+    }
+
     /// The devices of `aor` whose binding here is alive.
     pub(super) fn alive(
         &self,
@@ -160,6 +183,9 @@ impl Engine {
                 self.tell_cluster(&ev, stored, host);
             }
             ContactChange::Removed => {
+                // The phone unregistered: its binding here is no longer alive.
+                self.local_bindings
+                    .forget(&ev.aor, ev.instance.as_deref(), ev.binding.as_ref());
                 let Some(store) = &self.store else {
                     return;
                 };
@@ -180,22 +206,18 @@ impl Engine {
                     ),
                     (None, None) => return,
                 };
-                if ev.local && matches!(removed, Ok(n) if n > 0) {
-                    self.announce(news);
-                }
-                self.removed(&ev.aor, removed, "a device");
+                self.removed(&ev.aor, removed, "a device", ev.local.then_some(news));
             }
             ContactChange::RemovedAll => {
+                self.local_bindings.forget(&ev.aor, None, None);
                 let Some(store) = &self.store else {
                     return;
                 };
                 let removed = store.remove_aor(&ev.aor);
-                if ev.local && matches!(removed, Ok(n) if n > 0) {
-                    self.announce(News::RemovedAor {
-                        aor: ev.aor.clone(),
-                    });
-                }
-                self.removed(&ev.aor, removed, "the devices");
+                let news = News::RemovedAor {
+                    aor: ev.aor.clone(),
+                };
+                self.removed(&ev.aor, removed, "the devices", ev.local.then_some(news));
             }
         }
     }
@@ -211,13 +233,11 @@ impl Engine {
         let Some(binding) = &ev.binding else {
             if let Some(instance) = &ev.instance {
                 let removed = store.remove(&ev.aor, instance).map(|r| r as usize);
-                if ev.local && matches!(removed, Ok(n) if n > 0) {
-                    self.announce(News::Removed {
-                        aor: ev.aor.clone(),
-                        device_id: instance.clone(),
-                    });
-                }
-                self.removed(&ev.aor, removed, "a device");
+                let news = News::Removed {
+                    aor: ev.aor.clone(),
+                    device_id: instance.clone(),
+                };
+                self.removed(&ev.aor, removed, "a device", ev.local.then_some(news));
             }
             return None;
         };
@@ -310,11 +330,9 @@ impl Engine {
                 for (instance, binding) in
                     self.local_bindings.alive(&aor, unix_now().as_secs() as i64)
                 {
-                    self.outbox.borrow_mut().push(ClusterMessage::registered(
-                        &aor,
-                        instance.as_deref(),
-                        &binding,
-                    ));
+                    self.announce(
+                        ClusterMessage::registered(&aor, instance.as_deref(), &binding).news,
+                    );
                 }
                 self.awaited
                     .insert(aor, now() + std::time::Duration::from_secs(seconds as u64));
@@ -412,7 +430,7 @@ impl Engine {
                 debug!("{n} device(s) of {aor} removed by another node");
             }
         }
-        self.removed(aor, removed, "a device another node removed");
+        self.removed(aor, removed, "a device another node removed", None);
     }
 
     /// A change for the other nodes (enable_dmq), sent at the end of the message or tick.
@@ -593,11 +611,23 @@ impl Engine {
         }
     }
 
-    /// Counts the devices of `aor` a removal took away (`what` names them in the error line) and
-    /// drops the AOR from the index if it has no device left.
-    fn removed(&self, aor: &str, removed: Result<usize, StoreError>, what: &str) {
+    /// Counts the devices of `aor` a removal took away (`what` names them in the error line),
+    /// tells the cluster `news` when it took any (this node's own removals), and drops the AOR
+    /// from the index if it has no device left.
+    fn removed(
+        &self,
+        aor: &str,
+        removed: Result<usize, StoreError>,
+        what: &str,
+        news: Option<News>,
+    ) {
         match removed {
-            Ok(n) => self.count_removed(n),
+            Ok(n) => {
+                self.count_removed(n);
+                if let (true, Some(news)) = (n > 0, news) {
+                    self.announce(news);
+                }
+            }
             Err(e) => error!("cannot remove {what} of {aor}: {e}"),
         }
         self.sync_index(aor);
@@ -615,13 +645,11 @@ impl Engine {
     pub(super) fn forget_dead_device(&mut self, aor: &str, device_id: &str) {
         if let Some(store) = &self.store {
             let removed = store.remove(aor, device_id).map(|r| r as usize);
-            if matches!(removed, Ok(n) if n > 0) {
-                self.announce(News::Removed {
-                    aor: aor.to_string(),
-                    device_id: device_id.to_string(),
-                });
-            }
-            self.removed(aor, removed, "a dead device");
+            let news = News::Removed {
+                aor: aor.to_string(),
+                device_id: device_id.to_string(),
+            };
+            self.removed(aor, removed, "a dead device", Some(news));
         }
     }
 

@@ -2133,3 +2133,33 @@ fn a_node_holding_a_call_is_told_even_of_a_refresh_elsewhere() {
     b.handle(usrloc_event("tokA", 5060, true, false));
     assert!(b.host.broadcast.borrow().is_empty());
 }
+
+#[test]
+fn a_phone_that_unregistered_here_is_not_offered_to_a_waiting_node() {
+    let mut b = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| c.enable_dmq = true);
+    b.handle(usrloc_event("tokA", 5060, true, true));
+    b.handle(ToDispatcher::Contact(ContactEvent {
+        local: true,
+        ..fcm_contact(ContactChange::Removed, "tokA", Some("<urn:uuid:a>"), 5060)
+    }));
+    b.host.broadcast.borrow_mut().clear();
+    // Another node holds a call for the AOR: this node has no live binding of it to offer (a
+    // relayed call would find nothing here).
+    let body = ClusterMessage::from(News::Awaiting {
+        aor: AOR.into(),
+        seconds: 35,
+    })
+    .encode()
+    .unwrap();
+    b.handle(ToDispatcher::Cluster(
+        ClusterMessage::decode(body.as_bytes(), Some("sip:10.0.0.1:5060")).unwrap(),
+    ));
+    assert!(b.told().is_empty(), "{:?}", b.told());
+    // It registers again: that is news for the waiting node.
+    b.handle(usrloc_event("tokA", 5060, true, false));
+    assert!(
+        matches!(&b.told()[..], [News::Registered { .. }, News::Device(_)]),
+        "{:?}",
+        b.told()
+    );
+}
