@@ -94,10 +94,7 @@ fn call_wakes(k: &Kamailio, phone: &Phone, rx: &Receiver<Request>, app: &str, ca
     let push = next_push(rx, &format!("for {call}"));
     check_push(&push, app, &format!("{call}-1"));
     let device = phone.wake(k, &call_id);
-    let (ok, out) = device.wait(Duration::from_secs(30));
-    assert!(ok, "{call}: the woken phone did not get the call:\n{out}");
-    let (ok, out) = caller.wait(Duration::from_secs(30));
-    assert!(ok, "{call}: the call was not answered:\n{out}");
+    assert_call_completed(device, caller, Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(1500));
 }
 

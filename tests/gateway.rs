@@ -86,10 +86,7 @@ fn push_gateway_in_front_of_a_plain_registrar_wakes_a_sleeping_phone() {
 
     // The phone registers again through the gateway and gets the call from the backend.
     let device = phone.wake(&gateway, "gw-%u");
-    let (ok, out) = device.wait(Duration::from_secs(30));
-    assert!(ok, "the woken phone did not get the call:\n{out}");
-    let (ok, out) = call.wait(Duration::from_secs(30));
-    assert!(ok, "the caller's call was not answered:\n{out}");
+    assert_call_completed(device, call, Duration::from_secs(30));
     assert!(no_call_pending(&gateway), "{}", pending(&gateway));
     assert_eq!(stat(&gateway, "resumed"), 1);
 }

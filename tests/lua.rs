@@ -47,10 +47,7 @@ fn lua_routing_script_wakes_a_sleeping_phone() {
     assert!(pending(&k).contains("lua-1"), "{}", pending(&k));
 
     let device = phone.wake(&k, "lua-%u");
-    let (ok, out) = device.wait(Duration::from_secs(30));
-    assert!(ok, "the woken phone did not get the call:\n{out}");
-    let (ok, out) = call.wait(Duration::from_secs(30));
-    assert!(ok, "the caller's call was not answered:\n{out}");
+    assert_call_completed(device, call, Duration::from_secs(30));
     assert!(no_call_pending(&k), "{}", pending(&k));
     assert_eq!(stat(&k, "suspended"), 1);
     assert_eq!(stat(&k, "resumed"), 1);

@@ -173,10 +173,7 @@ fn three_calls() -> (PushServer, Kamailio) {
     let call = caller(&k, "alice", "udp", "metrics-%u");
     server.wait_for(1, Duration::from_secs(10));
     let device = alice.wake(&k, "metrics-%u");
-    let (ok, out) = device.wait(Duration::from_secs(30));
-    assert!(ok, "the woken device did not get the call:\n{out}");
-    let (ok, out) = call.wait(Duration::from_secs(30));
-    assert!(ok, "the call was not answered:\n{out}");
+    assert_call_completed(device, call, Duration::from_secs(30));
     // carol's push is refused, dave's token is dead: both calls fail at once.
     let (ok, out) = caller_expecting(&k, "carol", "udp", 480).wait(Duration::from_secs(30));
     assert!(ok, "carol's caller:\n{out}");

@@ -46,10 +46,7 @@ fn python_routing_script_wakes_a_sleeping_phone() {
     assert_eq!(pushes.len(), 1, "no push arrived");
     assert_eq!(pushes[0].json()["call_id"], "py-1");
     let device = phone.wake(&k, "py-%u");
-    let (ok, out) = device.wait(Duration::from_secs(30));
-    assert!(ok, "the woken phone did not get the call:\n{out}");
-    let (ok, out) = call.wait(Duration::from_secs(30));
-    assert!(ok, "the caller's call was not answered:\n{out}");
+    assert_call_completed(device, call, Duration::from_secs(30));
     assert!(no_call_pending(&k), "{}", pending(&k));
     assert_eq!(stat(&k, "resumed"), 1);
 }

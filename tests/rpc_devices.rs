@@ -279,10 +279,7 @@ fn a_device_added_over_rpc_is_pushed_and_gets_the_call() {
     assert_eq!(body["app_id"], APP);
     assert_eq!(body["callee_aor"], "carol");
     let device = phone.wake(&k, "rpc-added-%u");
-    let (ok, out) = device.wait(Duration::from_secs(30));
-    assert!(ok, "the woken device did not get the call:\n{out}");
-    let (ok, out) = call.wait(Duration::from_secs(30));
-    assert!(ok, "the call was not answered:\n{out}");
+    assert_call_completed(device, call, Duration::from_secs(30));
     assert_eq!(stat(&k, "resumed"), 1);
     // The REGISTER (same instance) updated the record: still one device.
     assert_eq!(

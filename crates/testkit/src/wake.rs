@@ -228,6 +228,22 @@ impl Phone {
     }
 }
 
+/// Waits for a woken phone's sipp and its caller's together and fails with both traces if either
+/// did not complete its call: a call that breaks on one side often shows why only on the other
+/// (a caller aborting on an answer never sends the BYE the phone waits for).
+pub fn assert_call_completed(device: Sipp, caller: Sipp, timeout: Duration) {
+    let caller = std::thread::spawn(move || caller.wait(timeout));
+    let (device_ok, device_out) = device.wait(timeout);
+    let (caller_ok, caller_out) = caller.join().expect("waiting for the caller");
+    let verdict = |ok: bool| if ok { "done" } else { "FAILED" };
+    assert!(
+        device_ok && caller_ok,
+        "the call did not complete: phone {}, caller {}\n--- phone ---\n{device_out}\n--- caller ---\n{caller_out}",
+        verdict(device_ok),
+        verdict(caller_ok)
+    );
+}
+
 pub fn caller(k: &Kamailio, user: &str, transport: &str, call_id: &str) -> Sipp {
     let mut args = transport_args(transport);
     args.extend(["-key", "user", user, "-cid_str", call_id]);
