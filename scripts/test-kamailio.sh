@@ -21,7 +21,9 @@ restore() {
   fi
 }
 trap restore EXIT
-envfile="$(./scripts/build-kamailio.sh "$series" | tee /dev/stderr | tail -1)"
+# The build's lines go to stderr through a pipe: `tee /dev/stderr` would reopen a log file that
+# stderr points to with O_TRUNC and wipe everything the run had written before (CI logs full of NULs).
+envfile="$(./scripts/build-kamailio.sh "$series" | tee >(cat >&2) | tail -1)"
 set -a
 # shellcheck disable=SC1090
 . "$envfile"
