@@ -24,10 +24,6 @@ const A: usize = 0;
 const B: usize = 1;
 const C: usize = 2;
 
-/// The woken phone's scenario: it answers at once, without a 180 (which, relayed through two
-/// nodes, can reach the caller after the 200: sipp's caller would fail on it).
-const WAKE: &str = "device_wake_answer.xml";
-
 /// A phone of `user` with a token and an instance of its own.
 fn phone(user: &str, transport: &'static str) -> Phone {
     let hex: String = user.bytes().map(|b| format!("{b:02x}")).collect::<String>();
@@ -134,7 +130,7 @@ fn woken_on(
     call: Sipp,
     call_id: &str,
 ) -> String {
-    let device = phone.wake_with(c.node(on), call_id, WAKE);
+    let device = phone.wake(c.node(on), call_id);
     let (ok, trace) = device.wait(Duration::from_secs(45));
     assert!(
         ok,
@@ -429,7 +425,7 @@ fn a_cut_link_brings_no_duplicate_resume_no_push_storm_and_heals_to_one_state() 
     let alice_call = held_call(&c, A, "alice", "udp", "c3-cut-alice-%u", 2);
     woken_on(&c, &alice, B, A, alice_call, "c3-cut-alice-%u");
     // ... carol's phone wakes on A (C does not hear it yet) ...
-    let carol_phone = carol.wake_with(c.node(A), "c3-cut-carol-%u", WAKE);
+    let carol_phone = carol.wake(c.node(A), "c3-cut-carol-%u");
     // ... and dave's phone registers on B for the first time, then sleeps.
     dave.register_then_sleep(c.node(B));
     let cut = Duration::from_secs(5);

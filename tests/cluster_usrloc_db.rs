@@ -128,8 +128,7 @@ fn with_a_shared_location_database_a_call_held_on_a_is_delivered_through_b() {
     assert_eq!(push.json()["callee_aor"], "alice");
     assert!(pending(&a).contains("uldb-1"), "{}", pending(&a));
     // The woken phone registers at B, then gets the call held on A.
-    // (200 at once, no 180: see tests/sipp/device_wake_answer.xml)
-    let device = phone.wake_with(&b, "uldb-%u", "device_wake_answer.xml");
+    let device = phone.wake(&b, "uldb-%u");
     let (ok, out) = device.wait(Duration::from_secs(30));
     assert!(
         ok,

@@ -624,7 +624,7 @@ impl Engine {
         match removed {
             Ok(n) => {
                 self.count_removed(n);
-                if let (true, Some(news)) = (n > 0, news) {
+                if let Some(news) = news.filter(|_| n > 0) {
                     self.announce(news);
                 }
             }

@@ -296,7 +296,6 @@ impl Rig {
         }
     }
 
-    /// The tokens the store holds for AOR.
     /// What this node told the other nodes of the cluster so far.
     fn told(&self) -> Vec<News> {
         self.host
@@ -307,6 +306,7 @@ impl Rig {
             .collect()
     }
 
+    /// The tokens the store holds for AOR.
     fn stored_tokens(&self) -> Vec<String> {
         // The engine batches its writes until its next tick.
         self.engine.flush_store();
