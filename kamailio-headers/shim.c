@@ -796,6 +796,7 @@ static int push_dmq_message(struct sip_msg *msg, peer_reponse_t *resp, dmq_node_
 	int len = 0;
 	int code;
 	str from = {NULL, 0};
+	str call_id = {NULL, 0};
 
 	if(parse_headers(msg, HDR_EOH_F, 0) == 0 && msg->content_length != NULL) {
 		len = get_content_length(msg);
@@ -816,7 +817,11 @@ static int push_dmq_message(struct sip_msg *msg, peer_reponse_t *resp, dmq_node_
 				&& msg->from->parsed != NULL) {
 			from = get_from(msg)->uri;
 		}
-		code = push_rs_dmq_message(body, len, from.s, from.len);
+		/* The Call-ID: a request tm retransmitted (DMQ answers statelessly) has the same one. */
+		if(msg->callid != NULL) {
+			call_id = msg->callid->body;
+		}
+		code = push_rs_dmq_message(body, len, from.s, from.len, call_id.s, call_id.len);
 	}
 	resp->resp_code = code;
 	resp->reason = code == 200 ? push_dmq_ok

@@ -138,7 +138,8 @@ int push_shim_dmq_bcast(const char *body, int len);
 int push_shim_set_dst_uri(struct sip_msg *msg, const char *uri, int len);
 
 /* Defined in Rust (src/callbacks.rs), called from shim.c. */
-int push_rs_dmq_message(const char *body, int len, const char *from, int from_len);
+int push_rs_dmq_message(const char *body, int len, const char *from, int from_len,
+		const char *call_id, int call_id_len);
 void push_rs_tm_event(unsigned int index, unsigned int label, int type, int code);
 void push_rs_contact_event(const push_contact_event_t *ev);
 void push_rs_script_edge(int post);

@@ -249,6 +249,8 @@ pub extern "C" fn push_rs_dmq_message(
     len: c_int,
     from: *const std::ffi::c_char,
     from_len: c_int,
+    call_id: *const std::ffi::c_char,
+    call_id_len: c_int,
 ) -> c_int {
     guard::call("dmq callback", 500, || {
         if body.is_null() || len <= 0 {
@@ -265,14 +267,20 @@ pub extern "C" fn push_rs_dmq_message(
             ))
             .into_owned()
         });
-        let message = match push_core::ipc::cluster::ClusterMessage::decode(bytes, from.as_deref())
-        {
-            Ok(m) => m,
-            Err(e) => {
-                push_core::warn!("a DMQ message for the push peer refused: {e}");
-                return 400;
-            }
-        };
+        let mut message =
+            match push_core::ipc::cluster::ClusterMessage::decode(bytes, from.as_deref()) {
+                Ok(m) => m,
+                Err(e) => {
+                    push_core::warn!("a DMQ message for the push peer refused: {e}");
+                    return 400;
+                }
+            };
+        // SAFETY: as the body: the Call-ID of the same message (or null), valid during the call.
+        message.request = (!call_id.is_null() && call_id_len > 0)
+            .then(|| unsafe {
+                std::slice::from_raw_parts(call_id as *const u8, call_id_len as usize)
+            })
+            .and_then(push_core::ipc::cluster::call_id);
         let Some(g) = state::get() else { return 500 };
         match g.sender().send(&ToDispatcher::Cluster(message)) {
             Ok(()) => 200,

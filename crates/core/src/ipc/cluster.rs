@@ -45,7 +45,70 @@ pub struct ClusterMessage {
     /// where a call resumed because of a `registered` message is relayed
     /// (`push_cluster_relay()`). Set by the receiving node; not in the body.
     pub node: Option<String>,
+    /// The Call-ID of the KDMQ request that carried it (set by the receiving node; not in the
+    /// body). DMQ answers statelessly, so a request tm retransmits (its answer was late or lost)
+    /// reaches the peer again: the dispatcher acts once per Call-ID ([`Retransmissions`]).
+    pub request: Option<String>,
     pub news: News,
+}
+
+/// The longest KDMQ Call-ID remembered (tm's are about 40 bytes); a longer one is not used.
+pub const MAX_CALL_ID: usize = 128;
+
+/// How long a KDMQ request is remembered: tm retransmits a non-INVITE request for at most
+/// `fr_timer` (30 s by default), and keeps the transaction 5 s more.
+pub const RETRANSMISSION_WINDOW: std::time::Duration = std::time::Duration::from_secs(64);
+/// At most this many remembered requests (the oldest is forgotten first).
+const MAX_REMEMBERED: usize = 16_384;
+
+/// The KDMQ requests a node acted on lately, to tell a retransmission from a new message.
+#[derive(Debug, Default)]
+pub struct Retransmissions {
+    seen: std::collections::HashSet<(Option<String>, String)>,
+    order: std::collections::VecDeque<(std::time::Instant, (Option<String>, String))>,
+}
+
+impl Retransmissions {
+    /// True the first time `message`'s request is seen (or when it has no Call-ID); false for
+    /// a retransmission of one acted on within [`RETRANSMISSION_WINDOW`].
+    pub fn first_time(&mut self, message: &ClusterMessage, now: std::time::Instant) -> bool {
+        while let Some((at, _)) = self.order.front() {
+            if now.saturating_duration_since(*at) < RETRANSMISSION_WINDOW
+                && self.order.len() < MAX_REMEMBERED
+            {
+                break;
+            }
+            if let Some((_, key)) = self.order.pop_front() {
+                self.seen.remove(&key);
+            }
+        }
+        let Some(id) = &message.request else {
+            return true;
+        };
+        let key = (message.node.clone(), id.clone());
+        if !self.seen.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back((now, key));
+        true
+    }
+
+    /// How many requests are remembered.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+/// A KDMQ request's Call-ID as the dispatcher remembers it: None if empty, too long or not
+/// printable ASCII (such a message is acted on, without the retransmission check).
+pub fn call_id(raw: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(raw).ok()?.trim();
+    (!text.is_empty() && text.len() <= MAX_CALL_ID && text.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| text.to_string())
 }
 
 /// What happened on the sending node.
@@ -290,11 +353,12 @@ impl ClusterMessage {
             },
         };
         let body = serde_json::to_string(&wire).ok()?;
-        // The receiver queues it with the sender's address (at most MAX_URI).
+        // The receiver queues it with the sender's address (at most MAX_URI) and the request's
+        // Call-ID (at most MAX_CALL_ID).
         let queued = postcard::to_allocvec(self)
             .map(|b| b.len())
             .unwrap_or(usize::MAX);
-        (body.len() <= MAX_BODY && queued + MAX_URI <= MAX_QUEUED).then_some(body)
+        (body.len() <= MAX_BODY && queued + MAX_URI + MAX_CALL_ID <= MAX_QUEUED).then_some(body)
     }
 
     /// Reads a body node `from` (its DMQ address, if known) sent; `Err` says why it is refused
@@ -405,6 +469,7 @@ impl ClusterMessage {
         };
         Ok(ClusterMessage {
             node: from.and_then(relay_uri),
+            request: None,
             news,
         })
     }
@@ -412,7 +477,11 @@ impl ClusterMessage {
 
 impl From<News> for ClusterMessage {
     fn from(news: News) -> ClusterMessage {
-        ClusterMessage { node: None, news }
+        ClusterMessage {
+            node: None,
+            request: None,
+            news,
+        }
     }
 }
 
@@ -578,5 +647,55 @@ mod tests {
         assert!(ClusterMessage::decode(huge.as_bytes(), None)
             .unwrap_err()
             .contains("bytes"));
+    }
+
+    #[test]
+    fn a_retransmission_is_told_from_a_new_request() {
+        let start = std::time::Instant::now();
+        let mut seen = Retransmissions::default();
+        let message = |node: &str, id: Option<&str>| {
+            let mut m = ClusterMessage::registered("alice", None, &binding());
+            m.node = Some(node.into());
+            m.request = id.map(String::from);
+            m
+        };
+        assert!(seen.first_time(&message("sip:a:5060", Some("x1")), start));
+        assert!(!seen.first_time(&message("sip:a:5060", Some("x1")), start));
+        // another request, or the same Call-ID from another node
+        assert!(seen.first_time(&message("sip:a:5060", Some("x2")), start));
+        assert!(seen.first_time(&message("sip:b:5060", Some("x1")), start));
+        // no Call-ID: always acted on, never remembered
+        assert!(seen.first_time(&message("sip:a:5060", None), start));
+        assert!(seen.first_time(&message("sip:a:5060", None), start));
+        assert_eq!(seen.len(), 3);
+        // after the window tm no longer retransmits: forgotten
+        let later = start + RETRANSMISSION_WINDOW;
+        assert!(seen.first_time(&message("sip:a:5060", Some("x1")), later));
+        assert_eq!(seen.len(), 1);
+    }
+
+    #[test]
+    fn remembered_requests_are_bounded() {
+        let now = std::time::Instant::now();
+        let mut seen = Retransmissions::default();
+        let mut m = ClusterMessage::registered("alice", None, &binding());
+        for n in 0..MAX_REMEMBERED + 100 {
+            m.request = Some(format!("id{n}"));
+            assert!(seen.first_time(&m, now));
+        }
+        assert!(seen.len() <= MAX_REMEMBERED);
+        // the newest are still known
+        assert!(!seen.first_time(&m, now));
+    }
+
+    #[test]
+    fn call_ids_are_bounded_and_printable() {
+        assert_eq!(call_id(b" abc@host ").as_deref(), Some("abc@host"));
+        assert_eq!(call_id(b""), None);
+        assert_eq!(call_id(b"a b"), None);
+        assert_eq!(call_id(b"a\x01b"), None);
+        assert_eq!(call_id(&[0xff, 0xfe]), None);
+        assert_eq!(call_id("x".repeat(MAX_CALL_ID + 1).as_bytes()), None);
+        assert!(call_id("x".repeat(MAX_CALL_ID).as_bytes()).is_some());
     }
 }

@@ -307,9 +307,17 @@ impl Engine {
 
     /// A message from another node of the cluster.
     pub(super) fn on_cluster(&mut self, message: ClusterMessage, host: &dyn Host) {
+        if !self.retransmissions.first_time(&message, now()) {
+            debug!(
+                "a DMQ message about {} came again from {} (a retransmission): already acted on",
+                message.aor(),
+                message.node.as_deref().unwrap_or("an unknown node")
+            );
+            return;
+        }
         self.count(|c| &c.cluster_received);
         let binding = message.binding();
-        let ClusterMessage { node, news } = message;
+        let ClusterMessage { node, news, .. } = message;
         match news {
             News::Registered { aor, instance, .. } => {
                 self.registered_elsewhere(&aor, binding, instance, node.as_deref(), host)

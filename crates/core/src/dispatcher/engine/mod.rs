@@ -129,6 +129,8 @@ pub struct Engine {
     /// a registration is news for the cluster when its binding was not alive here, and a node
     /// that starts waiting for an AOR hears of the live ones.
     local_bindings: devices::LocalBindings,
+    /// The KDMQ requests acted on lately: a retransmission of one is not acted on again.
+    retransmissions: crate::ipc::cluster::Retransmissions,
 }
 
 /// A device id fit for logs: an instance as is, a token-based id shortened.
@@ -234,6 +236,7 @@ impl Engine {
             outbox: Default::default(),
             awaited: HashMap::new(),
             local_bindings: Default::default(),
+            retransmissions: Default::default(),
         };
         engine.build_senders();
         engine

@@ -2047,6 +2047,52 @@ fn devices_another_node_tells_of_are_known_here_and_not_told_on() {
 }
 
 #[test]
+fn a_retransmitted_dmq_request_is_acted_on_once() {
+    let mut rig = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| c.enable_dmq = true);
+    let tell = |rig: &mut Rig, news: News, call_id: &str| {
+        let body = ClusterMessage::from(news).encode().unwrap();
+        let mut m = ClusterMessage::decode(body.as_bytes(), Some("sip:10.0.0.3:5060")).unwrap();
+        m.request = crate::ipc::cluster::call_id(call_id.as_bytes());
+        rig.handle(ToDispatcher::Cluster(m));
+        rig.engine.flush_store();
+    };
+    let device = Device {
+        aor: AOR.into(),
+        device_id: "<urn:uuid:x>".into(),
+        provider: "fcm".into(),
+        prid: "tokX".into(),
+        param: None,
+        app_id: None,
+        instance: Some("<urn:uuid:x>".into()),
+        contact: format!("sip:{AOR}@10.0.0.7:5060;pn-provider=fcm;pn-prid=tokX"),
+        user_agent: None,
+        updated_at: unix_now().as_secs() as i64,
+    };
+    let removed = News::Removed {
+        aor: AOR.into(),
+        device_id: "<urn:uuid:x>".into(),
+    };
+    tell(&mut rig, News::Device(device.clone()), "c1@10.0.0.3");
+    tell(&mut rig, removed.clone(), "c2@10.0.0.3");
+    assert!(rig.stored_tokens().is_empty());
+    // The phone registers again over there: told in a new request.
+    tell(&mut rig, News::Device(device), "c3@10.0.0.3");
+    assert_eq!(rig.stored_tokens(), vec!["tokX"]);
+    // tm retransmits the removal (its answer was lost): the newer device is not undone.
+    tell(&mut rig, removed.clone(), "c2@10.0.0.3");
+    assert_eq!(rig.stored_tokens(), vec!["tokX"]);
+    assert_eq!(rig.count(|c| &c.cluster_received), 3);
+    // The same Call-ID from another node is another request.
+    let body = ClusterMessage::from(removed).encode().unwrap();
+    let mut m = ClusterMessage::decode(body.as_bytes(), Some("sip:10.0.0.4:5060")).unwrap();
+    m.request = Some("c2@10.0.0.3".into());
+    rig.handle(ToDispatcher::Cluster(m));
+    rig.engine.flush_store();
+    assert!(rig.stored_tokens().is_empty());
+    assert_eq!(rig.count(|c| &c.cluster_received), 4);
+}
+
+#[test]
 fn devices_forgotten_here_are_told_to_the_cluster() {
     let mut rig = Rig::new(Box::new(|_| (200, Duration::ZERO)), |c| c.enable_dmq = true);
     rig.handle(usrloc_event("tokA", 5060, true, true));
