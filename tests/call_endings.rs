@@ -25,7 +25,7 @@ fn plain_config_timeout_answers_480_not_408() {
     assert!(ok, "{out}");
     let waited = start.elapsed();
     assert!(
-        waited >= Duration::from_millis(1800) && waited < Duration::from_millis(3800),
+        waited >= Duration::from_millis(1800) && waited < Duration::from_millis(6000),
         "{waited:?}"
     );
     // The call push, then the end-of-call push telling the phone it missed the call.
@@ -52,7 +52,7 @@ fn plain_config_dead_token_answers_480_at_once_despite_a_registered_binding() {
     let (ok, out) = caller_expecting(&k, "alice", "udp", 480).wait(Duration::from_secs(20));
     assert!(ok, "{out}");
     assert!(
-        start.elapsed() < Duration::from_secs(2),
+        start.elapsed() < Duration::from_secs(5),
         "{:?}",
         start.elapsed()
     );

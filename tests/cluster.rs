@@ -53,10 +53,7 @@ fn pair(
     let b = node(sb, push_url, pa, enable_dmq, timeout, debug, extra);
     for (k, other) in [(&a, pb), (&b, pa)] {
         assert!(
-            eventually(Duration::from_secs(20), || {
-                let nodes = k.kamcmd(&["dmq.list_nodes"]).unwrap_or_default();
-                nodes.contains(&format!("port: {other}")) && nodes.contains("status: active")
-            }),
+            eventually(Duration::from_secs(20), || dmq_sees_active(k, other)),
             "the DMQ nodes do not see each other:\n{}",
             k.kamcmd(&["dmq.list_nodes"]).unwrap_or_default()
         );

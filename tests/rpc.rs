@@ -22,13 +22,14 @@ fn push_send_never_holds_ctl_and_sends_a_test_push() {
     let answer = k.kamcmd(&["push.send", "carol"]).unwrap();
     let took = started.elapsed();
     assert!(
-        took < Duration::from_millis(2500),
+        took < Duration::from_millis(4000),
         "push.send held ctl for {took:?}"
     );
     assert!(answer.contains("no answer within"), "{answer}");
     let started = std::time::Instant::now();
     k.kamcmd(&["core.version"]).unwrap();
-    assert!(started.elapsed() < Duration::from_millis(500));
+    // (ctl is free again: not held until the push's answer, 8 s away)
+    assert!(started.elapsed() < Duration::from_secs(2));
     let push = server.wait_for(1, Duration::from_secs(2));
     assert_eq!(push[0].json()["type"], "test", "{:?}", push[0].body);
 }

@@ -64,7 +64,8 @@ fn refused_connections_end_calls_fast_then_the_breaker_opens_and_closes_again() 
     // While it is open, a call fails at once and no push is tried.
     let tried = count(&k.log_text(), "failed after");
     let took = call_480(&k);
-    assert!(took < Duration::from_secs(1), "{took:?}");
+    // (no push waited for: far less than a push attempt's 5 s, with room for a loaded machine)
+    assert!(took < Duration::from_secs(3), "{took:?}");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(count(&k.log_text(), "failed after"), tried);
     assert_eq!(count(&k.log_text(), "marked failing"), 1);

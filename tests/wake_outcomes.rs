@@ -17,7 +17,7 @@ fn user_without_push_device_gets_480_at_once_and_nothing_is_held() {
     let start = Instant::now();
     let (ok, out) = caller_expecting(&k, "nobody", "udp", 480).wait(Duration::from_secs(20));
     assert!(ok, "{out}");
-    assert!(start.elapsed() < Duration::from_secs(3));
+    assert!(start.elapsed() < Duration::from_secs(5));
     assert!(server.requests().is_empty());
     assert_eq!(stat(&k, "suspended"), 0);
     assert_eq!(stat(&k, "held_now"), 0);
@@ -201,7 +201,7 @@ fn slow_push_endpoint_still_wakes_the_phone() {
     assert!(ok, "{out}");
     let (ok, out) = call.wait(Duration::from_secs(20));
     assert!(ok, "{out}");
-    assert_eq!(stat(&k, "pushes_sent"), 1);
+    assert_eq!(stat_reaching(&k, "pushes_sent", 1), 1);
 }
 
 #[test]
@@ -233,7 +233,7 @@ fn push_refused_with_400_fails_the_call_fast() {
     let (ok, out) = caller_expecting(&k, "alice", "udp", 480).wait(Duration::from_secs(20));
     assert!(ok, "{out}");
     assert!(
-        start.elapsed() < Duration::from_secs(3),
+        start.elapsed() < Duration::from_secs(5),
         "480 took {:?}",
         start.elapsed()
     );
@@ -304,8 +304,9 @@ fn second_device_waking_while_the_call_rings_joins_and_can_answer() {
     assert!(ok, "{out}");
     let (ok, out) = ringing.wait(Duration::from_secs(20));
     assert!(ok, "the first device was not cancelled: {out}");
+    // (logged after the branch went out: waited for, not read at once)
     assert!(
-        k.log_text().contains("woke late: 1 branch(es) added"),
+        k.wait_for_log("woke late: 1 branch(es) added", Duration::from_secs(5)),
         "{}",
         k.log_text()
     );
@@ -376,7 +377,8 @@ fn caller_who_gives_up_stops_the_pushes_still_retrying() {
     let (ok, out) = call.wait(Duration::from_secs(20));
     assert!(ok, "{out}");
     assert!(no_call_pending(&k), "{}", pending(&k));
-    std::thread::sleep(Duration::from_millis(300));
+    // (a request already on its way when the push was stopped may still arrive)
+    std::thread::sleep(Duration::from_secs(1));
     let after_cancel = server.requests().len();
     // Backoff is at most 2 s between attempts: without stopping, more would come in 3 s.
     std::thread::sleep(Duration::from_secs(3));

@@ -387,6 +387,11 @@ impl Cluster {
         crate::wake::stat(self.node(i), name)
     }
 
+    /// Node `i`'s statistic once it reads `want` (or after 5 s): see [`crate::wake::stat_reaching`].
+    pub fn stat_reaching(&self, i: usize, name: &str, want: u64) -> u64 {
+        crate::wake::stat_reaching(self.node(i), name, want)
+    }
+
     /// Every device node `i` knows: (aor, device, token) as push.devices shows them (tokens
     /// shortened), sorted.
     pub fn devices(&self, i: usize) -> Vec<(String, String, String)> {
