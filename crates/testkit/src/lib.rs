@@ -304,6 +304,7 @@ impl Kamailio {
     }
 
     pub fn spawn_file(setup: Setup, cfg_path: &Path, defines: &[(&str, &str)]) -> Kamailio {
+        remember_panics();
         let log = setup.dir.join("kamailio.log");
         let log_file = fs::File::create(&log).unwrap();
         // The program and what comes before Kamailio's own arguments.
@@ -646,6 +647,40 @@ pub fn process_alive(pid: i32) -> bool {
     }
 }
 
+/// Why each failing test thread panicked (the start of its message), kept by a panic hook so that
+/// a Kamailio dropped during the panic can say it again after its log: a long log otherwise
+/// pushes the message out of view (CI shows only the end of the output).
+static PANICS: std::sync::Mutex<Vec<(std::thread::ThreadId, String)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Installs (once) a panic hook that records the message and then does what the previous hook did.
+fn remember_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let text = info.to_string();
+            let short: String = text.chars().take(600).collect();
+            if let Ok(mut panics) = PANICS.lock() {
+                panics.retain(|(id, _)| *id != std::thread::current().id());
+                panics.push((std::thread::current().id(), short));
+            }
+            previous(info);
+        }));
+    });
+}
+
+/// The recorded panic message of the current thread, if any.
+fn this_threads_panic() -> Option<String> {
+    let id = std::thread::current().id();
+    PANICS
+        .lock()
+        .ok()?
+        .iter()
+        .find(|(t, _)| *t == id)
+        .map(|(_, m)| m.clone())
+}
+
 impl Drop for Kamailio {
     fn drop(&mut self) {
         let pgid = self.pid as i32;
@@ -664,6 +699,12 @@ impl Drop for Kamailio {
                 self.log.display(),
                 self.log_text()
             );
+            if let Some(why) = this_threads_panic() {
+                eprintln!(
+                    "----- the test {} failed: {why} (more above) -----",
+                    std::thread::current().name().unwrap_or("?")
+                );
+            }
         }
     }
 }
