@@ -342,21 +342,10 @@ impl Cluster {
 
     /// The addresses node `i` lists as active DMQ nodes (itself included).
     pub fn dmq_active(&self, i: usize) -> BTreeSet<String> {
-        let text = self.node(i).kamcmd(&["dmq.list_nodes"]).unwrap_or_default();
-        let mut active = BTreeSet::new();
-        // One block per node: host, port, ..., status.
-        let mut host = None;
-        for line in text.lines().map(str::trim) {
-            if let Some(h) = line.strip_prefix("host: ") {
-                host = Some(h.trim().to_string());
-            }
-            if line.strip_prefix("status: ").map(str::trim) == Some("active") {
-                if let Some(h) = host.take() {
-                    active.insert(h);
-                }
-            }
-        }
-        active
+        crate::wake::dmq_active_nodes(self.node(i))
+            .into_iter()
+            .map(|(host, _)| host)
+            .collect()
     }
 
     /// The pushes the push server received so far (each checked for the webhook signature).

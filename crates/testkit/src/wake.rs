@@ -268,37 +268,42 @@ pub fn stat(k: &Kamailio, name: &str) -> u64 {
         .unwrap()
 }
 
-/// Whether `k`'s DMQ lists the node on `port` as active (`dmq.list_nodes`: one block per node,
-/// `host`, `port`, ..., `status`; `k`'s own entry, active too, does not count).
-pub fn dmq_sees_active(k: &Kamailio, port: u16) -> bool {
+/// The (host, port) of every node `k`'s DMQ lists as active, its own entry included
+/// (`dmq.list_nodes`: one block per node, `host`, `port`, ..., `status`).
+pub fn dmq_active_nodes(k: &Kamailio) -> Vec<(String, Option<u16>)> {
     let text = k.kamcmd(&["dmq.list_nodes"]).unwrap_or_default();
-    let mut this_port = None;
+    let mut active = Vec::new();
+    let mut node: Option<(String, Option<u16>)> = None;
     for line in text.lines().map(str::trim) {
-        if line.starts_with("host: ") {
-            this_port = None;
+        if let Some(h) = line.strip_prefix("host: ") {
+            node = Some((h.trim().to_string(), None));
         } else if let Some(p) = line.strip_prefix("port: ") {
-            this_port = p.trim().parse::<u16>().ok();
-        } else if let Some(status) = line.strip_prefix("status: ") {
-            if this_port == Some(port) && status.trim() == "active" {
-                return true;
+            if let Some((_, port)) = node.as_mut() {
+                *port = p.trim().parse().ok();
             }
+        } else if line.strip_prefix("status: ").map(str::trim) == Some("active") {
+            active.extend(node.take());
         }
     }
-    false
+    active
+}
+
+/// Whether `k`'s DMQ lists the node on `port` as active (`k`'s own entry, active too, is on
+/// another port).
+pub fn dmq_sees_active(k: &Kamailio, port: u16) -> bool {
+    dmq_active_nodes(k).iter().any(|(_, p)| *p == Some(port))
 }
 
 /// The statistic `name` once it reads `want`, or its value after 5 s: for a counter bumped when
 /// an answer reaches the dispatcher, which may come after what the test saw (a push server
 /// records a request before it answers). `assert_eq!(stat_reaching(&k, "pushes_sent", 1), 1)`.
 pub fn stat_reaching(k: &Kamailio, name: &str, want: u64) -> u64 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let got = stat(k, name);
-        if got == want || std::time::Instant::now() >= deadline {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    let mut got = 0;
+    eventually(Duration::from_secs(5), || {
+        got = stat(k, name);
+        got == want
+    });
+    got
 }
 
 /// A copy of the sipp scenario tests/sipp/`template` with STATUS replaced by `status`, in
